@@ -1,0 +1,340 @@
+/**
+ * One upstream attempt: the request leg through http-proxy-3, the timers (connect, first byte,
+ * idle), the guard for an upstream that dies mid-response, and the relay to the client with
+ * backpressure. It never writes an error itself; it reports one, and whether headers had gone out.
+ */
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { RequestContext } from './context.js';
+import {
+  fromSocketError,
+  GatewayError,
+  UpstreamConnectTimeoutError,
+  UpstreamConnectionLostError,
+  UpstreamFirstByteTimeoutError,
+  UpstreamHttpError,
+  UpstreamIdleTimeoutError,
+  UpstreamIncompleteStreamError,
+  UpstreamMalformedError,
+  UpstreamTooLargeError,
+  InternalError,
+} from './errors.js';
+import { clientResponseHeaders } from './headers.js';
+import type { GatewayHooks } from './hooks.js';
+import { parseFrame, serializeEvent, SseFramer, SseFrameTooLargeError } from './sse.js';
+import type { OutgoingRequest } from './types.js';
+import type { Upstream } from './upstream.js';
+
+export type AttemptResult =
+  | { kind: 'ok' }
+  /** `committed`: response headers had gone to the client, so only a terminal write is possible. */
+  | { kind: 'failed'; error: GatewayError; committed: boolean }
+  | { kind: 'aborted' };
+
+type Phase = 'connect' | 'firstByte' | 'body' | 'settled';
+
+/** Error bodies are small; keep at most this much for classification and pass-through. */
+const MAX_ERROR_BODY = 256 * 1024;
+/** After a terminal event, how long the rest of the upstream body may take before the socket is dropped. */
+const DRAIN_GRACE_MS = 1000;
+
+export interface AttemptDeps {
+  hooks: GatewayHooks;
+  maxEventBytes: number;
+}
+
+export class Attempt {
+  private phase: Phase = 'connect';
+  private timer: NodeJS.Timeout | undefined;
+  private proxyReq: ClientRequest | undefined;
+  private proxyRes: IncomingMessage | undefined;
+  private framer: SseFramer | undefined;
+  private out = '';
+  private stopped: GatewayError | true | undefined;
+  private errorChunks: Buffer[] | undefined;
+  private errorBytes = 0;
+  private resolve!: (r: AttemptResult) => void;
+  readonly done: Promise<AttemptResult>;
+
+  constructor(
+    private readonly deps: AttemptDeps,
+    readonly ctx: RequestContext,
+    readonly upstream: Upstream,
+    readonly outgoing: OutgoingRequest,
+  ) {
+    this.done = new Promise((r) => (this.resolve = r));
+    this.arm(upstream.timeouts.connect);
+  }
+
+  /** http-proxy-3 created the upstream request and gave it a socket. */
+  onProxyReq(proxyReq: ClientRequest): void {
+    this.proxyReq = proxyReq;
+    if (this.phase === 'settled') {
+      proxyReq.destroy();
+      return;
+    }
+    const socket = proxyReq.socket as Socket | null;
+    if (socket === null || !socket.connecting) return this.onConnected();
+    socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', this.onConnected);
+  }
+
+  private readonly onConnected = (): void => {
+    if (this.phase !== 'connect') return;
+    this.phase = 'firstByte';
+    this.arm(this.upstream.timeouts.firstByte);
+  };
+
+  /** Whether this response answers this attempt's request (and not an earlier, cancelled one). */
+  owns(proxyRes: IncomingMessage): boolean {
+    return (proxyRes as IncomingMessage & { req?: ClientRequest }).req === this.proxyReq;
+  }
+
+  /** Response headers arrived. */
+  onResponse(proxyRes: IncomingMessage): void {
+    if (this.phase === 'settled') {
+      proxyRes.destroy();
+      return;
+    }
+    this.proxyRes = proxyRes;
+    this.phase = 'body';
+    this.arm(this.upstream.timeouts.idle);
+    const ctx = this.ctx;
+    const status = proxyRes.statusCode ?? 502;
+    const sse = (proxyRes.headers['content-type'] ?? '').startsWith('text/event-stream');
+    ctx.responseHeaders = clientResponseHeaders(proxyRes.headers, sse);
+    this.deps.hooks.upstreamResponse.call(ctx, this.upstream, proxyRes);
+    proxyRes.on('error', this.onUpstreamError);
+    proxyRes.on('close', this.onUpstreamClose);
+    if (status >= 400) {
+      this.errorChunks = [];
+      proxyRes.on('data', this.onErrorData);
+      proxyRes.on('end', this.onErrorEnd);
+      return;
+    }
+    if (sse) this.framer = new SseFramer(this.deps.maxEventBytes);
+    ctx.res.writeHead(status, ctx.responseHeaders);
+    proxyRes.on('data', this.onData);
+    proxyRes.on('end', this.onEnd);
+  }
+
+  /** A socket error reported by http-proxy-3 (connect refused, reset, hang up). */
+  onTransportError(err: Error): void {
+    if (this.phase === 'settled') return;
+    const phase = this.phase === 'body' ? 'stream' : this.phase === 'connect' ? 'connect' : 'headers';
+    this.fail(fromSocketError(err as NodeJS.ErrnoException, phase));
+  }
+
+  /** The client went away: stop everything, never retry. */
+  cancel(): void {
+    if (this.phase === 'settled') return;
+    this.settle({ kind: 'aborted' });
+    this.destroyUpstream();
+  }
+
+  // --- body relay -------------------------------------------------------------------------
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.phase !== 'body') return; // draining after a terminal event
+    this.timer?.refresh();
+    const ctx = this.ctx;
+    if (ctx.firstByteAt === undefined) {
+      ctx.firstByteAt = performance.now();
+      this.deps.hooks.firstByte.call(ctx);
+    }
+    let ok: boolean;
+    if (this.framer === undefined) {
+      ok = ctx.res.write(chunk);
+    } else {
+      try {
+        this.framer.push(chunk, this.onFrame);
+      } catch (err) {
+        this.stopped =
+          err instanceof SseFrameTooLargeError
+            ? new UpstreamTooLargeError(err.message, { phase: 'stream' })
+            : err instanceof GatewayError
+              ? err
+              : new InternalError('stream processing failed', { cause: err, phase: 'stream' });
+      }
+      const out = this.out;
+      this.out = '';
+      ok = out.length === 0 ? true : ctx.res.write(out);
+      if (this.stopped !== undefined) return this.afterStop();
+    }
+    if (!ok) this.pause();
+  };
+
+  private readonly onFrame = (raw: string): void => {
+    if (this.stopped !== undefined) return;
+    const parsed = parseFrame(raw);
+    if (parsed === undefined) {
+      this.out += raw; // comments pass through
+      return;
+    }
+    const ev = this.deps.hooks.streamEvent.call(parsed, this.ctx);
+    if (ev.fail !== undefined) {
+      this.stopped = ev.fail;
+      return;
+    }
+    if (ev.drop !== true) this.out += ev.raw ?? serializeEvent(ev);
+    if (ev.terminal === true) {
+      this.ctx.terminated = true;
+      this.stopped = true;
+    }
+  };
+
+  /** A terminal event was forwarded, or an event asked to fail the stream. */
+  private afterStop(): void {
+    const stopped = this.stopped!;
+    if (stopped === true) {
+      this.ctx.res.end();
+      this.drainUpstream();
+      this.settle({ kind: 'ok' });
+    } else {
+      this.destroyUpstream();
+      this.fail(stopped);
+    }
+  }
+
+  private readonly onEnd = (): void => {
+    if (this.phase !== 'body') return;
+    if (this.framer !== undefined) {
+      const rest = this.framer.rest();
+      if (rest.trim().length > 0) {
+        // The stream ended inside a frame: that frame never completed.
+        return this.fail(new UpstreamMalformedError('upstream ended the stream in the middle of an event', { phase: 'stream' }));
+      }
+      if (this.ctx.route?.requiresTerminalEvent === true && !this.ctx.terminated) {
+        return this.fail(new UpstreamIncompleteStreamError(undefined, { phase: 'stream' }));
+      }
+    }
+    this.ctx.res.end();
+    this.settle({ kind: 'ok' });
+  };
+
+  private readonly onUpstreamError = (err: Error): void => {
+    if (this.phase === 'settled') return;
+    this.fail(fromSocketError(err as NodeJS.ErrnoException, 'stream'));
+  };
+
+  /** http-proxy-3 does not report an upstream that dies mid-response; this guard does. */
+  private readonly onUpstreamClose = (): void => {
+    if (this.phase === 'settled' || this.proxyRes?.complete === true) return;
+    this.fail(new UpstreamConnectionLostError(undefined, { phase: 'stream' }));
+  };
+
+  private pause(): void {
+    const res = this.ctx.res;
+    this.proxyRes?.pause();
+    // A client that reads slowly is not an upstream stall: stop the idle clock meanwhile.
+    this.disarm();
+    res.once('drain', this.onDrain);
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.phase !== 'body') return;
+    this.arm(this.upstream.timeouts.idle);
+    this.proxyRes?.resume();
+  };
+
+  // --- error responses ------------------------------------------------------------------
+
+  private readonly onErrorData = (chunk: Buffer): void => {
+    this.timer?.refresh();
+    if (this.errorBytes >= MAX_ERROR_BODY) return;
+    this.errorChunks!.push(chunk);
+    this.errorBytes += chunk.length;
+  };
+
+  private readonly onErrorEnd = (): void => {
+    if (this.phase === 'settled') return;
+    const res = this.proxyRes!;
+    const body = Buffer.concat(this.errorChunks!);
+    this.fail(upstreamHttpError(res, body));
+  };
+
+  // --- plumbing ---------------------------------------------------------------------------
+
+  private fail(error: GatewayError): void {
+    if (this.phase === 'settled') return;
+    const committed = this.ctx.res.headersSent;
+    if (this.out.length > 0 && committed) {
+      // Events parsed before the failure still reach the client, in order, before the terminal one.
+      this.ctx.res.write(this.out);
+      this.out = '';
+    }
+    this.destroyUpstream();
+    this.settle({ kind: 'failed', error, committed });
+  }
+
+  private settle(result: AttemptResult): void {
+    if (this.phase === 'settled') return;
+    this.phase = 'settled';
+    this.disarm();
+    this.resolve(result);
+  }
+
+  private arm(ms: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = ms > 0 ? setTimeout(this.onTimeout, ms) : undefined;
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private readonly onTimeout = (): void => {
+    this.timer = undefined;
+    const phase = this.phase;
+    if (phase === 'connect') this.fail(new UpstreamConnectTimeoutError(undefined, { phase: 'connect' }));
+    else if (phase === 'firstByte') this.fail(new UpstreamFirstByteTimeoutError(undefined, { phase: 'headers' }));
+    else if (phase === 'body') this.fail(new UpstreamIdleTimeoutError(undefined, { phase: 'stream' }));
+  };
+
+  private destroyUpstream(): void {
+    this.disarm();
+    this.proxyRes?.destroy();
+    this.proxyReq?.destroy();
+  }
+
+  /** Reads and discards what follows a terminal event, so the keep-alive socket can be reused. */
+  private drainUpstream(): void {
+    const res = this.proxyRes;
+    if (res === undefined || res.complete) return;
+    const guard = setTimeout(() => res.destroy(), DRAIN_GRACE_MS);
+    res.once('end', () => clearTimeout(guard));
+    res.once('close', () => clearTimeout(guard));
+    res.resume();
+  }
+}
+
+/** Reads an upstream error body: OpenAI's `{error:{…}}`, Codex's `{detail}`, or anything else. */
+function upstreamHttpError(res: IncomingMessage, body: Buffer): UpstreamHttpError {
+  const status = res.statusCode ?? 502;
+  let message = `Upstream returned HTTP ${status}`;
+  let type = status === 429 ? 'rate_limit_error' : status >= 500 ? 'upstream_error' : 'invalid_request_error';
+  let code: string | null = null;
+  const contentType = res.headers['content-type'] ?? '';
+  if (contentType.includes('json') || body[0] === 0x7b) {
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+      const err = (parsed.error ?? parsed) as Record<string, unknown>;
+      if (typeof err === 'object' && err !== null) {
+        if (typeof err.message === 'string') message = err.message;
+        else if (typeof parsed.detail === 'string') message = parsed.detail;
+        if (typeof err.type === 'string') type = err.type;
+        if (typeof err.code === 'string') code = err.code;
+      } else if (typeof err === 'string') {
+        message = err;
+      }
+    } catch {
+      message += ' with a malformed JSON body';
+    }
+  } else if (body.length > 0) {
+    message += ` (${contentType.split(';')[0] || 'unknown content type'})`;
+  }
+  return new UpstreamHttpError(status, res.headers, body, message, type, code);
+}

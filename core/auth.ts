@@ -1,0 +1,46 @@
+/** Client authentication: `Authorization: Bearer <key>` or `x-api-key`, compared in constant time. */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+
+interface KeyEntry {
+  name: string;
+  digest: Buffer;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export class ClientAuth {
+  private readonly keys: KeyEntry[];
+
+  constructor(keys: readonly { name: string; key: string }[]) {
+    // Comparing fixed-length digests keeps the time independent of where the strings differ.
+    this.keys = keys.map((k) => ({ name: k.name, digest: digest(k.key) }));
+  }
+
+  get enabled(): boolean {
+    return this.keys.length > 0;
+  }
+
+  /** The name of the matching key, or undefined. Every key is compared, match or not. */
+  authenticate(headers: IncomingHttpHeaders): string | undefined {
+    const presented = presentedKey(headers);
+    if (presented === undefined) return undefined;
+    const d = digest(presented);
+    let match: string | undefined;
+    for (const k of this.keys) {
+      if (timingSafeEqual(d, k.digest) && match === undefined) match = k.name;
+    }
+    return match;
+  }
+}
+
+export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
+  const auth = headers.authorization;
+  if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ') return auth.slice(7).trim();
+  const apiKey = headers['x-api-key'];
+  return typeof apiKey === 'string' && apiKey.length > 0 ? apiKey : undefined;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -1,0 +1,97 @@
+/** Reads a request body once, within the size limit, and decodes it for JSON routes. */
+import type { IncomingMessage } from 'node:http';
+import zlib from 'node:zlib';
+import { BodyTooLargeError, ClientAbortError, type GatewayError, InvalidRequestError, UnsupportedMediaTypeError } from './errors.js';
+
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) return Promise.reject(tooLarge(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new ClientAbortError('Client closed the connection while sending the body', { phase: 'admission' }));
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('close', onClose);
+      req.off('error', onClose);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('close', onClose);
+    req.on('error', onClose);
+  });
+}
+
+function tooLarge(limit: number): GatewayError {
+  return new BodyTooLargeError(`Request body is larger than the limit of ${limit} bytes`, { phase: 'admission' });
+}
+
+type Decoder = (b: Buffer) => Buffer;
+const DECODERS: Record<string, Decoder | undefined> = {
+  gzip: (b) => zlib.gunzipSync(b),
+  'x-gzip': (b) => zlib.gunzipSync(b),
+  deflate: (b) => zlib.inflateSync(b),
+  br: (b) => zlib.brotliDecompressSync(b),
+  // Node ≥ 22.15 has zstd; on older Node the body is forwarded as sent, header included.
+  zstd: (zlib as unknown as { zstdDecompressSync?: Decoder }).zstdDecompressSync,
+  identity: (b) => b,
+};
+
+export interface DecodedBody {
+  body: Buffer;
+  /** The body could not be decoded here and must go upstream with its Content-Encoding. */
+  opaque: boolean;
+}
+
+/** Decodes Content-Encoding where this Node can; never leaves the header on a decoded body. */
+export function decodeBody(body: Buffer, encoding: string | undefined, limit: number): DecodedBody {
+  if (encoding === undefined || encoding === '' || encoding === 'identity') return { body, opaque: false };
+  const decoder = DECODERS[encoding.trim().toLowerCase()];
+  if (decoder === undefined) {
+    if (encoding.trim().toLowerCase() === 'zstd') return { body, opaque: true };
+    throw new InvalidRequestError(`Unsupported Content-Encoding: ${encoding}`, { param: 'content-encoding' });
+  }
+  let out: Buffer;
+  try {
+    out = decoder(body);
+  } catch {
+    throw new InvalidRequestError(`Request body is not valid ${encoding}`, { param: 'content-encoding' });
+  }
+  if (out.length > limit) throw tooLarge(limit);
+  return { body: out, opaque: false };
+}
+
+/** Parses a JSON object body; names the problem when it is not one. */
+export function parseJsonBody(body: Buffer, contentType: string | undefined): Record<string, unknown> {
+  if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType.trim())) {
+    throw new UnsupportedMediaTypeError(`Content-Type must be application/json, got ${contentType.split(';')[0]}`);
+  }
+  if (body.length === 0) throw new InvalidRequestError('Request body is empty: expected a JSON object');
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new InvalidRequestError(`Request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidRequestError('Request body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}

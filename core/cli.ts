@@ -1,0 +1,91 @@
+/** `tapgate --config config.yaml [--port N]`: boots the gateway and stops it gracefully on SIGTERM/SIGINT. */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfigFile } from './config.js';
+import { Gateway } from './gateway.js';
+import { PluginError } from './plugin-errors.js';
+
+const HELP = `Usage: tapgate [--config PATH] [--port N]
+
+A gateway for the OpenAI Responses API.
+
+Options:
+  -c, --config PATH   config file (default: ./config.yaml)
+  -p, --port N        listen on this port, overriding server.port
+  -h, --help          show this help
+  -v, --version       print the version
+
+Signals: SIGTERM or SIGINT stop accepting connections, let in-flight requests
+finish within server.drainTimeout, then exit 0.`;
+
+export async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c', default: './config.yaml' },
+        port: { type: 'string', short: 'p' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`tapgate: ${(err as Error).message}\n\n${HELP}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (args.version) {
+    const pkg = (await import('../package.json', { with: { type: 'json' } })).default as { version: string };
+    process.stdout.write(pkg.version + '\n');
+    return 0;
+  }
+  let port: number | undefined;
+  if (args.port !== undefined) {
+    port = Number(args.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      process.stderr.write(`tapgate: --port must be a whole number from 0 to 65535, got ${args.port}\n`);
+      return 2;
+    }
+  }
+
+  let gateway: Gateway;
+  try {
+    const loaded = loadConfigFile(resolve(args.config!));
+    gateway = await Gateway.create(loaded, port === undefined ? {} : { port });
+    await gateway.listen();
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof PluginError) {
+      process.stderr.write(`tapgate: ${err.name === 'ConfigError' ? '' : err.name + ': '}${err.message}\n`);
+    } else {
+      process.stderr.write(`tapgate: failed to start: ${(err as Error).stack ?? String(err)}\n`);
+    }
+    return 1;
+  }
+
+  return new Promise<number>((done) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        gateway.logger.warn({ signal }, 'second signal: exiting now');
+        done(1);
+        return;
+      }
+      stopping = true;
+      gateway.logger.info({ signal, inflight: gateway.inflight }, 'shutting down');
+      gateway.close().then(
+        () => done(0),
+        (err: unknown) => {
+          gateway.logger.error({ err }, 'shutdown failed');
+          done(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

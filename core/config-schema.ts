@@ -1,0 +1,87 @@
+/** The schema of config.yaml. Every object is strict: an unknown key fails at boot. */
+import { z } from 'zod';
+import { duration, integer, size } from './units.js';
+
+export const pluginEntrySchema = z.union([
+  z.string().min(1),
+  z.strictObject({
+    name: z.string().min(1),
+    options: z.record(z.string(), z.unknown()).optional(),
+  }),
+]);
+
+export const timeoutsSchema = z.strictObject({
+  /** TCP (and TLS) connect. */
+  connect: duration().default(10_000),
+  /** From request sent until the response headers arrive. */
+  firstByte: duration().default(300_000),
+  /** Between two body chunks of a response. */
+  idle: duration().default(300_000),
+});
+
+/** Keys every upstream has; each type adds its own (see the type's plugin). */
+export const upstreamBaseSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash and underscore'),
+  type: z.string().min(1),
+  /** Models this upstream serves; empty means any. */
+  models: z.array(z.string()).default([]),
+  /** Requests in flight at once; 0 means unlimited. */
+  maxConcurrency: integer(0, 100_000).default(0),
+  weight: integer(1, 1000).default(1),
+  priority: integer(0, 1000).default(0),
+  timeouts: timeoutsSchema.partial().optional(),
+});
+
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: integer(0, 65535).default(8787),
+      /** Largest request body accepted (413 beyond). */
+      bodyLimit: size().default(16 * 1024 * 1024),
+      /** On SIGTERM, how long in-flight requests may take to finish. */
+      drainTimeout: duration().default(30_000),
+      /** Slow-client guard: time allowed to send the request headers. */
+      headersTimeout: duration().default(30_000),
+      /** Time allowed to send the whole request. */
+      requestTimeout: duration().default(120_000),
+      keepAliveTimeout: duration().default(65_000),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      keys: z
+        .array(
+          z.strictObject({
+            name: z.string().min(1),
+            // Empty (an unset `${VAR:-}`) means "no key": skipped at boot with a warning.
+            key: z.string().refine((k) => k.length === 0 || k.length >= 8, 'a client key needs at least 8 characters'),
+          }),
+        )
+        .default([]),
+    })
+    .prefault({}),
+  proxy: z
+    .strictObject({
+      /** Attempts per request across upstreams, before the first byte reaches the client. */
+      maxAttempts: integer(1, 20).default(3),
+      timeouts: timeoutsSchema.prefault({}),
+      /** Largest single SSE event accepted from an upstream. */
+      maxEventBytes: size().default(16 * 1024 * 1024),
+      /** Short cooldown after a transient upstream failure (5xx, network). */
+      transientCooldown: duration().default(30_000),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  upstreams: z.array(upstreamBaseSchema.passthrough()).default([]),
+  plugins: z.array(pluginEntrySchema).default([]),
+});
+
+export type GatewayConfig = z.output<typeof configSchema>;
+export type UpstreamBaseConfig = z.output<typeof upstreamBaseSchema>;
+export type PluginEntry = z.output<typeof pluginEntrySchema>;
+export type Timeouts = z.output<typeof timeoutsSchema>;

@@ -1,0 +1,136 @@
+/**
+ * The gateway's error taxonomy. Every failure the core can meet is one named class with a fixed
+ * HTTP status, OpenAI error `type` and internal code, so classifiers and writers switch on the
+ * class (or `code`) instead of parsing messages.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+export type ErrorPhase = 'admission' | 'connect' | 'headers' | 'body' | 'stream' | 'internal';
+
+export interface GatewayErrorOptions {
+  cause?: unknown;
+  /** Seconds the client should wait (becomes `Retry-After`). */
+  retryAfter?: number;
+  /** The request parameter at fault (OpenAI `error.param`). */
+  param?: string | null;
+  phase?: ErrorPhase;
+}
+
+export class GatewayError extends Error {
+  /** Stable machine code, e.g. `UPSTREAM_IDLE_TIMEOUT`. */
+  readonly code: string;
+  readonly status: number;
+  /** OpenAI error `type`, e.g. `server_error`, `invalid_request_error`. */
+  readonly type: string;
+  /** Client-visible `error.code` before the `mapErrorCode` hook runs. */
+  errorCode: string | null;
+  retryAfter: number | undefined;
+  param: string | null;
+  phase: ErrorPhase;
+
+  constructor(code: string, status: number, type: string, message: string, opts: GatewayErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.status = status;
+    this.type = type;
+    this.errorCode = type;
+    this.retryAfter = opts.retryAfter;
+    this.param = opts.param ?? null;
+    this.phase = opts.phase ?? 'internal';
+  }
+}
+
+/** Each class is branded with its literal `code`, so `instanceof` narrows between them. */
+type ErrorClass<C extends string> = new (message?: string, opts?: GatewayErrorOptions) => GatewayError & { readonly code: C };
+
+/** Declares one named error class (in the style of @fastify/error). */
+function defineError<C extends string>(name: string, code: C, status: number, type: string, defaultMessage: string, errorCode?: string): ErrorClass<C> {
+  const cls = class extends GatewayError {
+    constructor(message: string = defaultMessage, opts: GatewayErrorOptions = {}) {
+      super(code, status, type, message, opts);
+      if (errorCode !== undefined) this.errorCode = errorCode;
+    }
+  };
+  Object.defineProperty(cls, 'name', { value: name });
+  return cls as unknown as ErrorClass<C>;
+}
+
+// Client-side faults.
+export const InvalidRequestError = defineError('InvalidRequestError', 'INVALID_REQUEST', 400, 'invalid_request_error', 'Invalid request', 'invalid_request');
+export const AuthenticationError = defineError('AuthenticationError', 'UNAUTHENTICATED', 401, 'authentication_error', 'Missing or invalid API key', 'invalid_api_key');
+export const NotFoundError = defineError('NotFoundError', 'NOT_FOUND', 404, 'invalid_request_error', 'Not found', 'not_found');
+export const BodyTooLargeError = defineError('BodyTooLargeError', 'BODY_TOO_LARGE', 413, 'invalid_request_error', 'Request body too large', 'request_too_large');
+export const UnsupportedMediaTypeError = defineError('UnsupportedMediaTypeError', 'UNSUPPORTED_MEDIA_TYPE', 415, 'invalid_request_error', 'Content-Type must be application/json', 'unsupported_media_type');
+export const ClientAbortError = defineError('ClientAbortError', 'CLIENT_ABORT', 499, 'client_error', 'Client closed the connection');
+
+// Pool and scheduling.
+export const NoUpstreamError = defineError('NoUpstreamError', 'NO_UPSTREAM', 503, 'server_error', 'No upstream can serve this request', 'no_upstream_available');
+export const AllUpstreamsCoolingError = defineError('AllUpstreamsCoolingError', 'ALL_UPSTREAMS_COOLING', 429, 'rate_limit_error', 'Every upstream that serves this model is rate limited');
+export const QueueFullError = defineError('QueueFullError', 'QUEUE_FULL', 429, 'rate_limit_error', 'Too many pending requests');
+
+// Transport faults, reply-from style: refused/DNS → 503, timeouts → 504, resets → 502.
+export const UpstreamConnectionRefusedError = defineError('UpstreamConnectionRefusedError', 'UPSTREAM_CONNECTION_REFUSED', 503, 'upstream_error', 'Upstream refused the connection');
+export const UpstreamDnsError = defineError('UpstreamDnsError', 'UPSTREAM_DNS', 503, 'upstream_error', 'Upstream host could not be resolved');
+export const UpstreamConnectTimeoutError = defineError('UpstreamConnectTimeoutError', 'UPSTREAM_CONNECT_TIMEOUT', 504, 'upstream_error', 'Timed out connecting to the upstream');
+export const UpstreamFirstByteTimeoutError = defineError('UpstreamFirstByteTimeoutError', 'UPSTREAM_FIRST_BYTE_TIMEOUT', 504, 'upstream_error', 'Timed out waiting for the upstream to respond');
+export const UpstreamIdleTimeoutError = defineError('UpstreamIdleTimeoutError', 'UPSTREAM_IDLE_TIMEOUT', 504, 'upstream_error', 'Upstream stream stalled: no data within the idle timeout');
+export const UpstreamResetError = defineError('UpstreamResetError', 'UPSTREAM_RESET', 502, 'upstream_error', 'Upstream connection reset before a response');
+export const UpstreamConnectionLostError = defineError('UpstreamConnectionLostError', 'UPSTREAM_CONNECTION_LOST', 502, 'server_error', 'upstream connection lost');
+export const UpstreamIncompleteStreamError = defineError('UpstreamIncompleteStreamError', 'UPSTREAM_INCOMPLETE_STREAM', 502, 'server_error', 'upstream closed the stream without a terminal event');
+export const UpstreamMalformedError = defineError('UpstreamMalformedError', 'UPSTREAM_MALFORMED', 502, 'upstream_error', 'Upstream sent a malformed response');
+export const UpstreamTooLargeError = defineError('UpstreamTooLargeError', 'UPSTREAM_FRAME_TOO_LARGE', 502, 'upstream_error', 'Upstream sent an event larger than the frame limit');
+export const InternalError = defineError('InternalError', 'INTERNAL', 500, 'server_error', 'Internal gateway error');
+export const ShuttingDownError = defineError('ShuttingDownError', 'SHUTTING_DOWN', 503, 'server_error', 'Gateway is shutting down', 'server_shutting_down');
+
+/** The upstream answered with an HTTP error status; its body and headers are kept for pass-through. */
+export class UpstreamHttpError extends GatewayError {
+  readonly upstreamHeaders: IncomingHttpHeaders;
+  readonly body: Buffer;
+  constructor(status: number, headers: IncomingHttpHeaders, body: Buffer, message: string, type: string, errorCode: string | null) {
+    super('UPSTREAM_HTTP_' + status, status, type, message, { phase: 'headers' });
+    this.upstreamHeaders = headers;
+    this.body = body;
+    this.errorCode = errorCode;
+  }
+}
+Object.defineProperty(UpstreamHttpError, 'name', { value: 'UpstreamHttpError' });
+
+/** The upstream reported a failure inside a 200 stream (`event: error` or similar). */
+export class UpstreamStreamError extends GatewayError {
+  constructor(message: string, type: string, errorCode: string | null) {
+    super('UPSTREAM_STREAM_ERROR', 502, type, message, { phase: 'stream' });
+    this.errorCode = errorCode;
+  }
+}
+Object.defineProperty(UpstreamStreamError, 'name', { value: 'UpstreamStreamError' });
+
+/** Turns a Node socket error into the matching typed error. */
+export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const opts = { cause: err, phase };
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return new UpstreamConnectionRefusedError(undefined, opts);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new UpstreamDnsError(undefined, opts);
+    default:
+      return phase === 'stream' || phase === 'body'
+        ? new UpstreamConnectionLostError(undefined, opts)
+        : new UpstreamResetError(undefined, opts);
+  }
+}
+
+export function toGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new InternalError(undefined, { cause: err });
+}
+
+/** The OpenAI error envelope. */
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export function openAIErrorBody(message: string, type: string, code: string | null, param: string | null = null): OpenAIErrorBody {
+  return { error: { message, type, param, code } };
+}

@@ -1,0 +1,261 @@
+/**
+ * The composition root. It builds, once at boot: the hooks, the core's own taps, the plugins
+ * (each in a child container), the upstream pool, the transport and the HTTP server. Then it
+ * seals the hooks, so nothing is created or tapped per request.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import type { DestinationStream } from 'pino';
+import { ClientAuth, isLoopbackHost } from './auth.js';
+import type { ConfigSource, LoadedConfig } from './config.js';
+import { upstreamBaseSchema, type GatewayConfig } from './config-schema.js';
+import { tapCore } from './core-taps.js';
+import { container, TOKENS, type DependencyContainer } from './di.js';
+import { ShuttingDownError } from './errors.js';
+import { createHooks, sealHooks, type GatewayHooks } from './hooks.js';
+import { createLogger, type Logger } from './logger.js';
+import { PluginApplyError } from './plugin-errors.js';
+import { loadPlugins, type LoadedPlugin } from './plugins.js';
+import { Pipeline } from './pipeline.js';
+import { UpstreamPool } from './pool.js';
+import { MemoryPoolState, type PoolStateStore } from './pool-state.js';
+import { Transport } from './transport.js';
+import { Upstream, UpstreamTypeRegistry } from './upstream.js';
+
+export interface GatewayOptions {
+  /** Where pino writes (tests capture it); stdout by default. */
+  logDestination?: DestinationStream;
+  /** Overrides `server.port` (the CLI's --port). */
+  port?: number;
+  /** A shared store in place of the in-memory one. */
+  poolState?: PoolStateStore;
+}
+
+export class Gateway {
+  readonly hooks: GatewayHooks;
+  readonly config: Readonly<GatewayConfig>;
+  readonly logger: Logger;
+  readonly upstreamTypes = new UpstreamTypeRegistry();
+  readonly container: DependencyContainer;
+  readonly server: http.Server;
+  private poolRef: UpstreamPool | undefined;
+  private plugins: LoadedPlugin[] = [];
+  private pipeline: Pipeline | undefined;
+  private transport: Transport | undefined;
+  private closing: Promise<void> | undefined;
+
+  private constructor(config: GatewayConfig, options: GatewayOptions) {
+    this.config = config;
+    this.logger = createLogger(config.log.level, options.logDestination);
+    this.hooks = createHooks();
+    this.container = container.createChildContainer();
+    this.container.register(TOKENS.Gateway, { useValue: this });
+    this.container.register(TOKENS.Hooks, { useValue: this.hooks });
+    this.container.register(TOKENS.Logger, { useValue: this.logger });
+    this.container.register(TOKENS.Config, { useValue: config });
+    this.server = http.createServer({
+      headersTimeout: config.server.headersTimeout,
+      requestTimeout: config.server.requestTimeout,
+      keepAliveTimeout: config.server.keepAliveTimeout,
+    });
+  }
+
+  /** The pool, available once boot has built it (plugins use it at request time). */
+  get pool(): UpstreamPool {
+    if (this.poolRef === undefined) throw new Error('tapgate: the upstream pool is built after plugins are applied');
+    return this.poolRef;
+  }
+
+  /** Boots a gateway from a loaded config. Throws ConfigError or a named PluginError on bad input. */
+  static async create(loaded: LoadedConfig, options: GatewayOptions = {}): Promise<Gateway> {
+    const config = loaded.config;
+    if (options.port !== undefined) config.server.port = options.port;
+    const gw = new Gateway(config, options);
+    try {
+      await gw.boot(loaded.source, options);
+    } catch (err) {
+      await gw.closePlugins();
+      throw err;
+    }
+    return gw;
+  }
+
+  private async boot(source: ConfigSource, options: GatewayOptions): Promise<void> {
+    const config = this.config;
+    for (const k of config.auth.keys) {
+      if (k.key === '') this.logger.warn({ keyName: k.name }, 'client key is empty (its variable is unset): skipped');
+    }
+    const auth = new ClientAuth(config.auth.keys.filter((k) => k.key !== ''));
+    if (!auth.enabled && !isLoopbackHost(config.server.host)) {
+      throw source.error([
+        {
+          path: ['auth', 'keys'],
+          ...source.locate(['auth']),
+          message: `no client keys are configured, so tapgate listens only on a loopback host; server.host is ${config.server.host}`,
+        } as never,
+      ]);
+    }
+    tapCore(this.hooks, { auth, transientCooldownMs: config.proxy.transientCooldown, logger: this.logger });
+
+    const configDir = dirname(source.file);
+    this.plugins = await loadPlugins(config.plugins, source, configDir, config.upstreams.map((u) => u.type), this.container);
+    for (const p of this.plugins) {
+      try {
+        await p.instance.apply(this);
+      } catch (err) {
+        throw new PluginApplyError(`plugin "${p.name}" failed in apply(): ${(err as Error).message}`, undefined, { cause: err });
+      }
+    }
+
+    this.poolRef = new UpstreamPool(this.buildUpstreams(source), options.poolState ?? new MemoryPoolState());
+    for (const u of this.poolRef.upstreams) {
+      const reason = this.upstreamTypes.get(u.type)?.check?.(u);
+      if (reason === undefined) continue;
+      this.poolRef.state.disable(u.name, reason);
+      this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
+    }
+    this.container.register(TOKENS.Pool, { useValue: this.poolRef });
+    sealHooks(this.hooks);
+
+    this.transport = new Transport({ hooks: this.hooks, maxEventBytes: config.proxy.maxEventBytes });
+    this.pipeline = new Pipeline(this.hooks, config, this.poolRef, this.transport, this.logger);
+    this.server.on('request', this.pipeline.handle);
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      // Malformed requests, oversized headers, slow clients: answer if the socket still can.
+      if (!socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = JSON.stringify({ error: { message: `Bad request (${err.code ?? 'parse error'})`, type: 'invalid_request_error', param: null, code: null } });
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
+  }
+
+  private buildUpstreams(source: ConfigSource): Upstream[] {
+    const issues = [];
+    const out: Upstream[] = [];
+    const names = new Set<string>();
+    for (let i = 0; i < this.config.upstreams.length; i++) {
+      const raw = this.config.upstreams[i]! as Record<string, unknown>;
+      const def = this.upstreamTypes.get(String(raw.type));
+      if (def === undefined) {
+        const known = this.upstreamTypes.names();
+        issues.push({
+          path: ['upstreams', i, 'type'],
+          ...source.locate(['upstreams', i, 'type']),
+          message: `unknown upstream type "${String(raw.type)}"; known types: ${known.length > 0 ? known.join(', ') : '(none: enable a plugin that provides one)'}`,
+        });
+        continue;
+      }
+      // Strict per type: the base keys plus the type's own, nothing else.
+      const schema = upstreamBaseSchema.extend(def.schema.shape).strict();
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) {
+        issues.push(...source.issuesFrom(parsed.error, ['upstreams', i]));
+        continue;
+      }
+      const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
+      if (names.has(value.name)) {
+        issues.push({ path: ['upstreams', i, 'name'], ...source.locate(['upstreams', i, 'name']), message: `duplicate upstream name "${value.name}"` });
+        continue;
+      }
+      names.add(value.name);
+      const base = upstreamBaseSchema.parse(raw);
+      const upstream = new Upstream(base, value, this.config.proxy.timeouts);
+      upstream.state = def.init?.(upstream);
+      out.push(upstream);
+    }
+    if (issues.length > 0) throw source.error(issues as never);
+    return out;
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const pathname = q < 0 ? url : url.slice(0, q);
+    // Routing needs a context; a throwaway one is fine for this rare path.
+    const probe = { method: req.method ?? 'GET', pathname, search: q < 0 ? '' : url.slice(q), req } as never;
+    let route;
+    try {
+      route = this.hooks.matchRoute.call(probe) ?? undefined;
+      if (this.hooks.upgrade.call({ req, socket, head, route, pathname }) === true) return;
+    } catch (err) {
+      this.logger.error({ err }, 'upgrade handler failed');
+    }
+    socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(): Promise<AddressInfo> {
+    const { host, port } = this.config.server;
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        const addr = this.server.address() as AddressInfo;
+        if (!this.config.auth.keys.some((k) => k.key !== '')) {
+          this.logger.warn({ host }, 'no client keys configured: accepting unauthenticated requests, on a loopback host only');
+        }
+        this.logger.info({ host: addr.address, port: addr.port, upstreams: this.pool.upstreams.map((u) => u.name), plugins: this.plugins.map((p) => p.name) }, 'tapgate listening');
+        resolve(addr);
+      });
+    });
+  }
+
+  /** The URL clients use, e.g. http://127.0.0.1:8787. */
+  get url(): string {
+    const addr = this.server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    return `http://${host}:${addr.port}`;
+  }
+
+  /** Requests in flight right now. */
+  get inflight(): number {
+    return this.pipeline?.inflight.size ?? 0;
+  }
+
+  /**
+   * Graceful stop: refuse new connections, let in-flight requests finish within the drain timeout,
+   * end the rest with the protocol's terminal error, then release plugins and sockets.
+   */
+  close(drainMs: number = this.config.server.drainTimeout): Promise<void> {
+    this.closing ??= this.doClose(drainMs);
+    return this.closing;
+  }
+
+  private async doClose(drainMs: number): Promise<void> {
+    const pipeline = this.pipeline;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    if (pipeline !== undefined) {
+      pipeline.draining = true;
+      const left = await pipeline.waitForIdle(drainMs);
+      for (const ctx of left) {
+        // Stop the relay first, so nothing is written after the terminal event.
+        ctx.activeAttempt?.cancel();
+        pipeline.fail(ctx, new ShuttingDownError('Gateway shut down before the response finished'));
+      }
+      if (left.length > 0) this.logger.warn({ count: left.length }, 'drain timeout: ended requests still in flight');
+      await pipeline.waitForIdle(1000);
+    }
+    this.server.closeAllConnections();
+    await closed;
+    this.transport?.close();
+    for (const u of this.poolRef?.upstreams ?? []) u.agent.destroy();
+    await this.closePlugins();
+    this.logger.info('tapgate stopped');
+    this.logger.flush();
+  }
+
+  private async closePlugins(): Promise<void> {
+    for (const p of [...this.plugins].reverse()) {
+      try {
+        await p.instance.close?.();
+      } catch (err) {
+        this.logger.error({ err, plugin: p.name }, 'plugin close failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The gateway's hooks: created once at boot, tapped by plugins in `apply`, frozen before the
+ * first request. tapable compiles each hook on its first call, so nothing here is per request.
+ */
+import { AsyncSeriesBailHook, AsyncSeriesWaterfallHook, SyncBailHook, SyncHook, SyncWaterfallHook } from 'tapable';
+import type { IncomingMessage } from 'node:http';
+import type { RequestContext } from './context.js';
+import type { GatewayError } from './errors.js';
+import type { Upstream } from './upstream.js';
+import type { Classification, OutgoingRequest, Outcome, Reply, RouteMatch, SseEvent, UpgradeRequest } from './types.js';
+
+export interface GatewayHooks {
+  // Lifecycle events: observe only.
+  /** A request arrived (before routing). */
+  readonly start: SyncHook<[RequestContext]>;
+  /** An upstream attempt is about to be sent. */
+  readonly upstreamAttempt: SyncHook<[RequestContext, Upstream, OutgoingRequest]>;
+  /** The upstream's response headers arrived (any status). */
+  readonly upstreamResponse: SyncHook<[RequestContext, Upstream, IncomingMessage]>;
+  /** The first body byte went to the client. */
+  readonly firstByte: SyncHook<[RequestContext]>;
+  /** Exactly once per request, on every path. */
+  readonly finish: SyncHook<[RequestContext, Outcome]>;
+
+  // Phases: admission → routing → upstream → response → log.
+  /** Which route is this? The first match wins. */
+  readonly matchRoute: SyncBailHook<[RequestContext], RouteMatch | void>;
+  /** Admission. A returned Reply answers locally and ends the chain. */
+  readonly request: AsyncSeriesBailHook<[RequestContext], Reply | void>;
+  /** Picks the upstream for an attempt from the candidates (the pool's eligible upstreams). */
+  readonly selectUpstream: AsyncSeriesBailHook<[RequestContext, Upstream[]], Upstream | void>;
+  /** Builds the outgoing request: URL, headers, body. */
+  readonly prepareUpstreamRequest: AsyncSeriesWaterfallHook<[OutgoingRequest, RequestContext, Upstream]>;
+  /** Observe or rewrite one SSE event of a streamed response. */
+  readonly streamEvent: SyncWaterfallHook<[SseEvent, RequestContext]>;
+
+  // Errors.
+  /** How to react to a failure: retry, switch, cool down. */
+  readonly classifyError: SyncBailHook<[GatewayError, RequestContext], Classification | void>;
+  /** The client-visible `error.code` for an error (code, type). */
+  readonly mapErrorCode: SyncWaterfallHook<[string | null, string, RequestContext]>;
+  /** Writes the error while no header has been sent. Exactly one of this and terminateStream runs per failure. */
+  readonly errorResponse: SyncBailHook<[RequestContext, GatewayError], true | void>;
+  /** Ends a response whose headers were already sent (a Responses stream: `response.failed`). */
+  readonly terminateStream: SyncBailHook<[RequestContext, GatewayError], true | void>;
+
+  /** A connection upgrade (WebSocket). A tap that takes the socket returns true. */
+  readonly upgrade: SyncBailHook<[UpgradeRequest], true | void>;
+}
+
+export function createHooks(): GatewayHooks {
+  return {
+    start: new SyncHook(['ctx']),
+    upstreamAttempt: new SyncHook(['ctx', 'upstream', 'outgoing']),
+    upstreamResponse: new SyncHook(['ctx', 'upstream', 'response']),
+    firstByte: new SyncHook(['ctx']),
+    finish: new SyncHook(['ctx', 'outcome']),
+    matchRoute: new SyncBailHook(['ctx']),
+    request: new AsyncSeriesBailHook(['ctx']),
+    selectUpstream: new AsyncSeriesBailHook(['ctx', 'candidates']),
+    prepareUpstreamRequest: new AsyncSeriesWaterfallHook(['outgoing', 'ctx', 'upstream']),
+    streamEvent: new SyncWaterfallHook(['event', 'ctx']),
+    classifyError: new SyncBailHook(['error', 'ctx']),
+    mapErrorCode: new SyncWaterfallHook(['code', 'type', 'ctx']),
+    errorResponse: new SyncBailHook(['ctx', 'error']),
+    terminateStream: new SyncBailHook(['ctx', 'error']),
+    upgrade: new SyncBailHook(['request']),
+  };
+}
+
+/** After boot no plugin may tap: a tap per request would recompile the hook every time. */
+export function sealHooks(hooks: GatewayHooks): Readonly<GatewayHooks> {
+  for (const hook of Object.values(hooks) as { tap: unknown; tapAsync?: unknown; tapPromise?: unknown }[]) {
+    const refuse = () => {
+      throw new Error('tapgate: hooks are sealed after boot; tap them in a plugin apply()');
+    };
+    hook.tap = refuse;
+    if (hook.tapAsync) hook.tapAsync = refuse;
+    if (hook.tapPromise) hook.tapPromise = refuse;
+  }
+  return Object.freeze(hooks);
+}

@@ -1,0 +1,203 @@
+/**
+ * The request pipeline, in fixed phases: start → routing → admission → body → upstream attempts
+ * (select → prepare → send, with failover before the first byte) → finish. Every failure ends in
+ * exactly one of errorResponse / terminateStream, and `finish` runs once on every path.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AttemptResult } from './attempt.js';
+import { decodeBody, parseJsonBody, readBody } from './body.js';
+import { RequestContext } from './context.js';
+import type { GatewayConfig } from './config-schema.js';
+import { ClientAbortError, GatewayError, NotFoundError, ShuttingDownError, toGatewayError } from './errors.js';
+import { forwardableRequestHeaders } from './headers.js';
+import type { GatewayHooks } from './hooks.js';
+import type { Logger } from './logger.js';
+import type { UpstreamPool } from './pool.js';
+import type { Transport } from './transport.js';
+import { HANDLED, type OutgoingRequest, type Outcome, type Reply } from './types.js';
+import type { Upstream } from './upstream.js';
+
+export class Pipeline {
+  /** Requests not finished yet: what a graceful shutdown waits for. */
+  readonly inflight = new Set<RequestContext>();
+  draining = false;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    private readonly hooks: GatewayHooks,
+    private readonly config: GatewayConfig,
+    private readonly pool: UpstreamPool,
+    private readonly transport: Transport,
+    private readonly logger: Logger,
+  ) {}
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const ctx = new RequestContext(randomUUID(), req, res, this.logger);
+    this.inflight.add(ctx);
+    res.once('close', () => this.onClose(ctx));
+    void this.run(ctx);
+  };
+
+  private async run(ctx: RequestContext): Promise<void> {
+    const hooks = this.hooks;
+    try {
+      hooks.start.call(ctx);
+      if (this.draining) throw new ShuttingDownError('Gateway is shutting down; retry on a new connection');
+      ctx.route = hooks.matchRoute.call(ctx) ?? undefined;
+      const reply = await hooks.request.promise(ctx);
+      if (reply !== undefined) {
+        if (reply !== HANDLED) writeReply(ctx, reply);
+      } else if (ctx.route?.proxy === true) {
+        await this.proxy(ctx);
+      } else {
+        throw new NotFoundError(`No route for ${ctx.method} ${ctx.pathname}`, { phase: 'admission' });
+      }
+    } catch (err) {
+      this.fail(ctx, toGatewayError(err));
+    } finally {
+      this.finish(ctx);
+    }
+  }
+
+  private async proxy(ctx: RequestContext): Promise<void> {
+    const route = ctx.route!;
+    const limit = this.config.server.bodyLimit;
+    const raw = await readBody(ctx.req, limit);
+    const decoded = decodeBody(raw, ctx.req.headers['content-encoding'], limit);
+    ctx.body = decoded.body;
+    if (route.jsonBody === true && !decoded.opaque) {
+      const json = parseJsonBody(ctx.body, ctx.req.headers['content-type']);
+      ctx.json = json;
+      if (typeof json.model === 'string') ctx.model = json.model;
+      ctx.stream = json.stream === true;
+    }
+    const encoding = decoded.opaque ? ctx.req.headers['content-encoding'] : undefined;
+    const maxAttempts = this.config.proxy.maxAttempts;
+    let lastError: GatewayError | undefined;
+    for (;;) {
+      if (ctx.clientGone) return;
+      const candidates = this.pool.candidates(ctx.model, ctx.tried, Date.now());
+      if (candidates instanceof GatewayError) throw lastError ?? candidates;
+      const upstream = (await this.hooks.selectUpstream.promise(ctx, candidates)) ?? candidates[0]!;
+      ctx.upstream = upstream;
+      ctx.tried.push(upstream);
+      ctx.attempts++;
+      const result = await this.attempt(ctx, upstream, encoding);
+      if (result.kind !== 'failed') {
+        if (result.kind === 'ok') this.pool.state.clearCooldown(upstream.name, ctx.model);
+        return;
+      }
+      const error = result.error;
+      if (result.committed) throw error;
+      const verdict = this.hooks.classifyError.call(error, ctx) ?? { retry: 'none' };
+      if (verdict.cooldownMs !== undefined && verdict.cooldownMs > 0) {
+        const model = verdict.cooldownScope === 'account' ? undefined : ctx.model;
+        this.pool.state.cool(upstream.name, model, Date.now() + verdict.cooldownMs, error.message);
+      }
+      ctx.log.debug({ upstream: upstream.name, code: error.code, retry: verdict.retry }, 'attempt failed');
+      if (verdict.retry === 'none' || ctx.attempts >= maxAttempts || ctx.clientGone) throw error;
+      if (verdict.retry !== 'switch') ctx.tried.pop(); // same upstream again
+      if (verdict.retry === 'refresh') ctx.locals.refreshCredentials = true;
+      lastError = error;
+    }
+  }
+
+  /** One attempt, holding the upstream's concurrency slot until the response is done. */
+  private async attempt(ctx: RequestContext, upstream: Upstream, encoding: string | string[] | undefined): Promise<AttemptResult> {
+    this.pool.acquire(upstream);
+    try {
+      const headers = forwardableRequestHeaders(ctx.req.headers);
+      delete headers['content-encoding'];
+      if (encoding !== undefined) headers['content-encoding'] = String(encoding);
+      const base: OutgoingRequest = {
+        url: new URL(upstream.basePath + (ctx.route!.upstreamPath ?? ctx.pathname) + ctx.search, upstream.baseUrl),
+        headers,
+        body: ctx.body!,
+      };
+      const outgoing = await this.hooks.prepareUpstreamRequest.promise(base, ctx, upstream);
+      // The origin is the upstream's, whatever a tap did: the gateway never proxies to a client-chosen host.
+      if (outgoing.url.origin !== upstream.baseUrl.origin) throw new GatewayError('BAD_UPSTREAM_URL', 500, 'server_error', 'a plugin pointed the request away from its upstream');
+      if (ctx.clientGone) return { kind: 'aborted' };
+      this.hooks.upstreamAttempt.call(ctx, upstream, outgoing);
+      return await this.transport.send(ctx, upstream, outgoing);
+    } finally {
+      ctx.activeAttempt = undefined;
+      this.pool.release(upstream);
+    }
+  }
+
+  /** Ends a failed request: an HTTP error before headers, the protocol's terminal event after. */
+  fail(ctx: RequestContext, error: GatewayError): void {
+    ctx.error ??= error;
+    const res = ctx.res;
+    if (ctx.clientGone || res.writableEnded || res.destroyed) return;
+    if (error instanceof ClientAbortError) {
+      res.destroy();
+      return;
+    }
+    error.errorCode = this.hooks.mapErrorCode.call(error.errorCode ?? error.type, error.type, ctx);
+    try {
+      if (res.headersSent) this.hooks.terminateStream.call(ctx, error);
+      else this.hooks.errorResponse.call(ctx, error);
+    } catch (err) {
+      this.logger.error({ err, reqId: ctx.id }, 'error writer failed');
+      res.destroy();
+    }
+  }
+
+  private onClose(ctx: RequestContext): void {
+    if (!ctx.res.writableFinished) {
+      ctx.clientGone = true;
+      ctx.activeAttempt?.cancel();
+    }
+  }
+
+  private finish(ctx: RequestContext): void {
+    if (ctx.finished) return;
+    ctx.finished = true;
+    const res = ctx.res;
+    const kind = ctx.clientGone && !res.writableFinished ? 'client_abort' : ctx.error !== undefined ? 'error' : 'ok';
+    const outcome: Outcome = {
+      kind,
+      status: kind === 'client_abort' ? 499 : res.statusCode,
+      error: ctx.error,
+      durationMs: performance.now() - ctx.startedAt,
+    };
+    try {
+      this.hooks.finish.call(ctx, outcome);
+    } catch (err) {
+      this.logger.error({ err, reqId: ctx.id }, 'a finish tap threw');
+    }
+    this.inflight.delete(ctx);
+    if (this.inflight.size === 0) this.drained?.();
+  }
+
+  /** Resolves when no request is in flight, or after `ms`; returns the requests still running. */
+  waitForIdle(ms: number): Promise<RequestContext[]> {
+    if (this.inflight.size === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.drained = undefined;
+        resolve([...this.inflight]);
+      }, ms);
+      this.drained = () => {
+        clearTimeout(timer);
+        this.drained = undefined;
+        resolve([]);
+      };
+    });
+  }
+}
+
+function writeReply(ctx: RequestContext, reply: Exclude<Reply, typeof HANDLED>): void {
+  const res = ctx.res;
+  let body = reply.body;
+  const headers = { ...reply.headers };
+  if (body !== undefined && typeof body === 'object' && !Buffer.isBuffer(body)) {
+    body = JSON.stringify(body);
+    headers['content-type'] ??= 'application/json';
+  }
+  res.writeHead(reply.status, headers);
+  res.end(body);
+}

@@ -1,0 +1,126 @@
+/**
+ * Incremental Server-Sent Events framing. It splits a byte stream into frames at blank lines,
+ * whatever the chunking (CR, LF and CRLF line ends), keeps each frame's original text so an
+ * untouched event is forwarded as received, and parses the fields only once per frame.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import type { SseEvent } from './types.js';
+
+export class SseFrameTooLargeError extends Error {}
+
+export class SseFramer {
+  private readonly decoder = new StringDecoder('utf8');
+  private pending = '';
+  private pendingHasCR = false;
+
+  constructor(private readonly maxFrameChars: number) {}
+
+  /** Feeds one chunk; calls `onFrame` with the text of each complete frame (blank line included). */
+  push(chunk: Buffer, onFrame: (frame: string) => void): void {
+    const text = this.decoder.write(chunk);
+    if (text.length === 0) return;
+    // Resume the search just before the new text: a blank line may straddle the chunk boundary.
+    let from = this.pending.length > 2 ? this.pending.length - 2 : 0;
+    let s = this.pending.length === 0 ? text : this.pending + text;
+    let start = 0;
+    const hasCR = this.pendingHasCR || text.indexOf('\r') !== -1;
+    for (;;) {
+      const end = hasCR ? generalBoundary(s, start) : simpleBoundary(s, from, start);
+      if (end < 0) break;
+      onFrame(start === 0 && end === s.length ? s : s.slice(start, end));
+      start = end;
+      from = end;
+    }
+    s = start === 0 ? s : s.slice(start);
+    if (s.length > this.maxFrameChars) throw new SseFrameTooLargeError(`SSE event over ${this.maxFrameChars} characters`);
+    this.pending = s;
+    this.pendingHasCR = hasCR && s.indexOf('\r') !== -1;
+  }
+
+  /** Whatever is left when the stream ends: a frame without its closing blank line. */
+  rest(): string {
+    const rest = this.pending + this.decoder.end();
+    this.pending = '';
+    return rest;
+  }
+}
+
+/** LF-only text: the end index of the first frame (after "\n\n"), or -1. */
+function simpleBoundary(s: string, from: number, start: number): number {
+  // A frame that starts with "\n" is a stray blank line: it ends right there.
+  if (s.charCodeAt(start) === 10) return start + 1;
+  const i = s.indexOf('\n\n', from > start ? from : start);
+  return i < 0 ? -1 : i + 2;
+}
+
+/** Any mix of CR, LF and CRLF. A trailing CR waits for the next chunk: it may be half of a CRLF. */
+function generalBoundary(s: string, start: number): number {
+  let lineStart = start;
+  let i = start;
+  const n = s.length;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c !== 10 && c !== 13) {
+      i++;
+      continue;
+    }
+    let next = i + 1;
+    if (c === 13) {
+      if (next === n) return -1;
+      if (s.charCodeAt(next) === 10) next++;
+    }
+    if (i === lineStart) return next;
+    lineStart = next;
+    i = next;
+  }
+  return -1;
+}
+
+/** Parses one frame's fields. Returns undefined for a frame of comments only. */
+export function parseFrame(raw: string): SseEvent | undefined {
+  let event: string | undefined;
+  let data: string | undefined;
+  let hasField = false;
+  let pos = 0;
+  const n = raw.length;
+  while (pos < n) {
+    let end = pos;
+    while (end < n) {
+      const c = raw.charCodeAt(end);
+      if (c === 10 || c === 13) break;
+      end++;
+    }
+    if (end > pos && raw.charCodeAt(pos) !== 58 /* ':' comment */) {
+      const colon = raw.indexOf(':', pos);
+      let name: string;
+      let value: string;
+      if (colon < 0 || colon > end) {
+        name = raw.slice(pos, end);
+        value = '';
+      } else {
+        name = raw.slice(pos, colon);
+        const v = raw.charCodeAt(colon + 1) === 32 ? colon + 2 : colon + 1;
+        value = v <= end ? raw.slice(v, end) : '';
+      }
+      if (name === 'data') {
+        data = data === undefined ? value : data + '\n' + value;
+        hasField = true;
+      } else if (name === 'event') {
+        event = value;
+        hasField = true;
+      } else if (name === 'id' || name === 'retry') {
+        hasField = true;
+      }
+    }
+    pos = end + (raw.charCodeAt(end) === 13 && raw.charCodeAt(end + 1) === 10 ? 2 : 1);
+  }
+  if (!hasField) return undefined;
+  return { event, data: data ?? '', raw };
+}
+
+/** Serialises an event that a tap changed (raw cleared). */
+export function serializeEvent(e: SseEvent): string {
+  let out = e.event !== undefined ? `event: ${e.event}\n` : '';
+  for (const line of e.data.split('\n')) out += `data: ${line}\n`;
+  return out + '\n';
+}

@@ -1,0 +1,73 @@
+/** One configured upstream account, and the registry of upstream types plugins provide. */
+import http from 'node:http';
+import https from 'node:https';
+import { z } from 'zod';
+import type { Timeouts, UpstreamBaseConfig } from './config-schema.js';
+
+/** What a plugin registers to provide an upstream `type`. */
+export interface UpstreamTypeDefinition {
+  type: string;
+  /** Schema of the type's own keys; it must yield `baseUrl`. Base keys (name, models, …) are added by the core. */
+  schema: z.ZodObject;
+  /** Free-form per-upstream state the plugin keeps (credentials, token cache). */
+  init?(upstream: Upstream): unknown;
+  /** A reason the upstream cannot serve yet (e.g. no API key): it starts disabled, with that reason. */
+  check?(upstream: Upstream): string | undefined;
+}
+
+export class UpstreamTypeRegistry {
+  private readonly types = new Map<string, UpstreamTypeDefinition>();
+  register(def: UpstreamTypeDefinition): void {
+    if (this.types.has(def.type)) throw new Error(`upstream type "${def.type}" is already provided by another plugin`);
+    this.types.set(def.type, def);
+  }
+  get(type: string): UpstreamTypeDefinition | undefined {
+    return this.types.get(type);
+  }
+  names(): string[] {
+    return [...this.types.keys()];
+  }
+}
+
+export class Upstream {
+  readonly name: string;
+  readonly type: string;
+  readonly baseUrl: URL;
+  /** Base path without a trailing slash, e.g. `/v1`. */
+  readonly basePath: string;
+  readonly models: readonly string[];
+  readonly maxConcurrency: number;
+  readonly weight: number;
+  readonly priority: number;
+  readonly timeouts: Timeouts;
+  /** One keep-alive agent per upstream: without it http-proxy-3 sends `connection: close`. */
+  readonly agent: http.Agent;
+  /** The type's own validated keys (secrets included: never log this). */
+  readonly settings: Readonly<Record<string, unknown>>;
+  /** State owned by the type's plugin. */
+  state: unknown;
+
+  constructor(base: UpstreamBaseConfig, settings: Record<string, unknown> & { baseUrl: string }, timeouts: Timeouts) {
+    this.name = base.name;
+    this.type = base.type;
+    this.baseUrl = new URL(settings.baseUrl);
+    this.basePath = this.baseUrl.pathname.replace(/\/+$/, '');
+    this.models = base.models;
+    this.maxConcurrency = base.maxConcurrency;
+    this.weight = base.weight;
+    this.priority = base.priority;
+    this.timeouts = { ...timeouts, ...base.timeouts };
+    this.settings = settings;
+    const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, maxFreeSockets: 256, scheduling: 'lifo' as const };
+    this.agent = this.baseUrl.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+  }
+
+  serves(model: string | undefined): boolean {
+    return this.models.length === 0 || (model !== undefined && this.models.includes(model));
+  }
+
+  /** Safe to log and to show on a dashboard: no secret. */
+  describe(): { name: string; type: string; origin: string; models: readonly string[] } {
+    return { name: this.name, type: this.type, origin: this.baseUrl.origin, models: this.models };
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * Request correlation: accepts a sane inbound `X-Request-Id` / `X-Client-Request-Id` or keeps the
+ * generated UUID; returns it as `x-request-id`, forwards it upstream, and hands the upstream's own
+ * id back as `x-upstream-request-id`. Every log line of the request carries it.
+ */
+import { inject, injectable, TOKENS } from '../../core/di.js';
+import type { Gateway } from '../../core/gateway.js';
+import type { TapgatePlugin } from '../../core/plugin-api.js';
+import { Stage } from '../../core/stages.js';
+
+const NAME = 'request-id';
+const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function saneRequestId(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && SANE_ID.test(value) ? value : undefined;
+}
+
+@injectable()
+export default class RequestIdPlugin implements TapgatePlugin {
+  static readonly meta = { name: NAME };
+
+  constructor(@inject(TOKENS.PluginOptions) _options: object) {}
+
+  apply(gateway: Gateway): void {
+    const hooks = gateway.hooks;
+    hooks.start.tap({ name: NAME, stage: Stage.EARLY }, (ctx) => {
+      const headers = ctx.req.headers;
+      const inbound = saneRequestId(headers['x-request-id']) ?? saneRequestId(headers['x-client-request-id']);
+      if (inbound !== undefined) {
+        ctx.id = inbound;
+        ctx.resetLogger();
+      }
+      ctx.res.setHeader('x-request-id', ctx.id);
+    });
+    hooks.prepareUpstreamRequest.tap({ name: NAME, stage: Stage.LATE }, (outgoing, ctx) => {
+      outgoing.headers['x-request-id'] = ctx.id;
+      return outgoing;
+    });
+    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, _upstream, response) => {
+      const upstreamId = response.headers['x-request-id'];
+      if (typeof upstreamId === 'string') {
+        ctx.upstreamRequestId = upstreamId;
+        ctx.res.setHeader('x-upstream-request-id', upstreamId);
+      }
+      // Our id, not the upstream's, is the client's `x-request-id`.
+      if (ctx.responseHeaders !== undefined) delete ctx.responseHeaders['x-request-id'];
+    });
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The Responses API plugin: detects its six POST routes, lists models, answers WebSocket upgrades
+ * with 426 (so Codex falls back to HTTP at once), and guarantees every stream ends in the
+ * protocol's own terminal event.
+ */
+import { inject, injectable, TOKENS } from '../../core/di.js';
+import type { Gateway } from '../../core/gateway.js';
+import type { TapgatePlugin } from '../../core/plugin-api.js';
+import { Stage } from '../../core/stages.js';
+import { listModels } from './models.js';
+import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS } from './routes.js';
+import { onResponsesEvent } from './stream-events.js';
+import { terminateResponsesStream } from './terminal.js';
+
+const NAME = 'responses-routes';
+
+const UPGRADE_REFUSAL = JSON.stringify({
+  error: { message: 'WebSocket transport is not supported; use HTTP POST', type: 'invalid_request_error', param: null, code: 'websocket_not_supported' },
+});
+
+@injectable()
+export default class ResponsesRoutesPlugin implements TapgatePlugin {
+  static readonly meta = { name: NAME };
+
+  constructor(@inject(TOKENS.PluginOptions) _options: object) {}
+
+  apply(gateway: Gateway): void {
+    const hooks = gateway.hooks;
+    hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => matchResponsesRoute(ctx.method, ctx.pathname));
+
+    hooks.request.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => {
+      if (ctx.route !== MODELS) return undefined;
+      return { status: 200, body: listModels(gateway.pool) };
+    });
+
+    hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) => (isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx) : ev));
+
+    hooks.terminateStream.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, error) =>
+      isResponsesRoute(ctx.route) ? terminateResponsesStream(ctx, error) : undefined,
+    );
+
+    hooks.upgrade.tap({ name: NAME, stage: Stage.DEFAULT }, ({ socket, pathname }) => {
+      if (!isResponsesPath(pathname)) return undefined;
+      socket.end(
+        'HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\nconnection: close\r\n' +
+          `content-length: ${Buffer.byteLength(UPGRADE_REFUSAL)}\r\n\r\n${UPGRADE_REFUSAL}`,
+      );
+      return true;
+    });
+  }
+}

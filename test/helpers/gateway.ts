@@ -1,0 +1,63 @@
+/** Starts a real gateway in-process from YAML text, listening on 127.0.0.1:0, with its logs captured. */
+import { Writable } from 'node:stream';
+import { parseConfig } from '../../core/config.js';
+import { Gateway } from '../../core/gateway.js';
+
+export interface TestGateway {
+  gw: Gateway;
+  url: string;
+  /** Parsed pino lines. */
+  logs: Record<string, unknown>[];
+  /** The raw text pino wrote, for secret scans. */
+  rawLogs(): string;
+  close(drainMs?: number): Promise<void>;
+}
+
+export const CLIENT_KEY = 'sk-client-test-0123456789';
+
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    for (const line of chunk.toString().split('\n')) if (line) this.lines.push(line);
+    cb();
+  }
+}
+
+export async function startGateway(yaml: string, env: Record<string, string> = {}, file = 'test/config.test.yaml'): Promise<TestGateway> {
+  const capture = new LogCapture();
+  const loaded = parseConfig(yaml, file, { TAPGATE_TEST_KEY: CLIENT_KEY, ...env });
+  loaded.config.server.port = 0;
+  const gw = await Gateway.create(loaded, { logDestination: capture });
+  await gw.listen();
+  return {
+    gw,
+    url: gw.url,
+    get logs() {
+      return capture.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    rawLogs: () => capture.lines.join('\n'),
+    close: (drainMs = 0) => gw.close(drainMs),
+  };
+}
+
+/** The usual config: one openai upstream at `upstreamUrl`, the default plugins, one client key. */
+export function basicConfig(upstreamUrl: string, extra = ''): string {
+  return `
+server:
+  host: 127.0.0.1
+  port: 0
+auth:
+  keys:
+    - name: tester
+      key: \${TAPGATE_TEST_KEY}
+upstreams:
+  - name: up1
+    type: openai
+    baseUrl: ${upstreamUrl}/v1
+    apiKey: sk-upstream-secret-abcdef
+plugins:
+  - responses-routes
+  - request-id
+  - error-codes
+${extra}`;
+}
