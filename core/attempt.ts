@@ -50,6 +50,8 @@ export class Attempt {
   private proxyReq: ClientRequest | undefined;
   private proxyRes: IncomingMessage | undefined;
   private framer: SseFramer | undefined;
+  /** The upstream's status, written to the client with the first body byte (see `commit`). */
+  private status = 200;
   private out = '';
   private stopped: GatewayError | true | undefined;
   private errorChunks: Buffer[] | undefined;
@@ -113,7 +115,9 @@ export class Attempt {
       return;
     }
     if (sse) this.framer = new SseFramer(this.deps.maxEventBytes);
-    ctx.res.writeHead(status, ctx.responseHeaders);
+    // The head goes out with the first body byte: an upstream that fails before sending any body
+    // gets an HTTP error, never a 200 stream whose first event is a failure (protocol §5 case 8).
+    this.status = status;
     proxyRes.on('data', this.onData);
     proxyRes.on('end', this.onEnd);
   }
@@ -144,6 +148,7 @@ export class Attempt {
     }
     let ok: boolean;
     if (this.framer === undefined) {
+      this.commit();
       ok = ctx.res.write(chunk);
     } else {
       try {
@@ -158,6 +163,7 @@ export class Attempt {
       }
       const out = this.out;
       this.out = '';
+      if (out.length > 0) this.commit();
       ok = out.length === 0 ? true : ctx.res.write(out);
       if (this.stopped !== undefined) return this.afterStop();
     }
@@ -187,6 +193,7 @@ export class Attempt {
   private afterStop(): void {
     const stopped = this.stopped!;
     if (stopped === true) {
+      this.commit();
       this.ctx.res.end();
       this.drainUpstream();
       this.settle({ kind: 'ok' });
@@ -202,12 +209,17 @@ export class Attempt {
       const rest = this.framer.rest();
       if (rest.trim().length > 0) {
         // The stream ended inside a frame: that frame never completed.
-        return this.fail(new UpstreamMalformedError('upstream ended the stream in the middle of an event', { phase: 'stream' }));
+        return this.fail(
+          new UpstreamMalformedError('upstream ended the stream in the middle of an event', {
+            phase: 'stream',
+          }),
+        );
       }
       if (this.ctx.route?.requiresTerminalEvent === true && !this.ctx.terminated) {
         return this.fail(new UpstreamIncompleteStreamError(undefined, { phase: 'stream' }));
       }
     }
+    this.commit();
     this.ctx.res.end();
     this.settle({ kind: 'ok' });
   };
@@ -222,6 +234,12 @@ export class Attempt {
     if (this.phase === 'settled' || this.proxyRes?.complete === true) return;
     this.fail(new UpstreamConnectionLostError(undefined, { phase: 'stream' }));
   };
+
+  /** Sends the response head, once, just before the first byte (or the end of an empty body). */
+  private commit(): void {
+    const res = this.ctx.res;
+    if (!res.headersSent) res.writeHead(this.status, this.ctx.responseHeaders);
+  }
 
   private pause(): void {
     const res = this.ctx.res;
@@ -290,7 +308,8 @@ export class Attempt {
     this.timer = undefined;
     const phase = this.phase;
     if (phase === 'connect') this.fail(new UpstreamConnectTimeoutError(undefined, { phase: 'connect' }));
-    else if (phase === 'firstByte') this.fail(new UpstreamFirstByteTimeoutError(undefined, { phase: 'headers' }));
+    else if (phase === 'firstByte')
+      this.fail(new UpstreamFirstByteTimeoutError(undefined, { phase: 'headers' }));
     else if (phase === 'body') this.fail(new UpstreamIdleTimeoutError(undefined, { phase: 'stream' }));
   };
 

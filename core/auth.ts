@@ -36,7 +36,8 @@ export class ClientAuth {
 
 export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   const auth = headers.authorization;
-  if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ') return auth.slice(7).trim();
+  if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ')
+    return auth.slice(7).trim();
   const apiKey = headers['x-api-key'];
   return typeof apiKey === 'string' && apiKey.length > 0 ? apiKey : undefined;
 }

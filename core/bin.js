@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Entry point of the `tapgate` command. The sources are TypeScript, run through tsx's loader
 // (esbuild), so there is no build step and no build output to keep.
+import { fileURLToPath } from 'node:url';
 import { register } from 'tsx/esm/api';
 
-register();
+// Our tsconfig (decorators), not one found from the working directory: tapgate may run from anywhere.
+register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
 const { main } = await import('./cli.ts');
 const code = await main(process.argv.slice(2));
 // Let pino flush its last lines before leaving.

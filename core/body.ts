@@ -1,7 +1,13 @@
 /** Reads a request body once, within the size limit, and decodes it for JSON routes. */
 import type { IncomingMessage } from 'node:http';
 import zlib from 'node:zlib';
-import { BodyTooLargeError, ClientAbortError, type GatewayError, InvalidRequestError, UnsupportedMediaTypeError } from './errors.js';
+import {
+  BodyTooLargeError,
+  ClientAbortError,
+  type GatewayError,
+  InvalidRequestError,
+  UnsupportedMediaTypeError,
+} from './errors.js';
 
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
@@ -24,7 +30,9 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     const onClose = () => {
       cleanup();
-      reject(new ClientAbortError('Client closed the connection while sending the body', { phase: 'admission' }));
+      reject(
+        new ClientAbortError('Client closed the connection while sending the body', { phase: 'admission' }),
+      );
     };
     const cleanup = () => {
       req.off('data', onData);
@@ -40,7 +48,9 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 function tooLarge(limit: number): GatewayError {
-  return new BodyTooLargeError(`Request body is larger than the limit of ${limit} bytes`, { phase: 'admission' });
+  return new BodyTooLargeError(`Request body is larger than the limit of ${limit} bytes`, {
+    phase: 'admission',
+  });
 }
 
 type Decoder = (b: Buffer) => Buffer;
@@ -81,7 +91,9 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
 /** Parses a JSON object body; names the problem when it is not one. */
 export function parseJsonBody(body: Buffer, contentType: string | undefined): Record<string, unknown> {
   if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType.trim())) {
-    throw new UnsupportedMediaTypeError(`Content-Type must be application/json, got ${contentType.split(';')[0]}`);
+    throw new UnsupportedMediaTypeError(
+      `Content-Type must be application/json, got ${contentType.split(';')[0]}`,
+    );
   }
   if (body.length === 0) throw new InvalidRequestError('Request body is empty: expected a JSON object');
   let value: unknown;

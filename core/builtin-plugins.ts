@@ -1,13 +1,18 @@
-/** Built-in plugins, loaded by name. Imported lazily so a disabled plugin costs nothing. */
+/**
+ * Built-in plugins, enabled by name. Imported statically: a dynamic import() could load a second
+ * copy of the core under another module loader, and `instanceof` on errors would then fail.
+ */
+import ErrorCodesPlugin from '../plugins/error-codes/index.js';
+import OpenAIUpstreamPlugin from '../plugins/openai-upstream/index.js';
+import RequestIdPlugin from '../plugins/request-id/index.js';
+import ResponsesRoutesPlugin from '../plugins/responses-routes/index.js';
 import type { PluginClass } from './plugin-api.js';
 
-type Loader = () => Promise<PluginClass>;
-
-export const BUILTIN_PLUGINS: Readonly<Record<string, Loader>> = {
-  'responses-routes': async () => (await import('../plugins/responses-routes/index.js')).default,
-  'request-id': async () => (await import('../plugins/request-id/index.js')).default,
-  'error-codes': async () => (await import('../plugins/error-codes/index.js')).default,
-  'openai-upstream': async () => (await import('../plugins/openai-upstream/index.js')).default,
+export const BUILTIN_PLUGINS: Readonly<Record<string, PluginClass>> = {
+  'responses-routes': ResponsesRoutesPlugin,
+  'request-id': RequestIdPlugin,
+  'error-codes': ErrorCodesPlugin,
+  'openai-upstream': OpenAIUpstreamPlugin,
 };
 
 /** Upstream types and the built-in plugin that provides each: enabled automatically when used. */

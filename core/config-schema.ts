@@ -55,7 +55,9 @@ export const configSchema = z.strictObject({
           z.strictObject({
             name: z.string().min(1),
             // Empty (an unset `${VAR:-}`) means "no key": skipped at boot with a warning.
-            key: z.string().refine((k) => k.length === 0 || k.length >= 8, 'a client key needs at least 8 characters'),
+            key: z
+              .string()
+              .refine((k) => k.length === 0 || k.length >= 8, 'a client key needs at least 8 characters'),
           }),
         )
         .default([]),

@@ -3,7 +3,15 @@
  * the key path and the line, e.g. `config.yaml:12:5 upstreams[0].baseUrl: Invalid URL`.
  */
 import { readFileSync } from 'node:fs';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node as YamlNode,
+} from 'yaml';
 import { configSchema, type GatewayConfig } from './config-schema.js';
 
 export interface ConfigIssue {
@@ -76,7 +84,11 @@ export class ConfigSource {
       const path = [...prefix, ...(issue.path as (string | number)[])];
       if (issue.code === 'unrecognized_keys' && issue.keys !== undefined) {
         for (const key of issue.keys) {
-          out.push({ path: [...path, key], ...this.locate(path, key), message: 'unknown key' } as ConfigIssue);
+          out.push({
+            path: [...path, key],
+            ...this.locate(path, key),
+            message: 'unknown key',
+          } as ConfigIssue);
         }
         continue;
       }
@@ -117,7 +129,11 @@ function substituteEnv(source: ConfigSource, env: NodeJS.ProcessEnv): ConfigIssu
         const value = env[name];
         if (value !== undefined && value !== '') return value;
         if (fallback !== undefined) return fallback;
-        issues.push({ path, ...source.locate(path), message: `environment variable ${name} is not set` } as ConfigIssue);
+        issues.push({
+          path,
+          ...source.locate(path),
+          message: `environment variable ${name} is not set`,
+        } as ConfigIssue);
         return '';
       });
     }
@@ -132,7 +148,11 @@ export interface LoadedConfig {
 }
 
 /** Parses and validates config text. Throws ConfigError listing every problem found. */
-export function parseConfig(text: string, file = 'config.yaml', env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function parseConfig(
+  text: string,
+  file = 'config.yaml',
+  env: NodeJS.ProcessEnv = process.env,
+): LoadedConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const source = new ConfigSource(file, doc, lines);
@@ -140,7 +160,12 @@ export function parseConfig(text: string, file = 'config.yaml', env: NodeJS.Proc
     throw source.error(
       doc.errors.map((e) => {
         const pos = lines.linePos(e.pos[0]);
-        return { path: [], line: pos.line, column: pos.col, message: `YAML syntax: ${e.message.split('\n')[0]}` };
+        return {
+          path: [],
+          line: pos.line,
+          column: pos.col,
+          message: `YAML syntax: ${e.message.split('\n')[0]}`,
+        };
       }),
     );
   }
@@ -148,12 +173,16 @@ export function parseConfig(text: string, file = 'config.yaml', env: NodeJS.Proc
   const envIssues = substituteEnv(source, env);
   const raw = doc.toJS() ?? {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw source.error([{ path: [], line: 1, column: 1, message: 'the top level must be a mapping of keys' }]);
+    throw source.error([
+      { path: [], line: 1, column: 1, message: 'the top level must be a mapping of keys' },
+    ]);
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success || envIssues.length > 0) {
     const envPaths = new Set(envIssues.map((i) => formatPath(i.path)));
-    const schemaIssues = parsed.success ? [] : source.issuesFrom(parsed.error).filter((i) => !envPaths.has(formatPath(i.path)));
+    const schemaIssues = parsed.success
+      ? []
+      : source.issuesFrom(parsed.error).filter((i) => !envPaths.has(formatPath(i.path)));
     throw source.error([...envIssues, ...schemaIssues]);
   }
   return { config: parsed.data, source };
@@ -165,7 +194,14 @@ export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.en
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(path, [{ path: [], line: undefined, column: undefined, message: `cannot read the file (${code ?? String(err)})` }]);
+    throw new ConfigError(path, [
+      {
+        path: [],
+        line: undefined,
+        column: undefined,
+        message: `cannot read the file (${code ?? String(err)})`,
+      },
+    ]);
   }
   return parseConfig(text, path, env);
 }

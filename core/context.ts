@@ -58,7 +58,12 @@ export class RequestContext {
 
   private logger: Logger | undefined;
 
-  constructor(id: string, req: IncomingMessage, res: ServerResponse, private readonly rootLogger: Logger) {
+  constructor(
+    id: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    private readonly rootLogger: Logger,
+  ) {
     this.id = id;
     this.req = req;
     this.res = res;

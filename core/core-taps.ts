@@ -2,11 +2,11 @@
  * The core's own taps. Security (client auth) runs first, at Stage.GUARD; every default sits at
  * Stage.FALLBACK, so a plugin tapping at DEFAULT replaces it.
  */
-import { ClientAuth } from './auth.js';
+import type { ClientAuth } from './auth.js';
 import type { RequestContext } from './context.js';
 import {
   AuthenticationError,
-  GatewayError,
+  type GatewayError,
   openAIErrorBody,
   UpstreamConnectionRefusedError,
   UpstreamConnectTimeoutError,
@@ -26,7 +26,12 @@ const CORE = 'tapgate:core';
 
 /** Request faults: the same request fails on any account, so it never rotates. */
 const REQUEST_FAULT_STATUS = new Set([400, 404, 413, 415, 422]);
-const REQUEST_FAULT_CODES = new Set(['context_length_exceeded', 'previous_response_not_found', 'invalid_prompt', 'invalid_request_error']);
+const REQUEST_FAULT_CODES = new Set([
+  'context_length_exceeded',
+  'previous_response_not_found',
+  'invalid_prompt',
+  'invalid_request_error',
+]);
 
 /** Headers of an upstream error that the client needs to act on it. */
 const ERROR_PASS_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry', 'content-type'];
@@ -42,10 +47,16 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     if (ctx.route?.auth === 'none' || !opts.auth.enabled) return undefined;
     const name = opts.auth.authenticate(ctx.req.headers);
     if (name === undefined) {
-      const presented = ctx.req.headers.authorization !== undefined || ctx.req.headers['x-api-key'] !== undefined;
-      throw new AuthenticationError(presented ? 'Incorrect API key provided' : 'Missing API key: send Authorization: Bearer <key> or x-api-key', {
-        phase: 'admission',
-      });
+      const presented =
+        ctx.req.headers.authorization !== undefined || ctx.req.headers['x-api-key'] !== undefined;
+      throw new AuthenticationError(
+        presented
+          ? 'Incorrect API key provided'
+          : 'Missing API key: send Authorization: Bearer <key> or x-api-key',
+        {
+          phase: 'admission',
+        },
+      );
     }
     ctx.clientName = name;
     return undefined;
@@ -60,7 +71,9 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     return tier[cursor++ % tier.length];
   });
 
-  hooks.classifyError.tap({ name: CORE, stage: Stage.FALLBACK }, (error) => classify(error, opts.transientCooldownMs));
+  hooks.classifyError.tap({ name: CORE, stage: Stage.FALLBACK }, (error) =>
+    classify(error, opts.transientCooldownMs),
+  );
 
   hooks.errorResponse.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, error) => {
     writeErrorResponse(ctx, error);
@@ -86,9 +99,15 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     if (ctx.model !== undefined) fields.model = ctx.model;
     if (ctx.upstream !== undefined) fields.upstream = ctx.upstream.name;
     if (ctx.attempts > 1) fields.attempts = ctx.attempts;
-    if (ctx.firstByteAt !== undefined) fields.ttfbMs = Math.round((ctx.firstByteAt - ctx.startedAt) * 10) / 10;
+    if (ctx.firstByteAt !== undefined)
+      fields.ttfbMs = Math.round((ctx.firstByteAt - ctx.startedAt) * 10) / 10;
     if (outcome.error !== undefined) {
-      fields.error = { code: outcome.error.code, errorCode: outcome.error.errorCode, message: outcome.error.message };
+      const e = outcome.error;
+      const error: Record<string, unknown> = { code: e.code, errorCode: e.errorCode, message: e.message };
+      // An internal error is a gateway bug: keep where it came from.
+      if (e.status >= 500 && e.cause instanceof Error)
+        error.cause = e.cause.stack?.split('\n').slice(0, 4).join(' | ');
+      fields.error = error;
       ctx.log.warn(fields, 'request failed');
     } else {
       ctx.log.info(fields, 'request');
@@ -99,13 +118,34 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
 export function classify(error: GatewayError, transientCooldownMs: number): Classification {
   if (error instanceof UpstreamHttpError) {
     const status = error.status;
-    if (REQUEST_FAULT_STATUS.has(status) || (error.errorCode !== null && REQUEST_FAULT_CODES.has(error.errorCode))) return { retry: 'none' };
+    if (
+      REQUEST_FAULT_STATUS.has(status) ||
+      (error.errorCode !== null && REQUEST_FAULT_CODES.has(error.errorCode))
+    )
+      return { retry: 'none' };
     if (status === 429) {
       const wait = retryAfterMs(error.upstreamHeaders);
-      return { retry: 'switch', cooldownMs: wait ?? transientCooldownMs, cooldownScope: 'model' };
+      return {
+        retry: 'switch',
+        cooldownMs: wait ?? transientCooldownMs,
+        cooldownScope: 'model',
+        cooldownKind: 'rate_limit',
+      };
     }
-    if (status === 401 || status === 403) return { retry: 'switch', cooldownMs: transientCooldownMs, cooldownScope: 'account' };
-    if (status === 408 || status >= 500) return { retry: 'switch', cooldownMs: transientCooldownMs, cooldownScope: 'account' };
+    if (status === 401 || status === 403)
+      return {
+        retry: 'switch',
+        cooldownMs: transientCooldownMs,
+        cooldownScope: 'account',
+        cooldownKind: 'transient',
+      };
+    if (status === 408 || status >= 500)
+      return {
+        retry: 'switch',
+        cooldownMs: transientCooldownMs,
+        cooldownScope: 'model',
+        cooldownKind: 'transient',
+      };
     return { retry: 'none' };
   }
   if (
@@ -115,7 +155,12 @@ export function classify(error: GatewayError, transientCooldownMs: number): Clas
     error instanceof UpstreamResetError ||
     error instanceof UpstreamFirstByteTimeoutError
   ) {
-    return { retry: 'switch', cooldownMs: transientCooldownMs, cooldownScope: 'account' };
+    return {
+      retry: 'switch',
+      cooldownMs: transientCooldownMs,
+      cooldownScope: 'account',
+      cooldownKind: 'transient',
+    };
   }
   return { retry: 'none' };
 }
@@ -135,7 +180,8 @@ export function writeErrorResponse(ctx: RequestContext, error: GatewayError): vo
   }
   const body = JSON.stringify(openAIErrorBody(error.message, error.type, error.errorCode, error.param));
   const headers: Record<string, string | number> = { 'content-type': 'application/json' };
-  const retryAfter = error instanceof UpstreamHttpError ? error.upstreamHeaders['retry-after'] : error.retryAfter;
+  const retryAfter =
+    error instanceof UpstreamHttpError ? error.upstreamHeaders['retry-after'] : error.retryAfter;
   if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
   if (error instanceof AuthenticationError) headers['www-authenticate'] = 'Bearer';
   res.writeHead(error.status, headers);

@@ -41,10 +41,20 @@ export class GatewayError extends Error {
 }
 
 /** Each class is branded with its literal `code`, so `instanceof` narrows between them. */
-type ErrorClass<C extends string> = new (message?: string, opts?: GatewayErrorOptions) => GatewayError & { readonly code: C };
+type ErrorClass<C extends string> = new (
+  message?: string,
+  opts?: GatewayErrorOptions,
+) => GatewayError & { readonly code: C };
 
 /** Declares one named error class (in the style of @fastify/error). */
-function defineError<C extends string>(name: string, code: C, status: number, type: string, defaultMessage: string, errorCode?: string): ErrorClass<C> {
+function defineError<C extends string>(
+  name: string,
+  code: C,
+  status: number,
+  type: string,
+  defaultMessage: string,
+  errorCode?: string,
+): ErrorClass<C> {
   const cls = class extends GatewayError {
     constructor(message: string = defaultMessage, opts: GatewayErrorOptions = {}) {
       super(code, status, type, message, opts);
@@ -56,37 +66,177 @@ function defineError<C extends string>(name: string, code: C, status: number, ty
 }
 
 // Client-side faults.
-export const InvalidRequestError = defineError('InvalidRequestError', 'INVALID_REQUEST', 400, 'invalid_request_error', 'Invalid request', 'invalid_request');
-export const AuthenticationError = defineError('AuthenticationError', 'UNAUTHENTICATED', 401, 'authentication_error', 'Missing or invalid API key', 'invalid_api_key');
-export const NotFoundError = defineError('NotFoundError', 'NOT_FOUND', 404, 'invalid_request_error', 'Not found', 'not_found');
-export const BodyTooLargeError = defineError('BodyTooLargeError', 'BODY_TOO_LARGE', 413, 'invalid_request_error', 'Request body too large', 'request_too_large');
-export const UnsupportedMediaTypeError = defineError('UnsupportedMediaTypeError', 'UNSUPPORTED_MEDIA_TYPE', 415, 'invalid_request_error', 'Content-Type must be application/json', 'unsupported_media_type');
-export const ClientAbortError = defineError('ClientAbortError', 'CLIENT_ABORT', 499, 'client_error', 'Client closed the connection');
+export const InvalidRequestError = defineError(
+  'InvalidRequestError',
+  'INVALID_REQUEST',
+  400,
+  'invalid_request_error',
+  'Invalid request',
+  'invalid_request',
+);
+export const AuthenticationError = defineError(
+  'AuthenticationError',
+  'UNAUTHENTICATED',
+  401,
+  'authentication_error',
+  'Missing or invalid API key',
+  'invalid_api_key',
+);
+export const NotFoundError = defineError(
+  'NotFoundError',
+  'NOT_FOUND',
+  404,
+  'invalid_request_error',
+  'Not found',
+  'not_found',
+);
+export const BodyTooLargeError = defineError(
+  'BodyTooLargeError',
+  'BODY_TOO_LARGE',
+  413,
+  'invalid_request_error',
+  'Request body too large',
+  'request_too_large',
+);
+export const UnsupportedMediaTypeError = defineError(
+  'UnsupportedMediaTypeError',
+  'UNSUPPORTED_MEDIA_TYPE',
+  415,
+  'invalid_request_error',
+  'Content-Type must be application/json',
+  'unsupported_media_type',
+);
+export const ClientAbortError = defineError(
+  'ClientAbortError',
+  'CLIENT_ABORT',
+  499,
+  'client_error',
+  'Client closed the connection',
+);
 
 // Pool and scheduling.
-export const NoUpstreamError = defineError('NoUpstreamError', 'NO_UPSTREAM', 503, 'server_error', 'No upstream can serve this request', 'no_upstream_available');
-export const AllUpstreamsCoolingError = defineError('AllUpstreamsCoolingError', 'ALL_UPSTREAMS_COOLING', 429, 'rate_limit_error', 'Every upstream that serves this model is rate limited');
-export const QueueFullError = defineError('QueueFullError', 'QUEUE_FULL', 429, 'rate_limit_error', 'Too many pending requests');
+export const NoUpstreamError = defineError(
+  'NoUpstreamError',
+  'NO_UPSTREAM',
+  503,
+  'server_error',
+  'No upstream can serve this request',
+  'no_upstream_available',
+);
+export const AllUpstreamsCoolingError = defineError(
+  'AllUpstreamsCoolingError',
+  'ALL_UPSTREAMS_COOLING',
+  429,
+  'rate_limit_error',
+  'Every upstream that serves this model is rate limited',
+);
+export const QueueFullError = defineError(
+  'QueueFullError',
+  'QUEUE_FULL',
+  429,
+  'rate_limit_error',
+  'Too many pending requests',
+);
 
 // Transport faults, reply-from style: refused/DNS → 503, timeouts → 504, resets → 502.
-export const UpstreamConnectionRefusedError = defineError('UpstreamConnectionRefusedError', 'UPSTREAM_CONNECTION_REFUSED', 503, 'upstream_error', 'Upstream refused the connection');
-export const UpstreamDnsError = defineError('UpstreamDnsError', 'UPSTREAM_DNS', 503, 'upstream_error', 'Upstream host could not be resolved');
-export const UpstreamConnectTimeoutError = defineError('UpstreamConnectTimeoutError', 'UPSTREAM_CONNECT_TIMEOUT', 504, 'upstream_error', 'Timed out connecting to the upstream');
-export const UpstreamFirstByteTimeoutError = defineError('UpstreamFirstByteTimeoutError', 'UPSTREAM_FIRST_BYTE_TIMEOUT', 504, 'upstream_error', 'Timed out waiting for the upstream to respond');
-export const UpstreamIdleTimeoutError = defineError('UpstreamIdleTimeoutError', 'UPSTREAM_IDLE_TIMEOUT', 504, 'upstream_error', 'Upstream stream stalled: no data within the idle timeout');
-export const UpstreamResetError = defineError('UpstreamResetError', 'UPSTREAM_RESET', 502, 'upstream_error', 'Upstream connection reset before a response');
-export const UpstreamConnectionLostError = defineError('UpstreamConnectionLostError', 'UPSTREAM_CONNECTION_LOST', 502, 'server_error', 'upstream connection lost');
-export const UpstreamIncompleteStreamError = defineError('UpstreamIncompleteStreamError', 'UPSTREAM_INCOMPLETE_STREAM', 502, 'server_error', 'upstream closed the stream without a terminal event');
-export const UpstreamMalformedError = defineError('UpstreamMalformedError', 'UPSTREAM_MALFORMED', 502, 'upstream_error', 'Upstream sent a malformed response');
-export const UpstreamTooLargeError = defineError('UpstreamTooLargeError', 'UPSTREAM_FRAME_TOO_LARGE', 502, 'upstream_error', 'Upstream sent an event larger than the frame limit');
-export const InternalError = defineError('InternalError', 'INTERNAL', 500, 'server_error', 'Internal gateway error');
-export const ShuttingDownError = defineError('ShuttingDownError', 'SHUTTING_DOWN', 503, 'server_error', 'Gateway is shutting down', 'server_shutting_down');
+export const UpstreamConnectionRefusedError = defineError(
+  'UpstreamConnectionRefusedError',
+  'UPSTREAM_CONNECTION_REFUSED',
+  503,
+  'upstream_error',
+  'Upstream refused the connection',
+);
+export const UpstreamDnsError = defineError(
+  'UpstreamDnsError',
+  'UPSTREAM_DNS',
+  503,
+  'upstream_error',
+  'Upstream host could not be resolved',
+);
+export const UpstreamConnectTimeoutError = defineError(
+  'UpstreamConnectTimeoutError',
+  'UPSTREAM_CONNECT_TIMEOUT',
+  504,
+  'upstream_error',
+  'Timed out connecting to the upstream',
+);
+export const UpstreamFirstByteTimeoutError = defineError(
+  'UpstreamFirstByteTimeoutError',
+  'UPSTREAM_FIRST_BYTE_TIMEOUT',
+  504,
+  'upstream_error',
+  'Timed out waiting for the upstream to respond',
+);
+export const UpstreamIdleTimeoutError = defineError(
+  'UpstreamIdleTimeoutError',
+  'UPSTREAM_IDLE_TIMEOUT',
+  504,
+  'upstream_error',
+  'Upstream stream stalled: no data within the idle timeout',
+);
+export const UpstreamResetError = defineError(
+  'UpstreamResetError',
+  'UPSTREAM_RESET',
+  502,
+  'upstream_error',
+  'Upstream connection reset before a response',
+);
+export const UpstreamConnectionLostError = defineError(
+  'UpstreamConnectionLostError',
+  'UPSTREAM_CONNECTION_LOST',
+  502,
+  'server_error',
+  'upstream connection lost',
+);
+export const UpstreamIncompleteStreamError = defineError(
+  'UpstreamIncompleteStreamError',
+  'UPSTREAM_INCOMPLETE_STREAM',
+  502,
+  'server_error',
+  'upstream closed the stream without a terminal event',
+);
+export const UpstreamMalformedError = defineError(
+  'UpstreamMalformedError',
+  'UPSTREAM_MALFORMED',
+  502,
+  'upstream_error',
+  'Upstream sent a malformed response',
+);
+export const UpstreamTooLargeError = defineError(
+  'UpstreamTooLargeError',
+  'UPSTREAM_FRAME_TOO_LARGE',
+  502,
+  'upstream_error',
+  'Upstream sent an event larger than the frame limit',
+);
+export const InternalError = defineError(
+  'InternalError',
+  'INTERNAL',
+  500,
+  'server_error',
+  'Internal gateway error',
+);
+export const ShuttingDownError = defineError(
+  'ShuttingDownError',
+  'SHUTTING_DOWN',
+  503,
+  'server_error',
+  'Gateway is shutting down',
+  'server_shutting_down',
+);
 
 /** The upstream answered with an HTTP error status; its body and headers are kept for pass-through. */
 export class UpstreamHttpError extends GatewayError {
   readonly upstreamHeaders: IncomingHttpHeaders;
   readonly body: Buffer;
-  constructor(status: number, headers: IncomingHttpHeaders, body: Buffer, message: string, type: string, errorCode: string | null) {
+  constructor(
+    status: number,
+    headers: IncomingHttpHeaders,
+    body: Buffer,
+    message: string,
+    type: string,
+    errorCode: string | null,
+  ) {
     super('UPSTREAM_HTTP_' + status, status, type, message, { phase: 'headers' });
     this.upstreamHeaders = headers;
     this.body = body;
@@ -131,6 +281,11 @@ export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
 
-export function openAIErrorBody(message: string, type: string, code: string | null, param: string | null = null): OpenAIErrorBody {
+export function openAIErrorBody(
+  message: string,
+  type: string,
+  code: string | null,
+  param: string | null = null,
+): OpenAIErrorBody {
   return { error: { message, type, param, code } };
 }

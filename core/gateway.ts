@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { dirname } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ClientAuth, isLoopbackHost } from './auth.js';
@@ -63,7 +64,8 @@ export class Gateway {
 
   /** The pool, available once boot has built it (plugins use it at request time). */
   get pool(): UpstreamPool {
-    if (this.poolRef === undefined) throw new Error('tapgate: the upstream pool is built after plugins are applied');
+    if (this.poolRef === undefined)
+      throw new Error('tapgate: the upstream pool is built after plugins are applied');
     return this.poolRef;
   }
 
@@ -84,7 +86,8 @@ export class Gateway {
   private async boot(source: ConfigSource, options: GatewayOptions): Promise<void> {
     const config = this.config;
     for (const k of config.auth.keys) {
-      if (k.key === '') this.logger.warn({ keyName: k.name }, 'client key is empty (its variable is unset): skipped');
+      if (k.key === '')
+        this.logger.warn({ keyName: k.name }, 'client key is empty (its variable is unset): skipped');
     }
     const auth = new ClientAuth(config.auth.keys.filter((k) => k.key !== ''));
     if (!auth.enabled && !isLoopbackHost(config.server.host)) {
@@ -99,12 +102,22 @@ export class Gateway {
     tapCore(this.hooks, { auth, transientCooldownMs: config.proxy.transientCooldown, logger: this.logger });
 
     const configDir = dirname(source.file);
-    this.plugins = await loadPlugins(config.plugins, source, configDir, config.upstreams.map((u) => u.type), this.container);
+    this.plugins = await loadPlugins(
+      config.plugins,
+      source,
+      configDir,
+      config.upstreams.map((u) => u.type),
+      this.container,
+    );
     for (const p of this.plugins) {
       try {
         await p.instance.apply(this);
       } catch (err) {
-        throw new PluginApplyError(`plugin "${p.name}" failed in apply(): ${(err as Error).message}`, undefined, { cause: err });
+        throw new PluginApplyError(
+          `plugin "${p.name}" failed in apply(): ${(err as Error).message}`,
+          undefined,
+          { cause: err },
+        );
       }
     }
 
@@ -125,9 +138,19 @@ export class Gateway {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Malformed requests, oversized headers, slow clients: answer if the socket still can.
       if (!socket.writable) return socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const body = JSON.stringify({ error: { message: `Bad request (${err.code ?? 'parse error'})`, type: 'invalid_request_error', param: null, code: null } });
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const body = JSON.stringify({
+        error: {
+          message: `Bad request (${err.code ?? 'parse error'})`,
+          type: 'invalid_request_error',
+          param: null,
+          code: null,
+        },
+      });
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
     });
   }
 
@@ -156,7 +179,11 @@ export class Gateway {
       }
       const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
       if (names.has(value.name)) {
-        issues.push({ path: ['upstreams', i, 'name'], ...source.locate(['upstreams', i, 'name']), message: `duplicate upstream name "${value.name}"` });
+        issues.push({
+          path: ['upstreams', i, 'name'],
+          ...source.locate(['upstreams', i, 'name']),
+          message: `duplicate upstream name "${value.name}"`,
+        });
         continue;
       }
       names.add(value.name);
@@ -169,7 +196,7 @@ export class Gateway {
     return out;
   }
 
-  private onUpgrade(req: http.IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void {
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -196,9 +223,20 @@ export class Gateway {
         this.server.off('error', onError);
         const addr = this.server.address() as AddressInfo;
         if (!this.config.auth.keys.some((k) => k.key !== '')) {
-          this.logger.warn({ host }, 'no client keys configured: accepting unauthenticated requests, on a loopback host only');
+          this.logger.warn(
+            { host },
+            'no client keys configured: accepting unauthenticated requests, on a loopback host only',
+          );
         }
-        this.logger.info({ host: addr.address, port: addr.port, upstreams: this.pool.upstreams.map((u) => u.name), plugins: this.plugins.map((p) => p.name) }, 'tapgate listening');
+        this.logger.info(
+          {
+            host: addr.address,
+            port: addr.port,
+            upstreams: this.pool.upstreams.map((u) => u.name),
+            plugins: this.plugins.map((p) => p.name),
+          },
+          'tapgate listening',
+        );
         resolve(addr);
       });
     });
@@ -237,7 +275,8 @@ export class Gateway {
         ctx.activeAttempt?.cancel();
         pipeline.fail(ctx, new ShuttingDownError('Gateway shut down before the response finished'));
       }
-      if (left.length > 0) this.logger.warn({ count: left.length }, 'drain timeout: ended requests still in flight');
+      if (left.length > 0)
+        this.logger.warn({ count: left.length }, 'drain timeout: ended requests still in flight');
       await pipeline.waitForIdle(1000);
     }
     this.server.closeAllConnections();

@@ -15,7 +15,19 @@ export const HOP_BY_HOP = new Set([
 ]);
 
 /** Client credentials and routing headers a client could use to steer the gateway. */
-export const CLIENT_ONLY = new Set(['authorization', 'x-api-key', 'host', 'cookie', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'content-length', 'expect']);
+export const CLIENT_ONLY = new Set([
+  'authorization',
+  'x-api-key',
+  'host',
+  'cookie',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'content-length',
+  'expect',
+]);
 
 /**
  * The client's headers that may go upstream: everything but hop-by-hop headers (including any the
@@ -24,7 +36,12 @@ export const CLIENT_ONLY = new Set(['authorization', 'x-api-key', 'host', 'cooki
 export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   const connection = headers.connection;
-  const named = connection ? connection.toLowerCase().split(',').map((s) => s.trim()) : undefined;
+  const named = connection
+    ? connection
+        .toLowerCase()
+        .split(',')
+        .map((s) => s.trim())
+    : undefined;
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || CLIENT_ONLY.has(name)) continue;
     if (named !== undefined && named.includes(name)) continue;
@@ -36,7 +53,10 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<
 }
 
 /** The upstream's response headers as the client should see them. */
-export function clientResponseHeaders(headers: IncomingHttpHeaders, dropLength: boolean): OutgoingHttpHeaders {
+export function clientResponseHeaders(
+  headers: IncomingHttpHeaders,
+  dropLength: boolean,
+): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || name === 'set-cookie') continue;

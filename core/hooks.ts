@@ -2,12 +2,26 @@
  * The gateway's hooks: created once at boot, tapped by plugins in `apply`, frozen before the
  * first request. tapable compiles each hook on its first call, so nothing here is per request.
  */
-import { AsyncSeriesBailHook, AsyncSeriesWaterfallHook, SyncBailHook, SyncHook, SyncWaterfallHook } from 'tapable';
+import {
+  AsyncSeriesBailHook,
+  AsyncSeriesWaterfallHook,
+  SyncBailHook,
+  SyncHook,
+  SyncWaterfallHook,
+} from 'tapable';
 import type { IncomingMessage } from 'node:http';
 import type { RequestContext } from './context.js';
 import type { GatewayError } from './errors.js';
 import type { Upstream } from './upstream.js';
-import type { Classification, OutgoingRequest, Outcome, Reply, RouteMatch, SseEvent, UpgradeRequest } from './types.js';
+import type {
+  Classification,
+  OutgoingRequest,
+  Outcome,
+  Reply,
+  RouteMatch,
+  SseEvent,
+  UpgradeRequest,
+} from './types.js';
 
 export interface GatewayHooks {
   // Lifecycle events: observe only.

@@ -7,7 +7,16 @@ export type { RequestContext } from './context.js';
 export type { PluginMeta, TapgatePlugin, PluginClass } from './plugin-api.js';
 export * from './errors.js';
 export * from './plugin-errors.js';
-export { HANDLED, type RouteMatch, type Reply, type OutgoingRequest, type SseEvent, type Outcome, type Classification, type UpgradeRequest } from './types.js';
+export {
+  HANDLED,
+  type RouteMatch,
+  type Reply,
+  type OutgoingRequest,
+  type SseEvent,
+  type Outcome,
+  type Classification,
+  type UpgradeRequest,
+} from './types.js';
 export { Upstream, type UpstreamTypeDefinition } from './upstream.js';
 export { ConfigError, parseConfig, loadConfigFile } from './config.js';
 export { retryAfterMs } from './retry-after.js';

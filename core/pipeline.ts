@@ -9,7 +9,13 @@ import type { AttemptResult } from './attempt.js';
 import { decodeBody, parseJsonBody, readBody } from './body.js';
 import { RequestContext } from './context.js';
 import type { GatewayConfig } from './config-schema.js';
-import { ClientAbortError, GatewayError, NotFoundError, ShuttingDownError, toGatewayError } from './errors.js';
+import {
+  ClientAbortError,
+  GatewayError,
+  NotFoundError,
+  ShuttingDownError,
+  toGatewayError,
+} from './errors.js';
 import { forwardableRequestHeaders } from './headers.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Logger } from './logger.js';
@@ -93,7 +99,13 @@ export class Pipeline {
       const verdict = this.hooks.classifyError.call(error, ctx) ?? { retry: 'none' };
       if (verdict.cooldownMs !== undefined && verdict.cooldownMs > 0) {
         const model = verdict.cooldownScope === 'account' ? undefined : ctx.model;
-        this.pool.state.cool(upstream.name, model, Date.now() + verdict.cooldownMs, error.message);
+        this.pool.state.cool(
+          upstream.name,
+          model,
+          Date.now() + verdict.cooldownMs,
+          error.message,
+          verdict.cooldownKind ?? 'transient',
+        );
       }
       ctx.log.debug({ upstream: upstream.name, code: error.code, retry: verdict.retry }, 'attempt failed');
       if (verdict.retry === 'none' || ctx.attempts >= maxAttempts || ctx.clientGone) throw error;
@@ -104,20 +116,33 @@ export class Pipeline {
   }
 
   /** One attempt, holding the upstream's concurrency slot until the response is done. */
-  private async attempt(ctx: RequestContext, upstream: Upstream, encoding: string | string[] | undefined): Promise<AttemptResult> {
+  private async attempt(
+    ctx: RequestContext,
+    upstream: Upstream,
+    encoding: string | string[] | undefined,
+  ): Promise<AttemptResult> {
     this.pool.acquire(upstream);
     try {
       const headers = forwardableRequestHeaders(ctx.req.headers);
       delete headers['content-encoding'];
       if (encoding !== undefined) headers['content-encoding'] = String(encoding);
       const base: OutgoingRequest = {
-        url: new URL(upstream.basePath + (ctx.route!.upstreamPath ?? ctx.pathname) + ctx.search, upstream.baseUrl),
+        url: new URL(
+          upstream.basePath + (ctx.route!.upstreamPath ?? ctx.pathname) + ctx.search,
+          upstream.baseUrl,
+        ),
         headers,
         body: ctx.body!,
       };
       const outgoing = await this.hooks.prepareUpstreamRequest.promise(base, ctx, upstream);
       // The origin is the upstream's, whatever a tap did: the gateway never proxies to a client-chosen host.
-      if (outgoing.url.origin !== upstream.baseUrl.origin) throw new GatewayError('BAD_UPSTREAM_URL', 500, 'server_error', 'a plugin pointed the request away from its upstream');
+      if (outgoing.url.origin !== upstream.baseUrl.origin)
+        throw new GatewayError(
+          'BAD_UPSTREAM_URL',
+          500,
+          'server_error',
+          'a plugin pointed the request away from its upstream',
+        );
       if (ctx.clientGone) return { kind: 'aborted' };
       this.hooks.upstreamAttempt.call(ctx, upstream, outgoing);
       return await this.transport.send(ctx, upstream, outgoing);
@@ -157,7 +182,8 @@ export class Pipeline {
     if (ctx.finished) return;
     ctx.finished = true;
     const res = ctx.res;
-    const kind = ctx.clientGone && !res.writableFinished ? 'client_abort' : ctx.error !== undefined ? 'error' : 'ok';
+    const kind =
+      ctx.clientGone && !res.writableFinished ? 'client_abort' : ctx.error !== undefined ? 'error' : 'ok';
     const outcome: Outcome = {
       kind,
       status: kind === 'client_abort' ? 499 : res.statusCode,

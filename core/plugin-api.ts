@@ -3,7 +3,16 @@ import type { Gateway } from './gateway.js';
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */
 export interface OptionsSchema<T = unknown> {
-  safeParse(value: unknown): { success: true; data: T } | { success: false; error: { issues: readonly { path: PropertyKey[]; message: string; code?: string; keys?: string[] }[] } };
+  safeParse(
+    value: unknown,
+  ):
+    | { success: true; data: T }
+    | {
+        success: false;
+        error: {
+          issues: readonly { path: PropertyKey[]; message: string; code?: string; keys?: string[] }[];
+        };
+      };
 }
 
 export interface PluginMeta {
@@ -32,5 +41,10 @@ export interface PluginClass {
 export function isPluginClass(value: unknown): value is PluginClass {
   if (typeof value !== 'function') return false;
   const meta = (value as { meta?: unknown }).meta as PluginMeta | undefined;
-  return typeof meta === 'object' && meta !== null && typeof meta.name === 'string' && typeof value.prototype?.apply === 'function';
+  return (
+    typeof meta === 'object' &&
+    meta !== null &&
+    typeof meta.name === 'string' &&
+    typeof value.prototype?.apply === 'function'
+  );
 }

@@ -6,12 +6,18 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ConfigSource } from './config.js';
+import { formatPath, type ConfigSource } from './config.js';
 import type { PluginEntry } from './config-schema.js';
 import { BUILTIN_PLUGINS, UPSTREAM_TYPE_PROVIDERS } from './builtin-plugins.js';
 import { TOKENS, type DependencyContainer } from './di.js';
 import { isPluginClass, type PluginClass, type TapgatePlugin } from './plugin-api.js';
-import { DuplicatePluginError, PluginDependencyError, PluginLoadError, PluginNotFoundError, PluginOptionsError } from './plugin-errors.js';
+import {
+  DuplicatePluginError,
+  PluginDependencyError,
+  PluginLoadError,
+  PluginNotFoundError,
+  PluginOptionsError,
+} from './plugin-errors.js';
 
 export interface LoadedPlugin {
   readonly name: string;
@@ -53,7 +59,12 @@ export async function loadPlugins(
   for (const type of new Set(upstreamTypes)) {
     const provider = UPSTREAM_TYPE_PROVIDERS[type];
     if (provider === undefined || resolved.some((r) => r.cls.meta.name === provider)) continue;
-    resolved.push({ cls: await BUILTIN_PLUGINS[provider]!(), options: undefined, index: undefined, where: undefined });
+    resolved.push({
+      cls: BUILTIN_PLUGINS[provider]!,
+      options: undefined,
+      index: undefined,
+      where: undefined,
+    });
   }
 
   const byName = new Map<string, Resolved>();
@@ -65,7 +76,10 @@ export async function loadPlugins(
   for (const r of resolved) {
     for (const dep of r.cls.meta.dependsOn ?? []) {
       if (!byName.has(dep)) {
-        throw new PluginDependencyError(`plugin "${r.cls.meta.name}" depends on "${dep}", which is not enabled: add it to plugins in config.yaml`, r.where);
+        throw new PluginDependencyError(
+          `plugin "${r.cls.meta.name}" depends on "${dep}", which is not enabled: add it to plugins in config.yaml`,
+          r.where,
+        );
       }
     }
   }
@@ -75,7 +89,13 @@ export async function loadPlugins(
     const options = validateOptions(r, source);
     const child = parent.createChildContainer();
     child.register(TOKENS.PluginOptions, { useValue: options });
-    loaded.push({ name: r.cls.meta.name, cls: r.cls, options, container: child, instance: construct(r.cls, child, options) });
+    loaded.push({
+      name: r.cls.meta.name,
+      cls: r.cls,
+      options,
+      container: child,
+      instance: construct(r.cls, child, options),
+    });
   }
   return loaded;
 }
@@ -85,7 +105,11 @@ function locate(source: ConfigSource, path: (string | number)[]): string | undef
   return pos.line === undefined ? undefined : `${source.file}:${pos.line}:${pos.column ?? 1}`;
 }
 
-async function resolveClass(spec: string, configDir: string, where: string | undefined): Promise<PluginClass> {
+async function resolveClass(
+  spec: string,
+  configDir: string,
+  where: string | undefined,
+): Promise<PluginClass> {
   if (!isModulePath(spec)) {
     const builtin = BUILTIN_PLUGINS[spec];
     if (builtin === undefined) {
@@ -94,7 +118,7 @@ async function resolveClass(spec: string, configDir: string, where: string | und
         where,
       );
     }
-    return builtin();
+    return builtin;
   }
   const file = resolve(configDir, spec);
   if (!existsSync(file)) throw new PluginLoadError(`plugin module ${file} does not exist`, where);
@@ -102,13 +126,18 @@ async function resolveClass(spec: string, configDir: string, where: string | und
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
-    throw new PluginLoadError(`plugin module ${file} failed to load: ${(err as Error).message}`, where, { cause: err });
+    throw new PluginLoadError(`plugin module ${file} failed to load: ${(err as Error).message}`, where, {
+      cause: err,
+    });
   }
   const candidates = [mod.default, ...Object.values(mod)];
   const nested = (mod.default as Record<string, unknown> | undefined)?.default; // CJS default export
   const cls = [...candidates, nested].find(isPluginClass);
   if (cls === undefined) {
-    throw new PluginLoadError(`plugin module ${file} exports no plugin class (a class with static meta = { name } and an apply() method)`, where);
+    throw new PluginLoadError(
+      `plugin module ${file} exports no plugin class (a class with static meta = { name } and an apply() method)`,
+      where,
+    );
   }
   return cls;
 }
@@ -118,7 +147,11 @@ function validateOptions(r: Resolved, source: ConfigSource): unknown {
   const name = r.cls.meta.name;
   if (schema === undefined) {
     const given = r.options !== undefined && Object.keys(r.options as object).length > 0;
-    if (given) throw new PluginOptionsError(`plugin "${name}" takes no options`, locate(source, ['plugins', r.index!, 'options']));
+    if (given)
+      throw new PluginOptionsError(
+        `plugin "${name}" takes no options`,
+        locate(source, ['plugins', r.index!, 'options']),
+      );
     return {};
   }
   const parsed = schema.safeParse(r.options ?? {});
@@ -127,7 +160,7 @@ function validateOptions(r: Resolved, source: ConfigSource): unknown {
   const issues = source.issuesFrom(parsed.error, prefix);
   const lines = issues.map((i) => {
     const at = i.line === undefined ? '' : `${source.file}:${i.line}:${i.column ?? 1} `;
-    return `  - ${at}${i.path.length > 0 ? i.path.join('.') : 'options'}: ${i.message}`;
+    return `  - ${at}${i.path.length > 0 ? formatPath(i.path) : 'options'}: ${i.message}`;
   });
   throw new PluginOptionsError(`invalid options for plugin "${name}":\n${lines.join('\n')}`);
 }
@@ -139,7 +172,11 @@ function orderByDependencies(list: Resolved[], byName: Map<string, Resolved>): R
   const visit = (r: Resolved, chain: string[]) => {
     const s = state.get(r);
     if (s === 'done') return;
-    if (s === 'visiting') throw new PluginDependencyError(`plugin dependency cycle: ${[...chain, r.cls.meta.name].join(' → ')}`, r.where);
+    if (s === 'visiting')
+      throw new PluginDependencyError(
+        `plugin dependency cycle: ${[...chain, r.cls.meta.name].join(' → ')}`,
+        r.where,
+      );
     state.set(r, 'visiting');
     for (const dep of r.cls.meta.dependsOn ?? []) visit(byName.get(dep)!, [...chain, r.cls.meta.name]);
     state.set(r, 'done');
@@ -151,11 +188,18 @@ function orderByDependencies(list: Resolved[], byName: Map<string, Resolved>): R
 
 /** Decorated plugins are resolved by tsyringe; plain JS plugins receive their options. */
 function construct(cls: PluginClass, child: DependencyContainer, options: unknown): TapgatePlugin {
+  // Nothing to inject into a zero-arity constructor, but `constructor(options = {})` or `(...args)`
+  // still reads its options (tsyringe would call it with no arguments).
+  if (cls.length === 0) return new cls(options);
   try {
     return child.resolve(cls);
   } catch (err) {
     if (!/TypeInfo not known/.test((err as Error).message)) {
-      throw new PluginLoadError(`plugin "${cls.meta.name}" could not be constructed: ${(err as Error).message}`, undefined, { cause: err });
+      throw new PluginLoadError(
+        `plugin "${cls.meta.name}" could not be constructed: ${(err as Error).message}`,
+        undefined,
+        { cause: err },
+      );
     }
     return new cls(options);
   }

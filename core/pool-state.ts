@@ -3,9 +3,13 @@
  * shared store (Redis) can replace the in-memory one when several gateway processes share accounts.
  */
 
+/** `rate_limit`: the upstream said to wait (hard). `transient`: a 5xx or network fault (soft: see UpstreamPool). */
+export type CooldownKind = 'rate_limit' | 'transient';
+
 export interface Cooldown {
   until: number;
   reason: string;
+  kind: CooldownKind;
 }
 
 export interface PoolStateStore {
@@ -15,7 +19,7 @@ export interface PoolStateStore {
   /** The cooldown in force for (upstream, model), the account-wide one included. */
   cooldown(upstream: string, model: string | undefined, now: number): Cooldown | undefined;
   /** `model` undefined cools the whole account. */
-  cool(upstream: string, model: string | undefined, until: number, reason: string): void;
+  cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void;
   clearCooldown(upstream: string, model: string | undefined): void;
   disable(upstream: string, reason: string): void;
   enable(upstream: string): void;
@@ -48,16 +52,28 @@ export class MemoryPoolState implements PoolStateStore {
       const c = byModel.get(key);
       if (c === undefined) continue;
       if (c.until <= now) byModel.delete(key);
-      else if (found === undefined || c.until > found.until) found = c;
+      // A hard cooldown outranks a soft one; otherwise the later reset wins.
+      else if (
+        found === undefined ||
+        (c.kind === 'rate_limit') > (found.kind === 'rate_limit') ||
+        (c.kind === found.kind && c.until > found.until)
+      )
+        found = c;
     }
     return found;
   }
-  cool(upstream: string, model: string | undefined, until: number, reason: string): void {
+  cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void {
     let byModel = this.cooldowns.get(upstream);
     if (byModel === undefined) this.cooldowns.set(upstream, (byModel = new Map()));
     const key = model ?? ACCOUNT;
     const existing = byModel.get(key);
-    if (existing === undefined || existing.until < until) byModel.set(key, { until, reason });
+    if (
+      existing === undefined ||
+      existing.until < until ||
+      (kind === 'rate_limit' && existing.kind === 'transient')
+    ) {
+      byModel.set(key, { until, reason, kind });
+    }
   }
   clearCooldown(upstream: string, model: string | undefined): void {
     const byModel = this.cooldowns.get(upstream);

@@ -20,9 +20,14 @@ export class UpstreamPool {
   /**
    * The upstreams that may take this attempt: serving the model, enabled, not cooling, with a free
    * slot and not tried yet. When there are none, the error says why (the soonest reset included).
+   *
+   * Transient cooldowns (5xx, network) are soft, like Envoy's panic threshold: when every upstream
+   * left is only transiently cooling, they are tried anyway rather than failing every request.
+   * Rate-limit cooldowns are hard: the upstream said to wait.
    */
   candidates(model: string | undefined, tried: readonly Upstream[], now: number): Upstream[] | GatewayError {
     const out: Upstream[] = [];
+    const soft: Upstream[] = [];
     let serving = 0;
     let busy = 0;
     let earliestReset = Infinity;
@@ -36,20 +41,25 @@ export class UpstreamPool {
         continue;
       }
       if (tried.includes(u)) continue;
-      const cooling = this.state.cooldown(u.name, model, now);
-      if (cooling !== undefined) {
-        if (cooling.until < earliestReset) earliestReset = cooling.until;
-        continue;
-      }
       if (u.maxConcurrency > 0 && this.state.inFlight(u.name) >= u.maxConcurrency) {
         busy++;
+        continue;
+      }
+      const cooling = this.state.cooldown(u.name, model, now);
+      if (cooling !== undefined) {
+        if (cooling.kind === 'transient') soft.push(u);
+        else if (cooling.until < earliestReset) earliestReset = cooling.until;
         continue;
       }
       out.push(u);
     }
     if (out.length > 0) return out;
+    if (soft.length > 0) return soft;
     if (serving === 0) {
-      return new NoUpstreamError(model === undefined ? 'No upstream is configured' : `No upstream serves model ${model}`, { phase: 'admission' });
+      return new NoUpstreamError(
+        model === undefined ? 'No upstream is configured' : `No upstream serves model ${model}`,
+        { phase: 'admission' },
+      );
     }
     if (earliestReset !== Infinity) {
       const retryAfter = Math.max(1, Math.ceil((earliestReset - now) / 1000));
@@ -58,8 +68,15 @@ export class UpstreamPool {
         { retryAfter, phase: 'admission' },
       );
     }
-    if (busy > 0) return new QueueFullError('Too many pending requests: every upstream is at its concurrency limit', { retryAfter: 1, phase: 'admission' });
-    if (disabled.length > 0) return new NoUpstreamError(`Every upstream is disabled (${disabled.join('; ')})`, { phase: 'admission' });
+    if (busy > 0)
+      return new QueueFullError('Too many pending requests: every upstream is at its concurrency limit', {
+        retryAfter: 1,
+        phase: 'admission',
+      });
+    if (disabled.length > 0)
+      return new NoUpstreamError(`Every upstream is disabled (${disabled.join('; ')})`, {
+        phase: 'admission',
+      });
     return new NoUpstreamError('Every upstream was tried and failed', { phase: 'admission' });
   }
 

@@ -32,7 +32,8 @@ export class SseFramer {
       from = end;
     }
     s = start === 0 ? s : s.slice(start);
-    if (s.length > this.maxFrameChars) throw new SseFrameTooLargeError(`SSE event over ${this.maxFrameChars} characters`);
+    if (s.length > this.maxFrameChars)
+      throw new SseFrameTooLargeError(`SSE event over ${this.maxFrameChars} characters`);
     this.pending = s;
     this.pendingHasCR = hasCR && s.indexOf('\r') !== -1;
   }

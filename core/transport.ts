@@ -27,7 +27,12 @@ export class Transport {
   private readonly proxy: ProxyServer;
 
   constructor(private readonly deps: AttemptDeps) {
-    this.proxy = createProxyServer({ selfHandleResponse: true, ignorePath: true, changeOrigin: true, xfwd: false });
+    this.proxy = createProxyServer({
+      selfHandleResponse: true,
+      ignorePath: true,
+      changeOrigin: true,
+      xfwd: false,
+    });
     // Events are routed to the attempt they belong to; a late event from a cancelled attempt is ignored.
     this.proxy.on('proxyReq', (proxyReq, req, _res, options) => {
       const attempt = (req as TaggedRequest)[ATTEMPT];

@@ -45,6 +45,8 @@ export interface Classification {
   cooldownMs?: number;
   /** `model`: only the request's model cools; `account`: every model of the upstream. */
   cooldownScope?: 'model' | 'account';
+  /** `rate_limit` (default for 429) is hard; `transient` (5xx, network) yields when nothing else is left. */
+  cooldownKind?: 'rate_limit' | 'transient';
 }
 
 /** One parsed Server-Sent Event as it passes through `streamEvent`. */

@@ -23,7 +23,10 @@ export const duration = () =>
   z.union([z.number(), z.string()]).transform((v, ctx) => {
     const ms = parseDuration(v);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration such as 500ms, 30s or 5m, got ${JSON.stringify(v)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a duration such as 500ms, 30s or 5m, got ${JSON.stringify(v)}`,
+      });
       return z.NEVER;
     }
     return ms;
@@ -34,7 +37,10 @@ export const size = () =>
   z.union([z.number(), z.string()]).transform((v, ctx) => {
     const bytes = parseSize(v);
     if (bytes === undefined) {
-      ctx.addIssue({ code: 'custom', message: `expected a size such as 512kb or 10mb, got ${JSON.stringify(v)}` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a size such as 512kb or 10mb, got ${JSON.stringify(v)}`,
+      });
       return z.NEVER;
     }
     return bytes;
@@ -42,4 +48,6 @@ export const size = () =>
 
 /** An integer that may arrive as a string after `${VAR}` substitution. */
 export const integer = (min: number, max: number) =>
-  z.union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)]).pipe(z.number().int().min(min).max(max));
+  z
+    .union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)])
+    .pipe(z.number().int().min(min).max(max));

@@ -1,7 +1,7 @@
 /** One configured upstream account, and the registry of upstream types plugins provide. */
 import http from 'node:http';
 import https from 'node:https';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Timeouts, UpstreamBaseConfig } from './config-schema.js';
 
 /** What a plugin registers to provide an upstream `type`. */
@@ -18,7 +18,8 @@ export interface UpstreamTypeDefinition {
 export class UpstreamTypeRegistry {
   private readonly types = new Map<string, UpstreamTypeDefinition>();
   register(def: UpstreamTypeDefinition): void {
-    if (this.types.has(def.type)) throw new Error(`upstream type "${def.type}" is already provided by another plugin`);
+    if (this.types.has(def.type))
+      throw new Error(`upstream type "${def.type}" is already provided by another plugin`);
     this.types.set(def.type, def);
   }
   get(type: string): UpstreamTypeDefinition | undefined {
@@ -47,7 +48,11 @@ export class Upstream {
   /** State owned by the type's plugin. */
   state: unknown;
 
-  constructor(base: UpstreamBaseConfig, settings: Record<string, unknown> & { baseUrl: string }, timeouts: Timeouts) {
+  constructor(
+    base: UpstreamBaseConfig,
+    settings: Record<string, unknown> & { baseUrl: string },
+    timeouts: Timeouts,
+  ) {
     this.name = base.name;
     this.type = base.type;
     this.baseUrl = new URL(settings.baseUrl);
@@ -58,8 +63,14 @@ export class Upstream {
     this.priority = base.priority;
     this.timeouts = { ...timeouts, ...base.timeouts };
     this.settings = settings;
-    const agentOptions = { keepAlive: true, keepAliveMsecs: 10_000, maxFreeSockets: 256, scheduling: 'lifo' as const };
-    this.agent = this.baseUrl.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    const agentOptions = {
+      keepAlive: true,
+      keepAliveMsecs: 10_000,
+      maxFreeSockets: 256,
+      scheduling: 'lifo' as const,
+    };
+    this.agent =
+      this.baseUrl.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   }
 
   serves(model: string | undefined): boolean {

@@ -3,6 +3,7 @@
  * with 426 (so Codex falls back to HTTP at once), and guarantees every stream ends in the
  * protocol's own terminal event.
  */
+import { z } from 'zod';
 import { inject, injectable, TOKENS } from '../../core/di.js';
 import type { Gateway } from '../../core/gateway.js';
 import type { TapgatePlugin } from '../../core/plugin-api.js';
@@ -15,28 +16,44 @@ import { terminateResponsesStream } from './terminal.js';
 const NAME = 'responses-routes';
 
 const UPGRADE_REFUSAL = JSON.stringify({
-  error: { message: 'WebSocket transport is not supported; use HTTP POST', type: 'invalid_request_error', param: null, code: 'websocket_not_supported' },
+  error: {
+    message: 'WebSocket transport is not supported; use HTTP POST',
+    type: 'invalid_request_error',
+    param: null,
+    code: 'websocket_not_supported',
+  },
 });
+
+const optionsSchema = z.strictObject({
+  /** Also send an `error` event (flat and nested fields) just before `response.failed`. */
+  errorEvent: z.boolean().default(false),
+});
+type Options = z.output<typeof optionsSchema>;
 
 @injectable()
 export default class ResponsesRoutesPlugin implements TapgatePlugin {
-  static readonly meta = { name: NAME };
+  static readonly meta = { name: NAME, options: optionsSchema };
 
-  constructor(@inject(TOKENS.PluginOptions) _options: object) {}
+  constructor(@inject(TOKENS.PluginOptions) private readonly options: Options) {}
 
   apply(gateway: Gateway): void {
     const hooks = gateway.hooks;
-    hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => matchResponsesRoute(ctx.method, ctx.pathname));
+    hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) =>
+      matchResponsesRoute(ctx.method, ctx.pathname),
+    );
 
     hooks.request.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => {
       if (ctx.route !== MODELS) return undefined;
       return { status: 200, body: listModels(gateway.pool) };
     });
 
-    hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) => (isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx) : ev));
+    hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) =>
+      isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx) : ev,
+    );
 
+    const withErrorEvent = this.options.errorEvent;
     hooks.terminateStream.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, error) =>
-      isResponsesRoute(ctx.route) ? terminateResponsesStream(ctx, error) : undefined,
+      isResponsesRoute(ctx.route) ? terminateResponsesStream(ctx, error, withErrorEvent) : undefined,
     );
 
     hooks.upgrade.tap({ name: NAME, stage: Stage.DEFAULT }, ({ socket, pathname }) => {

@@ -18,7 +18,8 @@ export const RESPONSES_COMPACT: RouteMatch = {
   auth: 'client',
   upstreamPath: '/responses/compact',
   jsonBody: true,
-  requiresTerminalEvent: false,
+  // Compact is unary JSON; if an upstream streams it anyway, the same terminal rule holds.
+  requiresTerminalEvent: true,
 };
 
 export const MODELS: RouteMatch = { kind: 'models', proxy: false, auth: 'client' };
@@ -35,7 +36,9 @@ const GET_ROUTES = new Map<string, RouteMatch>([
 
 /** One trailing slash is tolerated; the query string was split off by the core. */
 function normalise(pathname: string): string {
-  return pathname.length > 1 && pathname.charCodeAt(pathname.length - 1) === 47 ? pathname.slice(0, -1) : pathname;
+  return pathname.length > 1 && pathname.charCodeAt(pathname.length - 1) === 47
+    ? pathname.slice(0, -1)
+    : pathname;
 }
 
 export function matchResponsesRoute(method: string, pathname: string): RouteMatch | undefined {

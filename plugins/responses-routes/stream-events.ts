@@ -20,29 +20,35 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
   try {
     parsed = JSON.parse(data);
   } catch {
-    ev.fail = new UpstreamMalformedError(`upstream sent a malformed event (not JSON): ${preview(data)}`, { phase: 'stream' });
+    ev.fail = new UpstreamMalformedError(`upstream sent a malformed event (not JSON): ${preview(data)}`, {
+      phase: 'stream',
+    });
     return ev;
   }
   if (typeof parsed !== 'object' || parsed === null) {
-    ev.fail = new UpstreamMalformedError(`upstream sent a malformed event (not a JSON object): ${preview(data)}`, { phase: 'stream' });
+    ev.fail = new UpstreamMalformedError(
+      `upstream sent a malformed event (not a JSON object): ${preview(data)}`,
+      { phase: 'stream' },
+    );
     return ev;
   }
   const obj = parsed as Record<string, unknown>;
+  const type = typeof obj.type === 'string' ? obj.type : ev.event;
+  if (type === 'error') {
+    // Replaced by response.failed, so its sequence number is not the client's to count.
+    ev.fail = streamError(obj);
+    return ev;
+  }
   const seq = obj.sequence_number;
   if (typeof seq === 'number' && seq > ctx.lastSequence) ctx.lastSequence = seq;
-  const type = typeof obj.type === 'string' ? obj.type : ev.event;
-  if (type === undefined) return ev;
-  if (TERMINAL.has(type)) {
-    ev.terminal = true;
-  } else if (type === 'error') {
-    ev.fail = streamError(obj);
-  }
+  if (type !== undefined && TERMINAL.has(type)) ev.terminal = true;
   return ev;
 }
 
 /** `event: error` comes flat (`{code,message}`) or nested (`{error:{type,code,message}}`). */
 function streamError(obj: Record<string, unknown>): UpstreamStreamError {
-  const nested = typeof obj.error === 'object' && obj.error !== null ? (obj.error as Record<string, unknown>) : undefined;
+  const nested =
+    typeof obj.error === 'object' && obj.error !== null ? (obj.error as Record<string, unknown>) : undefined;
   const pick = (k: string) => {
     const v = nested?.[k] ?? obj[k];
     return typeof v === 'string' && v.length > 0 ? v : undefined;

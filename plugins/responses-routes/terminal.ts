@@ -32,7 +32,30 @@ export function isEventStream(ctx: RequestContext): boolean {
   return typeof type === 'string' && type.startsWith('text/event-stream');
 }
 
-export function terminateResponsesStream(ctx: RequestContext, error: GatewayError): true | undefined {
+/**
+ * An `error` frame with both the documented flat fields and the live API's nested ones, so the
+ * raw SDK stream throws an APIError carrying the real reason (Codex ignores it).
+ */
+export function errorFrame(ctx: RequestContext, error: GatewayError): string {
+  const sequence = ctx.lastSequence + 1;
+  ctx.lastSequence = sequence;
+  const code = error.errorCode ?? 'server_error';
+  const data = {
+    type: 'error',
+    sequence_number: sequence,
+    code,
+    message: error.message,
+    param: null,
+    error: { type: error.type, code, message: error.message, param: null },
+  };
+  return `event: error\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+export function terminateResponsesStream(
+  ctx: RequestContext,
+  error: GatewayError,
+  withErrorEvent: boolean,
+): true | undefined {
   if (!isEventStream(ctx)) return undefined;
   const res = ctx.res;
   if (ctx.terminated) {
@@ -41,6 +64,6 @@ export function terminateResponsesStream(ctx: RequestContext, error: GatewayErro
     return true;
   }
   ctx.terminated = true;
-  res.end(responseFailedFrame(ctx, error));
+  res.end((withErrorEvent ? errorFrame(ctx, error) : '') + responseFailedFrame(ctx, error));
   return true;
 }

@@ -12,7 +12,11 @@ describe('SSE framing', () => {
   it('splits LF frames across any chunk boundary and keeps their text', () => {
     const text = 'event: a\ndata: {"x":1}\n\nevent: b\ndata: {"y":2}\n\n';
     for (let i = 1; i < text.length; i++) {
-      assert.deepEqual(frames([text.slice(0, i), text.slice(i)]), ['event: a\ndata: {"x":1}\n\n', 'event: b\ndata: {"y":2}\n\n'], `split at ${i}`);
+      assert.deepEqual(
+        frames([text.slice(0, i), text.slice(i)]),
+        ['event: a\ndata: {"x":1}\n\n', 'event: b\ndata: {"y":2}\n\n'],
+        `split at ${i}`,
+      );
     }
   });
 
@@ -25,7 +29,11 @@ describe('SSE framing', () => {
   });
 
   it('parses fields: event, multi-line data, comments, optional space', () => {
-    assert.deepEqual(parseFrame('event: x\ndata: a\ndata:b\n\n'), { event: 'x', data: 'a\nb', raw: 'event: x\ndata: a\ndata:b\n\n' });
+    assert.deepEqual(parseFrame('event: x\ndata: a\ndata:b\n\n'), {
+      event: 'x',
+      data: 'a\nb',
+      raw: 'event: x\ndata: a\ndata:b\n\n',
+    });
     assert.equal(parseFrame(': ping\n\n'), undefined);
     assert.equal(parseFrame('event: ping\n\n')?.data, '');
   });

@@ -23,7 +23,11 @@ export class LogCapture extends Writable {
   }
 }
 
-export async function startGateway(yaml: string, env: Record<string, string> = {}, file = 'test/config.test.yaml'): Promise<TestGateway> {
+export async function startGateway(
+  yaml: string,
+  env: Record<string, string> = {},
+  file = 'test/config.test.yaml',
+): Promise<TestGateway> {
   const capture = new LogCapture();
   const loaded = parseConfig(yaml, file, { TAPGATE_TEST_KEY: CLIENT_KEY, ...env });
   loaded.config.server.port = 0;

@@ -10,7 +10,11 @@ export interface RecordedRequest {
   json: Record<string, unknown> | undefined;
 }
 
-export type UpstreamHandler = (req: http.IncomingMessage, res: http.ServerResponse, recorded: RecordedRequest) => void | Promise<void>;
+export type UpstreamHandler = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  recorded: RecordedRequest,
+) => void | Promise<void>;
 
 export interface TestUpstream {
   url: string;
@@ -35,7 +39,13 @@ export async function startUpstream(handler: UpstreamHandler): Promise<TestUpstr
       } catch {
         json = undefined;
       }
-      const recorded: RecordedRequest = { method: req.method!, url: req.url!, headers: req.headers, body, json };
+      const recorded: RecordedRequest = {
+        method: req.method!,
+        url: req.url!,
+        headers: req.headers,
+        body,
+        json,
+      };
       requests.push(recorded);
       waiters.shift()?.(recorded);
       void Promise.resolve(handler(req, res, recorded)).catch((err: unknown) => {
@@ -63,7 +73,11 @@ export function frame(type: string, seq: number, extra: Record<string, unknown> 
   return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq, ...extra })}\n\n`;
 }
 
-export function responseObject(id: string, status: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function responseObject(
+  id: string,
+  status: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     id,
     object: 'response',
@@ -106,13 +120,38 @@ export function happyStream(id = 'resp_up1'): string[] {
   return [
     frame('response.created', 0, { response: responseObject(id, 'in_progress') }),
     frame('response.in_progress', 1, { response: responseObject(id, 'in_progress') }),
-    frame('response.output_item.added', 2, { output_index: 0, item: { ...MESSAGE_ITEM, status: 'in_progress', content: [] } }),
-    frame('response.content_part.added', 3, { item_id: 'msg_1', output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } }),
-    frame('response.output_text.delta', 4, { item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Hello!' }),
-    frame('response.output_text.done', 5, { item_id: 'msg_1', output_index: 0, content_index: 0, text: 'Hello!' }),
-    frame('response.content_part.done', 6, { item_id: 'msg_1', output_index: 0, content_index: 0, part: { type: 'output_text', text: 'Hello!', annotations: [] } }),
+    frame('response.output_item.added', 2, {
+      output_index: 0,
+      item: { ...MESSAGE_ITEM, status: 'in_progress', content: [] },
+    }),
+    frame('response.content_part.added', 3, {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: '', annotations: [] },
+    }),
+    frame('response.output_text.delta', 4, {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      delta: 'Hello!',
+    }),
+    frame('response.output_text.done', 5, {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      text: 'Hello!',
+    }),
+    frame('response.content_part.done', 6, {
+      item_id: 'msg_1',
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: 'Hello!', annotations: [] },
+    }),
     frame('response.output_item.done', 7, { output_index: 0, item: MESSAGE_ITEM }),
-    frame('response.completed', 8, { response: responseObject(id, 'completed', { output: [MESSAGE_ITEM], usage: USAGE }) }),
+    frame('response.completed', 8, {
+      response: responseObject(id, 'completed', { output: [MESSAGE_ITEM], usage: USAGE }),
+    }),
   ];
 }
 

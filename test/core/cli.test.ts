@@ -1,0 +1,306 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = join(ROOT, 'core/bin.js');
+
+interface Cli {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the first pino line on stdout whose `msg` is `msg`. */
+  logLine(msg: string): Promise<Record<string, unknown>>;
+  /** Resolves when the process has exited and its output is closed. */
+  closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const children: ChildProcess[] = [];
+let tmp: string;
+
+function run(args: string[], cwd = ROOT): Cli {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: { ...process.env, TAPGATE_KEY: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let out = '';
+  let err = '';
+  const waiters: { msg: string; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const seen: Record<string, unknown>[] = [];
+  let partial = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      seen.push(parsed);
+      for (const w of waiters.filter((w) => w.msg === parsed.msg)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(parsed);
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const closed = once(child, 'close').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    logLine: (msg) => {
+      const already = seen.find((l) => l.msg === msg);
+      if (already) return Promise.resolve(already);
+      return new Promise((resolve, reject) => {
+        waiters.push({ msg, resolve });
+        void closed.then(() =>
+          reject(new Error(`tapgate exited before logging "${msg}"\nstdout:\n${out}\nstderr:\n${err}`)),
+        );
+      });
+    },
+    closed,
+  };
+}
+
+function writeConfig(name: string, yaml: string): string {
+  const file = join(tmp, name);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+/** A config for a spawned gateway: no client keys (loopback only), one upstream at `upstreamUrl`. */
+function gatewayYaml(upstreamUrl: string, server = ''): string {
+  return `server:
+  host: 127.0.0.1
+  port: 0
+${server}upstreams:
+  - name: up1
+    type: openai
+    baseUrl: ${upstreamUrl}/v1
+    apiKey: sk-upstream-cli-test
+plugins:
+  - responses-routes
+  - request-id
+  - error-codes
+`;
+}
+
+/** Starts a streamed Responses request and resolves once the first events have arrived. */
+function startStream(port: number): Promise<{ body: () => string; ended: Promise<void>; status: number }> {
+  return new Promise((resolveStarted, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/v1/responses',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let body = '';
+        const ended = once(res, 'end').then(() => undefined);
+        let started = false;
+        res.setEncoding('utf8').on('data', (chunk: string) => {
+          body += chunk;
+          if (!started && body.includes('event: response.in_progress')) {
+            started = true;
+            resolveStarted({ body: () => body, ended, status: res.statusCode ?? 0 });
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify({ model: 'gpt-test', input: 'hi', stream: true }));
+  });
+}
+
+/** Sends a request on a new connection: resolves with `status <n>` if it is served, else the error code. */
+function tryRequest(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/v1/models', agent: false }, (res) => {
+      res.resume();
+      resolve(`status ${String(res.statusCode)}`);
+    });
+    req.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? String(err)));
+  });
+}
+
+describe('CLI (core/bin.js)', () => {
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'tapgate-cli-'));
+  });
+  after(() => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('--help prints the usage and exits 0', async () => {
+    const cli = run(['--help']);
+    const { code } = await cli.closed;
+    assert.equal(code, 0);
+    assert.match(cli.stdout(), /^Usage: tapgate /);
+    assert.match(cli.stdout(), /--config PATH/);
+    assert.match(cli.stdout(), /--port N/);
+    assert.equal(cli.stderr(), '');
+  });
+
+  it('a bad config file: exit 1, and stderr names the key path and line', async () => {
+    const file = writeConfig(
+      'bad.yaml',
+      'server:\n  host: 127.0.0.1\n  prot: 8080\nproxy:\n  maxAttempts: 0\n',
+    );
+    const cli = run(['--config', file]);
+    const { code } = await cli.closed;
+    assert.equal(code, 1);
+    assert.equal(
+      cli.stderr(),
+      `tapgate: ${file}: invalid configuration\n  - ${file}:3:3 server.prot: unknown key\n  - ${file}:5:16 proxy.maxAttempts: Too small: expected number to be >=1\n`,
+    );
+    assert.equal(cli.stdout(), '', 'nothing is logged: the gateway never started');
+  });
+
+  it('a plugin error: exit 1, and stderr names the error and the line', async () => {
+    const file = writeConfig('bad-plugin.yaml', 'plugins:\n  - responses-routes\n  - no-such-plugin\n');
+    const cli = run(['-c', file]);
+    const { code } = await cli.closed;
+    assert.equal(code, 1);
+    assert.match(
+      cli.stderr(),
+      new RegExp(
+        `^tapgate: PluginNotFoundError: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:5 unknown plugin "no-such-plugin"`,
+      ),
+    );
+  });
+
+  it('a missing config file: exit 1, and stderr names the path', async () => {
+    const cli = run(['--config', 'missing/tapgate.yaml'], tmp);
+    const { code } = await cli.closed;
+    assert.equal(code, 1);
+    assert.equal(
+      cli.stderr(),
+      `tapgate: ${join(tmp, 'missing/tapgate.yaml')}: invalid configuration\n  - ${join(tmp, 'missing/tapgate.yaml')} (root): cannot read the file (ENOENT)\n`,
+    );
+  });
+
+  describe('running', () => {
+    let upstream: TestUpstream;
+    /** Releases the upstream responses that are holding their stream open. */
+    const releases: (() => void)[] = [];
+
+    before(async () => {
+      upstream = await startUpstream(async (_req, res) => {
+        const frames = happyStream('resp_cli');
+        writeSseHead(res);
+        res.write(frames[0]! + frames[1]!);
+        await new Promise<void>((r) => releases.push(r));
+        if (res.destroyed) return;
+        for (const f of frames.slice(2)) res.write(f);
+        res.end();
+      });
+    });
+    after(async () => {
+      for (const r of releases.splice(0)) r();
+      await upstream.close();
+    });
+
+    it('--port overrides server.port', async () => {
+      // server.port is taken: the gateway only boots if --port wins.
+      const taken = net.createServer();
+      await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+      try {
+        const takenPort = (taken.address() as net.AddressInfo).port;
+        const file = writeConfig(
+          'port.yaml',
+          gatewayYaml(upstream.url).replace('port: 0', `port: ${takenPort}`),
+        );
+        const cli = run(['--config', file, '--port', '0']);
+        const listening = await cli.logLine('tapgate listening');
+        assert.equal(typeof listening.port, 'number');
+        assert.notEqual(listening.port, takenPort);
+        const res = await fetch(`http://127.0.0.1:${String(listening.port)}/v1/models`);
+        assert.equal(res.status, 200);
+        await res.arrayBuffer();
+        cli.child.kill('SIGTERM');
+        assert.deepEqual(await cli.closed, { code: 0, signal: null });
+        assert.match(cli.stdout(), /"msg":"tapgate stopped"/);
+      } finally {
+        taken.close();
+      }
+    });
+
+    it('SIGTERM: stops accepting, lets the in-flight stream finish, then exits 0', async () => {
+      const file = writeConfig('drain.yaml', gatewayYaml(upstream.url, '  drainTimeout: 10s\n'));
+      const cli = run(['--config', file]);
+      const port = (await cli.logLine('tapgate listening')).port as number;
+
+      const stream = await startStream(port);
+      assert.equal(stream.status, 200);
+      assert.equal(releases.length, 1, 'the upstream is holding the stream open');
+
+      cli.child.kill('SIGTERM');
+      const shutting = await cli.logLine('shutting down');
+      assert.equal(shutting.inflight, 1);
+      assert.equal(shutting.signal, 'SIGTERM');
+      // The line is written just before the listener closes, so a connection may still complete its
+      // handshake in the kernel's backlog and then be reset; either way no new request is served.
+      const late = await tryRequest(port);
+      assert.ok(
+        ['ECONNREFUSED', 'ECONNRESET'].includes(late),
+        `a new request while draining was not refused: ${late}`,
+      );
+      assert.equal(cli.child.exitCode, null, 'still running while the stream is in flight');
+
+      releases.shift()!();
+      await stream.ended;
+      assert.match(stream.body(), /event: response\.completed\n/);
+      assert.doesNotMatch(stream.body(), /response\.failed/);
+      assert.deepEqual(await cli.closed, { code: 0, signal: null });
+      assert.match(cli.stdout(), /"msg":"tapgate stopped"/);
+      assert.doesNotMatch(cli.stdout(), /drain timeout/);
+    });
+
+    it('SIGTERM: a stream still running at the drain timeout ends with response.failed (server_shutting_down), then exit 0', async () => {
+      const file = writeConfig('drain-timeout.yaml', gatewayYaml(upstream.url, '  drainTimeout: 200ms\n'));
+      const cli = run(['--config', file]);
+      const port = (await cli.logLine('tapgate listening')).port as number;
+
+      const stream = await startStream(port);
+      cli.child.kill('SIGTERM');
+      await cli.logLine('shutting down');
+      // The upstream is never released: the drain timeout has to end the stream.
+      await stream.ended;
+      const body = stream.body();
+      assert.match(body, /event: response\.in_progress\n/);
+      assert.doesNotMatch(body, /response\.completed/);
+      const failed = /event: response\.failed\ndata: (.*)\n\n$/.exec(body);
+      assert.ok(failed, `the stream ends with response.failed:\n${body}`);
+      const data = JSON.parse(failed[1]!) as {
+        sequence_number: number;
+        response: { status: string; error: { code: string; message: string } };
+      };
+      assert.equal(data.response.status, 'failed');
+      assert.equal(data.response.error.code, 'server_shutting_down');
+      assert.equal(data.response.error.message, 'Gateway shut down before the response finished');
+      assert.equal(data.sequence_number, 2, 'numbered after the last forwarded event');
+
+      assert.deepEqual(await cli.closed, { code: 0, signal: null });
+      const warn = await cli.logLine('drain timeout: ended requests still in flight');
+      assert.equal(warn.count, 1);
+    });
+  });
+});
