@@ -3,9 +3,7 @@ import type { Gateway } from './gateway.js';
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */
 export interface OptionsSchema<T = unknown> {
-  safeParse(
-    value: unknown,
-  ):
+  safeParse(value: unknown):
     | { success: true; data: T }
     | {
         success: false;
