@@ -42,6 +42,8 @@ const DRAIN_GRACE_MS = 1000;
 export interface AttemptDeps {
   hooks: GatewayHooks;
   maxEventBytes: number;
+  /** Pre-output hold bounds; events a tap marks `hold` wait for the first content event. */
+  hold: { enabled: boolean; maxEvents: number; maxBytes: number; maxTime: number };
 }
 
 export class Attempt {
@@ -53,6 +55,11 @@ export class Attempt {
   /** The upstream's status, written to the client with the first body byte (see `commit`). */
   private status = 200;
   private out = '';
+  /** Events held back before the first content event (pre-output hold). */
+  private held = '';
+  private heldEvents = 0;
+  private holding: boolean;
+  private holdTimer: NodeJS.Timeout | undefined;
   private stopped: GatewayError | true | undefined;
   private errorChunks: Buffer[] | undefined;
   private errorBytes = 0;
@@ -66,6 +73,7 @@ export class Attempt {
     readonly outgoing: OutgoingRequest,
   ) {
     this.done = new Promise((r) => (this.resolve = r));
+    this.holding = deps.hold.enabled;
     this.arm(upstream.timeouts.connect);
   }
 
@@ -142,10 +150,6 @@ export class Attempt {
     if (this.phase !== 'body') return; // draining after a terminal event
     this.timer?.refresh();
     const ctx = this.ctx;
-    if (ctx.firstByteAt === undefined) {
-      ctx.firstByteAt = performance.now();
-      this.deps.hooks.firstByte.call(ctx);
-    }
     let ok: boolean;
     if (this.framer === undefined) {
       this.commit();
@@ -174,7 +178,9 @@ export class Attempt {
     if (this.stopped !== undefined) return;
     const parsed = parseFrame(raw);
     if (parsed === undefined) {
-      this.out += raw; // comments pass through
+      // Comments pass through, in order.
+      if (this.holding) this.held += raw;
+      else this.out += raw;
       return;
     }
     const ev = this.deps.hooks.streamEvent.call(parsed, this.ctx);
@@ -182,11 +188,52 @@ export class Attempt {
       this.stopped = ev.fail;
       return;
     }
-    if (ev.drop !== true) this.out += ev.raw ?? serializeEvent(ev);
+    const text = ev.drop === true ? '' : (ev.raw ?? serializeEvent(ev));
+    if (this.holding) {
+      if (ev.hold === true && ev.terminal !== true) {
+        this.hold(text);
+        return;
+      }
+      this.releaseHold();
+    }
+    this.out += text;
     if (ev.terminal === true) {
       this.ctx.terminated = true;
       this.stopped = true;
     }
+  };
+
+  /** Keeps a pre-output event back, so a failure before any output can still fail over. */
+  private hold(text: string): void {
+    this.held += text;
+    this.heldEvents++;
+    const bounds = this.deps.hold;
+    if (this.heldEvents > bounds.maxEvents || this.held.length > bounds.maxBytes) return this.releaseHold();
+    this.holdTimer ??= setTimeout(this.onHoldTimeout, bounds.maxTime);
+  }
+
+  private releaseHold(): void {
+    this.holding = false;
+    if (this.holdTimer !== undefined) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
+    }
+    if (this.held.length > 0) {
+      this.out = this.held + this.out;
+      this.held = '';
+    }
+  }
+
+  /** The hold's time bound: what is held goes out now. */
+  private readonly onHoldTimeout = (): void => {
+    this.holdTimer = undefined;
+    if (this.phase !== 'body' || !this.holding) return;
+    this.releaseHold();
+    const out = this.out;
+    this.out = '';
+    if (out.length === 0) return;
+    this.commit();
+    if (!this.ctx.res.write(out)) this.pause();
   };
 
   /** A terminal event was forwarded, or an event asked to fail the stream. */
@@ -237,8 +284,11 @@ export class Attempt {
 
   /** Sends the response head, once, just before the first byte (or the end of an empty body). */
   private commit(): void {
-    const res = this.ctx.res;
-    if (!res.headersSent) res.writeHead(this.status, this.ctx.responseHeaders);
+    const ctx = this.ctx;
+    if (ctx.res.headersSent) return;
+    ctx.res.writeHead(this.status, ctx.responseHeaders);
+    ctx.firstByteAt = performance.now();
+    this.deps.hooks.firstByte.call(ctx);
   }
 
   private pause(): void {
@@ -289,6 +339,7 @@ export class Attempt {
     if (this.phase === 'settled') return;
     this.phase = 'settled';
     this.disarm();
+    if (this.holdTimer !== undefined) clearTimeout(this.holdTimer);
     this.resolve(result);
   }
 

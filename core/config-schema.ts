@@ -72,6 +72,42 @@ export const configSchema = z.strictObject({
       maxEventBytes: size().default(16 * 1024 * 1024),
       /** Short cooldown after a transient upstream failure (5xx, network). */
       transientCooldown: duration().default(30_000),
+      /**
+       * Pre-output hold: on a Responses stream, response.created / in_progress wait (within these
+       * bounds) for the first content event, so an in-200 failure before any output can fail over.
+       */
+      hold: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          maxEvents: integer(0, 1000).default(8),
+          maxBytes: size().default(64 * 1024),
+          maxTime: duration().default(5_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  pool: z
+    .strictObject({
+      /** How to pick among eligible upstreams of the best priority tier. */
+      strategy: z.enum(['round-robin', 'least-in-flight', 'fill-first']).default('round-robin'),
+      affinity: z
+        .strictObject({
+          /** Keep a session on one upstream (prompt caching): session-id → prompt_cache_key → previous_response_id. */
+          enabled: z.boolean().default(true),
+          ttl: duration().default(3_600_000),
+        })
+        .prefault({}),
+      queue: z
+        .strictObject({
+          /** How long a request may wait for a free slot before 429. */
+          waitTimeout: duration().default(30_000),
+          /** Requests waiting at once; beyond it, 429 at once. */
+          maxQueue: integer(0, 100_000).default(100),
+          /** `hold`: headers wait with the request. `keepalive`: a stream gets response.created, then keepalive events. */
+          mode: z.enum(['hold', 'keepalive']).default('hold'),
+          keepaliveInterval: duration().default(5_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   log: z

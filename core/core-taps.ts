@@ -12,15 +12,21 @@ import {
   UpstreamConnectTimeoutError,
   UpstreamDnsError,
   UpstreamFirstByteTimeoutError,
+  UpstreamConnectionLostError,
   UpstreamHttpError,
+  UpstreamIdleTimeoutError,
+  UpstreamIncompleteStreamError,
+  UpstreamMalformedError,
   UpstreamResetError,
+  UpstreamStreamError,
 } from './errors.js';
+import { exhaustedWindowMs, limitSignal } from './cooldown-signals.js';
+import type { UpstreamPool } from './pool.js';
+import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Logger } from './logger.js';
-import { retryAfterMs } from './retry-after.js';
 import { Stage } from './stages.js';
 import type { Classification } from './types.js';
-import type { Upstream } from './upstream.js';
 
 const CORE = 'tapgate:core';
 
@@ -40,6 +46,9 @@ export interface CoreTapOptions {
   auth: ClientAuth;
   transientCooldownMs: number;
   logger: Logger;
+  scheduler: SchedulerOptions;
+  /** The pool exists only after plugins are applied; taps reach it at request time. */
+  pool: () => UpstreamPool;
 }
 
 export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
@@ -62,13 +71,31 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     return undefined;
   });
 
-  let cursor = 0;
-  hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (_ctx, candidates) => {
-    // Round-robin within the best priority tier (lower number = preferred).
-    let best = Infinity;
-    for (const u of candidates) if (u.priority < best) best = u.priority;
-    const tier: Upstream[] = candidates.filter((u) => u.priority === best);
-    return tier[cursor++ % tier.length];
+  let scheduler: Scheduler | undefined;
+  hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, candidates) => {
+    scheduler ??= new Scheduler(opts.pool().state, opts.scheduler);
+    return scheduler.select(ctx, candidates);
+  });
+
+  // Usage-window headers come on successes too: a full window cools the whole account until it resets.
+  hooks.upstreamResponse.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, upstream, response) => {
+    if (
+      response.headers['x-codex-primary-used-percent'] === undefined &&
+      response.headers['x-codex-secondary-used-percent'] === undefined
+    )
+      return;
+    const wait = exhaustedWindowMs(response.headers);
+    if (wait === undefined) return;
+    opts
+      .pool()
+      .state.cool(
+        upstream.name,
+        undefined,
+        Date.now() + wait,
+        'usage window exhausted (x-codex headers)',
+        'rate_limit',
+      );
+    ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
   });
 
   hooks.classifyError.tap({ name: CORE, stage: Stage.FALLBACK }, (error) =>
@@ -115,7 +142,19 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   });
 }
 
+/** A parsed "try again in 1.5s" (OpenAI's rate-limit wording, which Codex also reads). */
+const TRY_AGAIN = /try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)/i;
+const OVERLOADED = new Set(['server_is_overloaded', 'slow_down']);
+/** Account-wide quota with no reset time given: rest the account this long. */
+const QUOTA_COOLDOWN_MS = 15 * 60_000;
+
 export function classify(error: GatewayError, transientCooldownMs: number): Classification {
+  const transient: Classification = {
+    retry: 'switch',
+    cooldownMs: transientCooldownMs,
+    cooldownScope: 'model',
+    cooldownKind: 'transient',
+  };
   if (error instanceof UpstreamHttpError) {
     const status = error.status;
     if (
@@ -123,44 +162,59 @@ export function classify(error: GatewayError, transientCooldownMs: number): Clas
       (error.errorCode !== null && REQUEST_FAULT_CODES.has(error.errorCode))
     )
       return { retry: 'none' };
-    if (status === 429) {
-      const wait = retryAfterMs(error.upstreamHeaders);
+    if (status === 429 || (status === 503 && !OVERLOADED.has(error.errorCode ?? ''))) {
+      const signal = limitSignal(error.upstreamHeaders, error.body);
+      const wait = signal.waitMs ?? (signal.accountWide ? QUOTA_COOLDOWN_MS : transientCooldownMs);
       return {
         retry: 'switch',
-        cooldownMs: wait ?? transientCooldownMs,
+        cooldownMs: wait,
+        cooldownScope: signal.accountWide ? 'account' : 'model',
+        cooldownKind: 'rate_limit',
+      };
+    }
+    if (status === 401 || status === 403) return { ...transient, cooldownScope: 'account' };
+    if (status === 408 || status >= 500) return transient;
+    return { retry: 'none' };
+  }
+  if (error instanceof UpstreamStreamError) {
+    // A failure inside a 200 stream, before anything reached the client (pre-output hold).
+    const code = error.errorCode ?? '';
+    if (OVERLOADED.has(code)) return transient;
+    if (
+      code === 'rate_limit_exceeded' ||
+      error.type === 'rate_limit_error' ||
+      error.type === 'tokens' ||
+      error.type === 'requests'
+    ) {
+      const m = TRY_AGAIN.exec(error.message);
+      const wait =
+        m === null ? transientCooldownMs : Number(m[1]) * (m[2]!.toLowerCase() === 'ms' ? 1 : 1000);
+      return {
+        retry: 'switch',
+        cooldownMs: Math.ceil(wait),
         cooldownScope: 'model',
         cooldownKind: 'rate_limit',
       };
     }
-    if (status === 401 || status === 403)
-      return {
-        retry: 'switch',
-        cooldownMs: transientCooldownMs,
-        cooldownScope: 'account',
-        cooldownKind: 'transient',
-      };
-    if (status === 408 || status >= 500)
-      return {
-        retry: 'switch',
-        cooldownMs: transientCooldownMs,
-        cooldownScope: 'model',
-        cooldownKind: 'transient',
-      };
     return { retry: 'none' };
   }
   if (
     error instanceof UpstreamConnectionRefusedError ||
     error instanceof UpstreamDnsError ||
     error instanceof UpstreamConnectTimeoutError ||
-    error instanceof UpstreamResetError ||
-    error instanceof UpstreamFirstByteTimeoutError
+    error instanceof UpstreamResetError
   ) {
-    return {
-      retry: 'switch',
-      cooldownMs: transientCooldownMs,
-      cooldownScope: 'account',
-      cooldownKind: 'transient',
-    };
+    return { ...transient, cooldownScope: 'account' };
+  }
+  // Reached only when nothing went to the client yet, so another upstream may still answer in full.
+  if (
+    error instanceof UpstreamFirstByteTimeoutError ||
+    error instanceof UpstreamIncompleteStreamError ||
+    error instanceof UpstreamConnectionLostError ||
+    error instanceof UpstreamIdleTimeoutError ||
+    error instanceof UpstreamMalformedError
+  ) {
+    return transient;
   }
   return { retry: 'none' };
 }

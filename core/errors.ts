@@ -247,8 +247,8 @@ Object.defineProperty(UpstreamHttpError, 'name', { value: 'UpstreamHttpError' })
 
 /** The upstream reported a failure inside a 200 stream (`event: error` or similar). */
 export class UpstreamStreamError extends GatewayError {
-  constructor(message: string, type: string, errorCode: string | null) {
-    super('UPSTREAM_STREAM_ERROR', 502, type, message, { phase: 'stream' });
+  constructor(message: string, type: string, errorCode: string | null, status = 502, retryAfter?: number) {
+    super('UPSTREAM_STREAM_ERROR', status, type, message, { phase: 'stream', retryAfter });
     this.errorCode = errorCode;
   }
 }

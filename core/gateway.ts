@@ -21,6 +21,7 @@ import { loadPlugins, type LoadedPlugin } from './plugins.js';
 import { Pipeline } from './pipeline.js';
 import { UpstreamPool } from './pool.js';
 import { MemoryPoolState, type PoolStateStore } from './pool-state.js';
+import { SlotQueue } from './slot-queue.js';
 import { Transport } from './transport.js';
 import { Upstream, UpstreamTypeRegistry } from './upstream.js';
 
@@ -99,7 +100,13 @@ export class Gateway {
         } as never,
       ]);
     }
-    tapCore(this.hooks, { auth, transientCooldownMs: config.proxy.transientCooldown, logger: this.logger });
+    tapCore(this.hooks, {
+      auth,
+      transientCooldownMs: config.proxy.transientCooldown,
+      logger: this.logger,
+      scheduler: { strategy: config.pool.strategy, affinity: config.pool.affinity },
+      pool: () => this.pool,
+    });
 
     const configDir = dirname(source.file);
     this.plugins = await loadPlugins(
@@ -121,7 +128,12 @@ export class Gateway {
       }
     }
 
-    this.poolRef = new UpstreamPool(this.buildUpstreams(source), options.poolState ?? new MemoryPoolState());
+    const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
+    this.poolRef = new UpstreamPool(
+      this.buildUpstreams(source),
+      options.poolState ?? new MemoryPoolState(),
+      queue,
+    );
     for (const u of this.poolRef.upstreams) {
       const reason = this.upstreamTypes.get(u.type)?.check?.(u);
       if (reason === undefined) continue;
@@ -131,7 +143,11 @@ export class Gateway {
     this.container.register(TOKENS.Pool, { useValue: this.poolRef });
     sealHooks(this.hooks);
 
-    this.transport = new Transport({ hooks: this.hooks, maxEventBytes: config.proxy.maxEventBytes });
+    this.transport = new Transport({
+      hooks: this.hooks,
+      maxEventBytes: config.proxy.maxEventBytes,
+      hold: config.proxy.hold,
+    });
     this.pipeline = new Pipeline(this.hooks, config, this.poolRef, this.transport, this.logger);
     this.server.on('request', this.pipeline.handle);
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
@@ -269,6 +285,7 @@ export class Gateway {
     this.server.closeIdleConnections();
     if (pipeline !== undefined) {
       pipeline.draining = true;
+      this.poolRef?.queue.clear();
       const left = await pipeline.waitForIdle(drainMs);
       for (const ctx of left) {
         // Stop the relay first, so nothing is written after the terminal event.

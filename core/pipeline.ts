@@ -13,6 +13,7 @@ import {
   ClientAbortError,
   GatewayError,
   NotFoundError,
+  QueueFullError,
   ShuttingDownError,
   toGatewayError,
 } from './errors.js';
@@ -84,6 +85,10 @@ export class Pipeline {
     for (;;) {
       if (ctx.clientGone) return;
       const candidates = this.pool.candidates(ctx.model, ctx.tried, Date.now());
+      if (candidates instanceof QueueFullError && lastError === undefined) {
+        await this.waitForSlot(ctx, candidates);
+        continue;
+      }
       if (candidates instanceof GatewayError) throw lastError ?? candidates;
       const upstream = (await this.hooks.selectUpstream.promise(ctx, candidates)) ?? candidates[0]!;
       ctx.upstream = upstream;
@@ -91,7 +96,7 @@ export class Pipeline {
       ctx.attempts++;
       const result = await this.attempt(ctx, upstream, encoding);
       if (result.kind !== 'failed') {
-        if (result.kind === 'ok') this.pool.state.clearCooldown(upstream.name, ctx.model);
+        if (result.kind === 'ok') this.pool.state.clearTransient(upstream.name, ctx.model);
         return;
       }
       const error = result.error;
@@ -113,6 +118,29 @@ export class Pipeline {
       if (verdict.retry === 'refresh') ctx.locals.refreshCredentials = true;
       lastError = error;
     }
+  }
+
+  /**
+   * Every upstream for this model is at its concurrency limit: wait in the bounded queue (headers
+   * held back) until a slot frees, the wait times out, or the client leaves.
+   */
+  private async waitForSlot(ctx: RequestContext, busy: GatewayError): Promise<void> {
+    const queue = this.pool.queue;
+    const deadline =
+      (ctx.locals.queueDeadline as number | undefined) ?? performance.now() + queue.waitTimeout;
+    ctx.locals.queueDeadline = deadline;
+    const left = deadline - performance.now();
+    if (queue.full || left <= 0 || queue.maxQueue === 0) throw busy;
+    const wait = queue.wait(left);
+    ctx.activeAttempt = { cancel: wait.cancel };
+    const result = await wait.done;
+    ctx.activeAttempt = undefined;
+    if (result === 'timeout')
+      throw new QueueFullError(
+        `Too many pending requests: no upstream slot freed within ${queue.waitTimeout}ms`,
+        { retryAfter: 1, phase: 'admission' },
+      );
+    if (result === 'cancelled' && this.draining) throw new ShuttingDownError();
   }
 
   /** One attempt, holding the upstream's concurrency slot until the response is done. */

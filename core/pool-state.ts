@@ -21,6 +21,14 @@ export interface PoolStateStore {
   /** `model` undefined cools the whole account. */
   cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void;
   clearCooldown(upstream: string, model: string | undefined): void;
+  /** Success clears what a 5xx or network fault left, for the model and the account; rate limits stay. */
+  clearTransient(upstream: string, model: string | undefined): void;
+  /** Session affinity: the upstream a session key is bound to, while the binding lives. */
+  affinity(key: string, now: number): string | undefined;
+  bind(key: string, upstream: string, until: number): void;
+  unbind(key: string): void;
+  /** Drops every binding to this upstream (it cooled or failed). */
+  unbindUpstream(upstream: string): void;
   disable(upstream: string, reason: string): void;
   enable(upstream: string): void;
   disabled(upstream: string): string | undefined;
@@ -32,6 +40,8 @@ export class MemoryPoolState implements PoolStateStore {
   private readonly inflight = new Map<string, number>();
   private readonly cooldowns = new Map<string, Map<string, Cooldown>>();
   private readonly disabledReasons = new Map<string, string>();
+  private readonly bindings = new Map<string, { upstream: string; until: number }>();
+  private bindsSinceSweep = 0;
 
   inFlight(upstream: string): number {
     return this.inflight.get(upstream) ?? 0;
@@ -79,6 +89,37 @@ export class MemoryPoolState implements PoolStateStore {
     const byModel = this.cooldowns.get(upstream);
     if (byModel === undefined || byModel.size === 0) return;
     byModel.delete(model ?? ACCOUNT);
+  }
+  clearTransient(upstream: string, model: string | undefined): void {
+    const byModel = this.cooldowns.get(upstream);
+    if (byModel === undefined || byModel.size === 0) return;
+    for (const key of model === undefined ? [ACCOUNT] : [ACCOUNT, model]) {
+      if (byModel.get(key)?.kind === 'transient') byModel.delete(key);
+    }
+  }
+  affinity(key: string, now: number): string | undefined {
+    const b = this.bindings.get(key);
+    if (b === undefined) return undefined;
+    if (b.until <= now) {
+      this.bindings.delete(key);
+      return undefined;
+    }
+    return b.upstream;
+  }
+  bind(key: string, upstream: string, until: number): void {
+    this.bindings.set(key, { upstream, until });
+    // Expired bindings are dropped as new ones arrive, so the map stays bounded by live sessions.
+    if (++this.bindsSinceSweep >= 1024) {
+      this.bindsSinceSweep = 0;
+      const now = Date.now();
+      for (const [k, v] of this.bindings) if (v.until <= now) this.bindings.delete(k);
+    }
+  }
+  unbind(key: string): void {
+    this.bindings.delete(key);
+  }
+  unbindUpstream(upstream: string): void {
+    for (const [k, v] of this.bindings) if (v.upstream === upstream) this.bindings.delete(k);
   }
   disable(upstream: string, reason: string): void {
     this.disabledReasons.set(upstream, reason);

@@ -1,6 +1,7 @@
 /** The upstream pool: which upstreams may take an attempt, and leases on their concurrency slots. */
 import { AllUpstreamsCoolingError, NoUpstreamError, QueueFullError, type GatewayError } from './errors.js';
 import type { PoolStateStore } from './pool-state.js';
+import type { SlotQueue } from './slot-queue.js';
 import type { Upstream } from './upstream.js';
 
 export class UpstreamPool {
@@ -9,6 +10,8 @@ export class UpstreamPool {
   constructor(
     readonly upstreams: readonly Upstream[],
     readonly state: PoolStateStore,
+    /** Requests waiting for a slot; a release wakes them. */
+    readonly queue: SlotQueue,
   ) {
     for (const u of upstreams) this.byName.set(u.name, u);
   }
@@ -86,5 +89,6 @@ export class UpstreamPool {
 
   release(upstream: Upstream): void {
     this.state.release(upstream.name);
+    this.queue.notify();
   }
 }

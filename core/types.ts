@@ -59,6 +59,8 @@ export interface SseEvent {
   raw: string | undefined;
   /** Taps set this to drop the event. */
   drop?: boolean;
+  /** Taps set this on events that may wait for the first content event (pre-output hold). */
+  hold?: boolean;
   /** Taps set this when the event ends the stream (forwarded, then the response ends). */
   terminal?: boolean;
   /** Taps set this to end the stream with `terminateStream` instead of forwarding the event. */

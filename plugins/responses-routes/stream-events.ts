@@ -8,6 +8,10 @@ import { UpstreamMalformedError, UpstreamStreamError } from '../../core/errors.j
 import type { SseEvent } from '../../core/types.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
+/** Events with no output yet: held back so an in-200 failure before any output can fail over. */
+const PRE_OUTPUT = new Set(['response.created', 'response.in_progress', 'response.queued']);
+/** In-200 failures worth another account, when nothing has reached the client yet. */
+const RETRYABLE_CODES = new Set(['server_is_overloaded', 'slow_down', 'rate_limit_exceeded']);
 
 export function onResponsesEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
   const data = ev.data;
@@ -39,9 +43,18 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
     ev.fail = streamError(obj);
     return ev;
   }
+  if (type === 'response.failed' && !ctx.res.headersSent) {
+    const retryable = failedBeforeOutput(obj);
+    if (retryable !== undefined) {
+      ev.fail = retryable;
+      return ev;
+    }
+  }
   const seq = obj.sequence_number;
   if (typeof seq === 'number' && seq > ctx.lastSequence) ctx.lastSequence = seq;
-  if (type !== undefined && TERMINAL.has(type)) ev.terminal = true;
+  if (type === undefined) return ev;
+  if (TERMINAL.has(type)) ev.terminal = true;
+  else if (PRE_OUTPUT.has(type)) ev.hold = true;
   return ev;
 }
 
@@ -55,6 +68,26 @@ function streamError(obj: Record<string, unknown>): UpstreamStreamError {
   };
   const message = pick('message') ?? 'upstream reported an error in the stream';
   return new UpstreamStreamError(message, pick('type') ?? 'server_error', pick('code') ?? null);
+}
+
+/**
+ * A `response.failed` for overload or a rate limit, before any output reached the client: a failure
+ * the core may fail over (and, when it cannot, answer as an HTTP 503/429 with the upstream's message).
+ */
+function failedBeforeOutput(obj: Record<string, unknown>): UpstreamStreamError | undefined {
+  const response = obj.response as { error?: { code?: unknown; message?: unknown } } | undefined;
+  const code = response?.error?.code;
+  if (typeof code !== 'string' || !RETRYABLE_CODES.has(code)) return undefined;
+  const message = typeof response?.error?.message === 'string' ? response.error.message : code;
+  if (code === 'rate_limit_exceeded') {
+    const m = /try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)/i.exec(message);
+    const seconds =
+      m === null
+        ? undefined
+        : Math.max(1, Math.ceil(Number(m[1]) / (m[2]!.toLowerCase() === 'ms' ? 1000 : 1)));
+    return new UpstreamStreamError(message, 'rate_limit_error', code, 429, seconds);
+  }
+  return new UpstreamStreamError(message, 'service_unavailable_error', code, 503);
 }
 
 function preview(data: string): string {

@@ -438,9 +438,16 @@ describe('proxy', () => {
 
   describe('upstream dies mid-response', () => {
     it('ends a Responses stream with one response.failed (server_error, next sequence_number)', async () => {
+      // A content event first: after output, a loss can only end the stream (before it, see failover tests).
       const sent = [
         frame('response.created', 0, { response: responseObject('resp_d', 'in_progress') }),
         frame('response.in_progress', 1, { response: responseObject('resp_d', 'in_progress') }),
+        frame('response.output_text.delta', 2, {
+          item_id: 'msg_1',
+          output_index: 0,
+          content_index: 0,
+          delta: 'Hel',
+        }),
       ];
       const up = await upstream(async (_req, res) => {
         writeSseHead(res);
@@ -464,11 +471,11 @@ describe('proxy', () => {
       const events = parseSse(text);
       assert.deepEqual(
         events.map((e) => e.json.type),
-        ['response.created', 'response.in_progress', 'response.failed'],
+        ['response.created', 'response.in_progress', 'response.output_text.delta', 'response.failed'],
       );
-      const failed = events[2]!;
+      const failed = events[3]!;
       assert.equal(failed.event, 'response.failed');
-      assert.equal(failed.json.sequence_number, 2);
+      assert.equal(failed.json.sequence_number, 3);
       const response = failed.json.response as Record<string, unknown>;
       assert.equal(response.status, 'failed');
       assert.deepEqual(response.error, { code: 'server_error', message: 'upstream connection lost' });

@@ -126,7 +126,15 @@ describe('timeouts', () => {
         upstreamGone = closed(res);
         writeSseHead(res);
         res.write(frame('response.created', 0, { response: responseObject('resp_idle', 'in_progress') }));
-        // …and nothing more.
+        // One content event (so the pre-output hold has released), and nothing more.
+        res.write(
+          frame('response.output_text.delta', 1, {
+            item_id: 'msg_1',
+            output_index: 0,
+            content_index: 0,
+            delta: 'Hel',
+          }),
+        );
       });
       const g = await gateway([up.url]);
 
@@ -136,11 +144,11 @@ describe('timeouts', () => {
       const events = parseSse(r.text());
       assert.deepEqual(
         events.map((e) => e.event),
-        ['response.created', 'response.failed'],
+        ['response.created', 'response.output_text.delta', 'response.failed'],
       );
-      const failed = events[1]!.json;
+      const failed = events[2]!.json;
       assert.equal(failed.type, 'response.failed');
-      assert.equal(failed.sequence_number, 1);
+      assert.equal(failed.sequence_number, 2);
       const error = (failed.response as Record<string, unknown>).error as Record<string, unknown>;
       assert.match(String(error.message), /stall/i);
       assert.equal(error.code, 'upstream_error');

@@ -113,8 +113,9 @@ describe('e2e: openai SDK through the gateway', () => {
   it('an upstream that dies mid-stream gives the helper a failed response, not a silent success', async () => {
     const client = await setup(async (_req, res) => {
       writeSseHead(res);
-      const [created, inProgress] = happyStream('resp_dead');
-      await new Promise<void>((r) => res.write(created! + inProgress!, () => r()));
+      // Output has started (an item was added), so the loss can only end the stream.
+      const [created, inProgress, itemAdded] = happyStream('resp_dead');
+      await new Promise<void>((r) => res.write(created! + inProgress! + itemAdded!, () => r()));
       (res.socket as Socket).destroy();
     });
     const final = await client.responses.stream({ model: 'gpt-test', input: 'x' }).finalResponse();

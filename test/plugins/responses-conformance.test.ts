@@ -66,9 +66,9 @@ const SCENARIOS: Record<string, Scenario> = {
   },
   'error-event'(res) {
     writeSseHead(res);
-    res.write(created + inProgress);
+    res.write(created + inProgress + delta);
     res.write(
-      `event: error\ndata: ${JSON.stringify({ type: 'error', sequence_number: 2, error: { type: 'tokens', code: 'rate_limit_exceeded', message: 'Rate limit reached: try again in 1.5s', param: null } })}\n\n`,
+      `event: error\ndata: ${JSON.stringify({ type: 'error', sequence_number: 3, error: { type: 'tokens', code: 'rate_limit_exceeded', message: 'Rate limit reached: try again in 1.5s', param: null } })}\n\n`,
     );
     // The upstream holds the socket open: the gateway must still end the stream.
   },
@@ -78,15 +78,27 @@ const SCENARIOS: Record<string, Scenario> = {
   },
   stall(res) {
     writeSseHead(res);
-    res.write(created + inProgress);
+    res.write(created + inProgress + delta);
   },
   malformed(res) {
     writeSseHead(res);
     res.write(
       created +
         inProgress +
+        delta +
         'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",\n\n',
     );
+  },
+  'overloaded-before-output'(res) {
+    writeSseHead(res);
+    const response = responseObject('resp_up1', 'failed', {
+      error: { code: 'server_is_overloaded', message: 'Our servers are busy (e2e)' },
+    });
+    res.end(created + frame('response.failed', 1, { response }));
+  },
+  'eof-before-output'(res) {
+    writeSseHead(res);
+    res.end(created + inProgress);
   },
   incomplete(res) {
     writeSseHead(res);
@@ -243,8 +255,13 @@ describe('Responses conformance (real openai SDK, all six routes)', function () 
       it('event: error mid-stream becomes one response.failed with the mapped code and the real message', async () => {
         const c = await streamVia(client(), route, 'error-event');
         assert.equal(c.error, undefined);
-        assert.deepEqual(types(c), ['response.created', 'response.in_progress', 'response.failed']);
-        assert.deepEqual(seqs(c), [0, 1, 2]);
+        assert.deepEqual(types(c), [
+          'response.created',
+          'response.in_progress',
+          'response.output_text.delta',
+          'response.failed',
+        ]);
+        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
         assert.deepEqual(failure(c), {
           code: 'rate_limit_exceeded',
           message: 'Rate limit reached: try again in 1.5s',
@@ -269,8 +286,13 @@ describe('Responses conformance (real openai SDK, all six routes)', function () 
 
       it('a stall past the idle timeout: response.failed naming the stall', async () => {
         const c = await streamVia(client(), route, 'stall');
-        assert.deepEqual(types(c), ['response.created', 'response.in_progress', 'response.failed']);
-        assert.deepEqual(seqs(c), [0, 1, 2]);
+        assert.deepEqual(types(c), [
+          'response.created',
+          'response.in_progress',
+          'response.output_text.delta',
+          'response.failed',
+        ]);
+        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
         assert.equal(failure(c).code, 'upstream_error');
         assert.match(failure(c).message, /stalled/);
       });
@@ -278,10 +300,31 @@ describe('Responses conformance (real openai SDK, all six routes)', function () 
       it('a malformed frame is not forwarded: response.failed instead', async () => {
         const c = await streamVia(client(), route, 'malformed');
         assert.equal(c.error, undefined, String(c.error));
-        assert.deepEqual(types(c), ['response.created', 'response.in_progress', 'response.failed']);
-        assert.deepEqual(seqs(c), [0, 1, 2]);
+        assert.deepEqual(types(c), [
+          'response.created',
+          'response.in_progress',
+          'response.output_text.delta',
+          'response.failed',
+        ]);
+        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
         assert.equal(failure(c).code, 'upstream_error', failure(c).message);
         assert.match(failure(c).message, /malformed event/);
+      });
+
+      it('response.failed (server_is_overloaded) before any output: an HTTP 503 with the real message, not a 200', async () => {
+        const c = await streamVia(client(), route, 'overloaded-before-output');
+        assert.ok(c.error instanceof OpenAI.APIError, String(c.error));
+        assert.equal(c.error.status, 503);
+        assert.equal(c.error.code, 'server_is_overloaded');
+        assert.match(c.error.message, /Our servers are busy \(e2e\)/);
+        assert.deepEqual(c.events, []);
+      });
+
+      it('EOF inside a 200 before any output: an HTTP 502, not a 200', async () => {
+        const c = await streamVia(client(), route, 'eof-before-output');
+        assert.ok(c.error instanceof OpenAI.APIError, String(c.error));
+        assert.equal(c.error.status, 502);
+        assert.match(c.error.message, /without a terminal event/);
       });
 
       it('response.incomplete is forwarded verbatim and the stream closes promptly', async () => {

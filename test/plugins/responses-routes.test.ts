@@ -46,7 +46,7 @@ describe('plugin responses-routes', () => {
       upstream = await startUpstream((_req, res, recorded) => {
         writeSseHead(res, { 'x-request-id': 'up-id-42' });
         if (recorded.json?.input === 'malformed') {
-          res.end(happyStream()[0] + 'data: {oops\n\n');
+          res.end(happyStream().slice(0, 3).join('') + 'data: {oops\n\n');
           return;
         }
         for (const f of happyStream()) res.write(f);
@@ -140,7 +140,7 @@ describe('plugin responses-routes', () => {
         response: { error: { code: string } };
       };
       assert.equal(failed.response.error.code, 'bad_gateway');
-      assert.equal(failed.sequence_number, 1);
+      assert.equal(failed.sequence_number, 3);
     });
 
     it('codes without a mapping pass through unchanged', async () => {
@@ -237,7 +237,7 @@ describe('plugin responses-routes, errorEvent mode', () => {
   before(async () => {
     upstream = await startUpstream((_req, res) => {
       writeSseHead(res);
-      res.write(happyStream()[0]!, () => res.socket?.destroy());
+      res.write(happyStream().slice(0, 3).join(''), () => res.socket?.destroy());
     });
     gateway = await startGateway(
       basicConfig(upstream.url).replace(
@@ -263,13 +263,15 @@ describe('plugin responses-routes, errorEvent mode', () => {
       data.map((d) => [d.type, d.sequence_number]),
       [
         ['response.created', 0],
-        ['error', 1],
-        ['response.failed', 2],
+        ['response.in_progress', 1],
+        ['response.output_item.added', 2],
+        ['error', 3],
+        ['response.failed', 4],
       ],
     );
-    assert.equal(data[1]!.code, 'server_error');
-    assert.equal(data[1]!.message, 'upstream connection lost');
-    assert.deepEqual(data[1]!.error, {
+    assert.equal(data[3]!.code, 'server_error');
+    assert.equal(data[3]!.message, 'upstream connection lost');
+    assert.deepEqual(data[3]!.error, {
       type: 'server_error',
       code: 'server_error',
       message: 'upstream connection lost',

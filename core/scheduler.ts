@@ -1,0 +1,115 @@
+/**
+ * The core's upstream selection (the `selectUpstream` fallback): session affinity first, then the
+ * configured strategy within the best priority tier (lower `priority` is preferred).
+ */
+import type { RequestContext } from './context.js';
+import type { PoolStateStore } from './pool-state.js';
+import type { Upstream } from './upstream.js';
+
+export type StrategyName = 'round-robin' | 'least-in-flight' | 'fill-first';
+
+export interface SchedulerOptions {
+  strategy: StrategyName;
+  affinity: { enabled: boolean; ttl: number };
+}
+
+export class Scheduler {
+  /** Smooth weighted round-robin state (nginx's algorithm): current weight per upstream. */
+  private readonly current = new Map<string, number>();
+
+  constructor(
+    private readonly state: PoolStateStore,
+    private readonly options: SchedulerOptions,
+  ) {}
+
+  /** The session key of a request: `session-id`/`session_id` → `prompt_cache_key` → `previous_response_id`. */
+  static sessionKey(ctx: RequestContext): string | undefined {
+    const h = ctx.req.headers;
+    const header = h['session-id'] ?? h['session_id'];
+    if (typeof header === 'string' && header.length > 0) return 's:' + header;
+    const json = ctx.json;
+    if (json === undefined) return undefined;
+    if (typeof json.prompt_cache_key === 'string' && json.prompt_cache_key.length > 0)
+      return 'p:' + json.prompt_cache_key;
+    if (typeof json.previous_response_id === 'string' && json.previous_response_id.length > 0)
+      return 'r:' + json.previous_response_id;
+    return undefined;
+  }
+
+  select(ctx: RequestContext, candidates: readonly Upstream[]): Upstream {
+    const affinity = this.options.affinity;
+    const key = affinity.enabled ? Scheduler.sessionKey(ctx) : undefined;
+    const now = Date.now();
+    if (key !== undefined) {
+      const bound = this.state.affinity(key, now);
+      if (bound !== undefined) {
+        const hit = candidates.find((u) => u.name === bound);
+        if (hit !== undefined) {
+          this.state.bind(key, bound, now + affinity.ttl);
+          return hit;
+        }
+        // Bound elsewhere: if that account is cooling or disabled, let the session move for good;
+        // if it is only busy (or already tried), serve this request elsewhere and keep the binding.
+        if (
+          this.state.disabled(bound) !== undefined ||
+          this.state.cooldown(bound, ctx.model, now) !== undefined
+        ) {
+          this.state.unbind(key);
+        } else {
+          return this.pick(candidates);
+        }
+      }
+      const chosen = this.pick(candidates);
+      this.state.bind(key, chosen.name, now + affinity.ttl);
+      return chosen;
+    }
+    return this.pick(candidates);
+  }
+
+  private pick(candidates: readonly Upstream[]): Upstream {
+    let best = Infinity;
+    for (const u of candidates) if (u.priority < best) best = u.priority;
+    const tier = candidates.length === 1 ? candidates : candidates.filter((u) => u.priority === best);
+    if (tier.length === 1) return tier[0]!;
+    switch (this.options.strategy) {
+      case 'fill-first':
+        // Candidates keep config order: the first with a free slot takes everything it can.
+        return tier[0]!;
+      case 'least-in-flight':
+        return this.leastInFlight(tier);
+      default:
+        return this.weightedRoundRobin(tier);
+    }
+  }
+
+  private leastInFlight(tier: readonly Upstream[]): Upstream {
+    let chosen = tier[0]!;
+    let load = Infinity;
+    for (const u of tier) {
+      const l = this.state.inFlight(u.name) / u.weight;
+      if (l < load) {
+        load = l;
+        chosen = u;
+      }
+    }
+    return chosen;
+  }
+
+  /** Smooth weighted round-robin: spreads picks in proportion to `weight`, without bursts. */
+  private weightedRoundRobin(tier: readonly Upstream[]): Upstream {
+    let total = 0;
+    let chosen = tier[0]!;
+    let chosenWeight = -Infinity;
+    for (const u of tier) {
+      const w = (this.current.get(u.name) ?? 0) + u.weight;
+      this.current.set(u.name, w);
+      total += u.weight;
+      if (w > chosenWeight) {
+        chosenWeight = w;
+        chosen = u;
+      }
+    }
+    this.current.set(chosen.name, chosenWeight - total);
+    return chosen;
+  }
+}
