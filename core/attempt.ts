@@ -28,7 +28,7 @@ import type { Upstream } from './upstream.js';
 
 export type AttemptResult =
   | { kind: 'ok' }
-  /** `committed`: response headers had gone to the client, so only a terminal write is possible. */
+  /** `committed`: this attempt's output reached the client, so only a terminal write is possible. */
   | { kind: 'failed'; error: GatewayError; committed: boolean }
   | { kind: 'aborted' };
 
@@ -285,8 +285,9 @@ export class Attempt {
   /** Sends the response head, once, just before the first byte (or the end of an empty body). */
   private commit(): void {
     const ctx = this.ctx;
-    if (ctx.res.headersSent) return;
-    ctx.res.writeHead(this.status, ctx.responseHeaders);
+    if (ctx.firstByteAt !== undefined) return;
+    // In the queue's keepalive mode the head went out already, with the gateway's own events.
+    if (!ctx.res.headersSent) ctx.res.writeHead(this.status, ctx.responseHeaders);
     ctx.firstByteAt = performance.now();
     this.deps.hooks.firstByte.call(ctx);
   }
@@ -325,7 +326,7 @@ export class Attempt {
 
   private fail(error: GatewayError): void {
     if (this.phase === 'settled') return;
-    const committed = this.ctx.res.headersSent;
+    const committed = this.ctx.firstByteAt !== undefined;
     if (this.out.length > 0 && committed) {
       // Events parsed before the failure still reach the client, in order, before the terminal one.
       this.ctx.res.write(this.out);

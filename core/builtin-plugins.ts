@@ -2,6 +2,7 @@
  * Built-in plugins, enabled by name. Imported statically: a dynamic import() could load a second
  * copy of the core under another module loader, and `instanceof` on errors would then fail.
  */
+import CodexUpstreamPlugin from '../plugins/codex-upstream/index.js';
 import ErrorCodesPlugin from '../plugins/error-codes/index.js';
 import OpenAIUpstreamPlugin from '../plugins/openai-upstream/index.js';
 import RequestIdPlugin from '../plugins/request-id/index.js';
@@ -13,9 +14,11 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, PluginClass>> = {
   'request-id': RequestIdPlugin,
   'error-codes': ErrorCodesPlugin,
   'openai-upstream': OpenAIUpstreamPlugin,
+  'codex-upstream': CodexUpstreamPlugin,
 };
 
 /** Upstream types and the built-in plugin that provides each: enabled automatically when used. */
 export const UPSTREAM_TYPE_PROVIDERS: Readonly<Record<string, string>> = {
   openai: 'openai-upstream',
+  codex: 'codex-upstream',
 };

@@ -46,7 +46,7 @@ export class RequestContext {
   lastSequence = -1;
   /** A terminal event was forwarded or written. */
   terminated = false;
-  /** performance.now() when the first body byte went to the client. */
+  /** performance.now() when the upstream's first body byte went to the client (undefined: no output yet). */
   firstByteAt: number | undefined = undefined;
   error: GatewayError | undefined = undefined;
   /** The client went away before the response finished. */

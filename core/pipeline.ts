@@ -133,7 +133,9 @@ export class Pipeline {
     if (queue.full || left <= 0 || queue.maxQueue === 0) throw busy;
     const wait = queue.wait(left);
     ctx.activeAttempt = { cancel: wait.cancel };
+    const ticker = this.keepWaitingClientAlive(ctx);
     const result = await wait.done;
+    if (ticker !== undefined) clearInterval(ticker);
     ctx.activeAttempt = undefined;
     if (result === 'timeout')
       throw new QueueFullError(
@@ -141,6 +143,29 @@ export class Pipeline {
         { retryAfter: 1, phase: 'admission' },
       );
     if (result === 'cancelled' && this.draining) throw new ShuttingDownError();
+  }
+
+  /**
+   * Keepalive mode: a streamed request that waits starts its stream with the protocol's opening
+   * frame, then ticks, so clients with an idle timeout (Codex) keep waiting. Failover is still
+   * possible until upstream output reaches the client.
+   */
+  private keepWaitingClientAlive(ctx: RequestContext): NodeJS.Timeout | undefined {
+    const q = this.config.pool.queue;
+    const frames = ctx.route?.waitingFrames;
+    if (q.mode !== 'keepalive' || !ctx.stream || frames === undefined) return undefined;
+    const res = ctx.res;
+    if (!res.headersSent) {
+      ctx.responseHeaders = {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+      };
+      res.writeHead(200, ctx.responseHeaders);
+      res.write(frames.open(ctx));
+    }
+    return setInterval(() => {
+      if (!res.writableEnded) res.write(frames.tick(ctx));
+    }, q.keepaliveInterval);
   }
 
   /** One attempt, holding the upstream's concurrency slot until the response is done. */

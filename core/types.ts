@@ -1,6 +1,7 @@
 /** Shapes shared by the core and plugins. */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { RequestContext } from './context.js';
 import type { GatewayError } from './errors.js';
 
 /** What `matchRoute` resolves a request to. */
@@ -17,6 +18,11 @@ export interface RouteMatch {
   jsonBody?: boolean;
   /** The protocol requires a terminal event: an EOF without one is a failure. */
   requiresTerminalEvent?: boolean;
+  /**
+   * The protocol's frames for a streamed request that waits for a slot in the queue's keepalive
+   * mode: `open` starts the stream, `tick` keeps an idle client alive. Without them, waits hold headers.
+   */
+  waitingFrames?: { open(ctx: RequestContext): string; tick(ctx: RequestContext): string };
 }
 
 /** A local answer from a `request` tap. Returning one ends the chain. */

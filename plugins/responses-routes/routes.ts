@@ -1,5 +1,6 @@
 /** The Responses API's routes: three prefixes, each with `/responses` and `/responses/compact`. */
 import type { RouteMatch } from '../../core/types.js';
+import { waitingFrames } from './waiting.js';
 
 const PREFIXES = ['/v1', '', '/backend-api/codex'];
 
@@ -10,6 +11,7 @@ export const RESPONSES: RouteMatch = {
   upstreamPath: '/responses',
   jsonBody: true,
   requiresTerminalEvent: true,
+  waitingFrames,
 };
 
 export const RESPONSES_COMPACT: RouteMatch = {

@@ -6,6 +6,7 @@
 import type { RequestContext } from '../../core/context.js';
 import { UpstreamMalformedError, UpstreamStreamError } from '../../core/errors.js';
 import type { SseEvent } from '../../core/types.js';
+import { startedByGateway } from './waiting.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
 /** Events with no output yet: held back so an in-200 failure before any output can fail over. */
@@ -43,13 +44,14 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
     ev.fail = streamError(obj);
     return ev;
   }
-  if (type === 'response.failed' && !ctx.res.headersSent) {
+  if (type === 'response.failed' && ctx.firstByteAt === undefined) {
     const retryable = failedBeforeOutput(obj);
     if (retryable !== undefined) {
       ev.fail = retryable;
       return ev;
     }
   }
+  if (startedByGateway(ctx)) return renumber(ev, obj, type, ctx);
   const seq = obj.sequence_number;
   if (typeof seq === 'number' && seq > ctx.lastSequence) ctx.lastSequence = seq;
   if (type === undefined) return ev;
@@ -68,6 +70,33 @@ function streamError(obj: Record<string, unknown>): UpstreamStreamError {
   };
   const message = pick('message') ?? 'upstream reported an error in the stream';
   return new UpstreamStreamError(message, pick('type') ?? 'server_error', pick('code') ?? null);
+}
+
+/**
+ * The client already has the gateway's `response.created` and keepalives: drop the upstream's
+ * `response.created` and number the rest after ours, so sequence numbers stay strictly increasing.
+ */
+function renumber(
+  ev: SseEvent,
+  obj: Record<string, unknown>,
+  type: string | undefined,
+  ctx: RequestContext,
+): SseEvent {
+  if (type === 'response.created') {
+    ev.drop = true;
+    return ev;
+  }
+  const sequence = ctx.lastSequence + 1;
+  ctx.lastSequence = sequence;
+  if (typeof obj.sequence_number === 'number') {
+    obj.sequence_number = sequence;
+    ev.data = JSON.stringify(obj);
+    ev.raw = undefined;
+  }
+  if (type === undefined) return ev;
+  if (TERMINAL.has(type)) ev.terminal = true;
+  else if (PRE_OUTPUT.has(type)) ev.hold = true;
+  return ev;
 }
 
 /**
