@@ -6,6 +6,7 @@
 import type { RequestContext } from '../../core/context.js';
 import { UpstreamMalformedError, UpstreamStreamError } from '../../core/errors.js';
 import type { SseEvent } from '../../core/types.js';
+import { nextSequence } from './synthetic.js';
 import { startedByGateway } from './waiting.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
@@ -86,8 +87,7 @@ function renumber(
     ev.drop = true;
     return ev;
   }
-  const sequence = ctx.lastSequence + 1;
-  ctx.lastSequence = sequence;
+  const sequence = nextSequence(ctx);
   if (typeof obj.sequence_number === 'number') {
     obj.sequence_number = sequence;
     ev.data = JSON.stringify(obj);

@@ -1,29 +1,16 @@
 /** Writes the one `response.failed` that ends a Responses stream after headers were sent. */
 import type { RequestContext } from '../../core/context.js';
 import type { GatewayError } from '../../core/errors.js';
-
-/** Synthesised ids derive from the request id, so a client's error can be found in the logs. */
-export function responseIdFor(ctx: RequestContext): string {
-  return 'resp_' + ctx.id.replace(/-/g, '');
-}
+import { nextSequence, sseFrame, syntheticResponse } from './synthetic.js';
 
 export function responseFailedFrame(ctx: RequestContext, error: GatewayError): string {
-  const sequence = ctx.lastSequence + 1;
-  ctx.lastSequence = sequence;
-  const data = {
+  return sseFrame('response.failed', {
     type: 'response.failed',
-    sequence_number: sequence,
-    response: {
-      id: responseIdFor(ctx),
-      object: 'response',
-      created_at: Math.floor(ctx.receivedAt / 1000),
-      model: ctx.model ?? null,
-      status: 'failed',
-      output: [],
+    sequence_number: nextSequence(ctx),
+    response: syntheticResponse(ctx, 'failed', {
       error: { code: error.errorCode ?? 'server_error', message: error.message },
-    },
-  };
-  return `event: response.failed\ndata: ${JSON.stringify(data)}\n\n`;
+    }),
+  });
 }
 
 /** Whether the client is reading an SSE stream (as opposed to a JSON body) on this request. */
@@ -37,18 +24,15 @@ export function isEventStream(ctx: RequestContext): boolean {
  * raw SDK stream throws an APIError carrying the real reason (Codex ignores it).
  */
 export function errorFrame(ctx: RequestContext, error: GatewayError): string {
-  const sequence = ctx.lastSequence + 1;
-  ctx.lastSequence = sequence;
   const code = error.errorCode ?? 'server_error';
-  const data = {
+  return sseFrame('error', {
     type: 'error',
-    sequence_number: sequence,
+    sequence_number: nextSequence(ctx),
     code,
     message: error.message,
     param: null,
     error: { type: error.type, code, message: error.message, param: null },
-  };
-  return `event: error\ndata: ${JSON.stringify(data)}\n\n`;
+  });
 }
 
 export function terminateResponsesStream(

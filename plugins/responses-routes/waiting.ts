@@ -5,31 +5,22 @@
  * then dropped and its sequence numbers shifted past ours (see stream-events.ts).
  */
 import type { RequestContext } from '../../core/context.js';
-import { responseIdFor } from './terminal.js';
+import { nextSequence, sseFrame, syntheticResponse } from './synthetic.js';
 
 const KEY = 'responses-routes.renumber';
 
 export const waitingFrames = {
   open(ctx: RequestContext): string {
-    ctx.lastSequence = 0;
+    ctx.lastSequence = -1;
     ctx.locals[KEY] = true;
-    const data = {
+    return sseFrame('response.created', {
       type: 'response.created',
-      sequence_number: 0,
-      response: {
-        id: responseIdFor(ctx),
-        object: 'response',
-        created_at: Math.floor(ctx.receivedAt / 1000),
-        model: ctx.model ?? null,
-        status: 'queued',
-        output: [],
-      },
-    };
-    return `event: response.created\ndata: ${JSON.stringify(data)}\n\n`;
+      sequence_number: nextSequence(ctx),
+      response: syntheticResponse(ctx, 'queued'),
+    });
   },
   tick(ctx: RequestContext): string {
-    ctx.lastSequence++;
-    return `data: {"type":"keepalive","sequence_number":${ctx.lastSequence}}\n\n`;
+    return sseFrame(undefined, { type: 'keepalive', sequence_number: nextSequence(ctx) });
   },
 };
 
