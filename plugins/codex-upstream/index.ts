@@ -1,0 +1,224 @@
+/**
+ * Upstream type `codex`: ChatGPT/Codex OAuth accounts on the Codex backend. Credentials come from
+ * Codex CLI's auth.json (or inline tokens) and are refreshed single-flight, ahead of expiry and once
+ * after a 401; requests are shaped the way the backend expects; a non-streaming client gets JSON
+ * built from the stream; SDK clients are spared the backend's non-standard events.
+ */
+import { z } from 'zod';
+import type { RequestContext } from '../../core/context.js';
+import { inject, injectable, TOKENS } from '../../core/di.js';
+import { UpstreamHttpError } from '../../core/errors.js';
+import type { Gateway } from '../../core/gateway.js';
+import type { TapgatePlugin } from '../../core/plugin-api.js';
+import { Stage } from '../../core/stages.js';
+import type { OutgoingRequest } from '../../core/types.js';
+import type { Upstream } from '../../core/upstream.js';
+import { CodexAccount } from './account.js';
+import { CodexCredentialsError, expandHome, loadAuthFile, loadInlineTokens } from './credentials.js';
+import { CodexRefreshError } from './errors.js';
+import { preselect } from './preselect.js';
+import { NAME, peekState, requestState } from './request-state.js';
+import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
+import { codexStreamEvent } from './sdk-events.js';
+import { normaliseBody, shapeHeaders } from './shape.js';
+import { ResponseCollector } from './stream-to-json.js';
+
+export const CODEX_TYPE = 'codex';
+/** After a transient refresh failure, the token endpoint is left alone at least this long. */
+const MIN_REFRESH_BACKOFF_MS = 5000;
+
+/** What `init` keeps per upstream (`upstream.state`). */
+export interface CodexUpstreamState {
+  account: CodexAccount;
+  identity: CodexIdentity;
+  pass: ReadonlySet<string>;
+  removeParameters: readonly string[];
+}
+
+@injectable()
+export default class CodexUpstreamPlugin implements TapgatePlugin {
+  static readonly meta = { name: NAME, options: z.strictObject({}) };
+  /** One account per auth file, however many upstreams name it: one refresh token, one refresher. */
+  private readonly byFile = new Map<string, CodexAccount>();
+  private readonly accounts = new Set<CodexAccount>();
+  private gateway: Gateway | undefined;
+
+  constructor(@inject(TOKENS.PluginOptions) _options: Record<string, never>) {}
+
+  apply(gateway: Gateway): void {
+    this.gateway = gateway;
+    const hooks = gateway.hooks;
+    gateway.upstreamTypes.register({
+      type: CODEX_TYPE,
+      schema: codexUpstreamSchema,
+      init: (upstream) => this.init(upstream),
+    });
+
+    hooks.selectUpstream.tapPromise({ name: NAME, stage: Stage.EARLY }, async (ctx, candidates) =>
+      preselect(ctx, candidates, (u) => (u.type === CODEX_TYPE ? stateOf(u).account : undefined)),
+    );
+
+    hooks.prepareUpstreamRequest.tapPromise(
+      { name: NAME, stage: Stage.DEFAULT },
+      async (outgoing, ctx, upstream) =>
+        upstream.type === CODEX_TYPE ? prepare(outgoing, ctx, upstream) : outgoing,
+    );
+
+    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
+      if (upstream.type !== CODEX_TYPE) return;
+      const st = requestState(ctx);
+      st.collect = undefined;
+      const sse = (response.headers['content-type'] ?? '').startsWith('text/event-stream');
+      // The core chose SSE framing from the upstream's content type; the client is told JSON.
+      if (wantsJson(ctx) && sse && (response.statusCode ?? 0) < 400 && ctx.responseHeaders !== undefined) {
+        st.collect = new ResponseCollector();
+        ctx.responseHeaders['content-type'] = 'application/json';
+      }
+    });
+
+    // EARLY: before the Responses plugin's tap, which then still checks framing and terminal events.
+    hooks.streamEvent.tap({ name: NAME, stage: Stage.EARLY }, (ev, ctx) => {
+      if (ctx.upstream?.type !== CODEX_TYPE) return ev;
+      const st = peekState(ctx);
+      if (st?.collect !== undefined) return st.collect.onEvent(ev);
+      return st === undefined ? ev : codexStreamEvent(ev, st.codexClient);
+    });
+    // The Responses plugin turns an `error` event into its own 502; keep the status-mapped one.
+    hooks.streamEvent.tap({ name: NAME, stage: Stage.LATE }, (ev, ctx) => {
+      const failure = ctx.upstream?.type === CODEX_TYPE ? peekState(ctx)?.collect?.failure : undefined;
+      if (failure !== undefined && ev.fail !== undefined) ev.fail = failure;
+      return ev;
+    });
+
+    hooks.classifyError.tap({ name: NAME, stage: Stage.DEFAULT }, (error, ctx) => {
+      const upstream = ctx.upstream;
+      if (upstream?.type !== CODEX_TYPE) return undefined;
+      // Cooldowns for a failed refresh were set when it failed (terminal: the upstream is disabled).
+      if (error instanceof CodexRefreshError) return { retry: 'switch' };
+      if (!(error instanceof UpstreamHttpError) || error.status !== 401) return undefined;
+      const st = requestState(ctx);
+      if (!st.refreshed.has(upstream.name)) {
+        // Refresh once and retry the same account before failing over.
+        st.refreshed.add(upstream.name);
+        st.refreshNext = upstream.name;
+        return { retry: 'refresh' };
+      }
+      return {
+        retry: 'switch',
+        cooldownMs: gateway.config.proxy.transientCooldown,
+        cooldownScope: 'account',
+        cooldownKind: 'transient',
+      };
+    });
+  }
+
+  /** A refresh that already spent the old refresh token must reach the auth file before exit. */
+  async close(): Promise<void> {
+    await Promise.all([...this.accounts].map((a) => a.idle()));
+  }
+
+  private init(upstream: Upstream): CodexUpstreamState {
+    const s = upstream.settings as CodexSettings;
+    const at = `codex upstream "${upstream.name}"`;
+    if ((s.auth === undefined) === (s.tokens === undefined))
+      throw new CodexCredentialsError(
+        `${at}: set exactly one of auth (the path of a Codex CLI auth.json) and tokens (inline tokens)`,
+      );
+    const identity = codexIdentity(s);
+    if (typeof identity === 'string') throw new CodexCredentialsError(`${at}: ${identity}`);
+    const gateway = this.gateway!;
+    const log = gateway.logger.child({ plugin: NAME });
+    const makeAccount = (tokens: CodexAccount['tokens'], source: CodexAccount['source']) => {
+      const account: CodexAccount = new CodexAccount(tokens, source, {
+        tokenUrl: s.tokenUrl,
+        clientId: s.clientId,
+        userAgent: identity.userAgent,
+        refreshAheadMs: s.refreshAhead,
+        retryBackoffMs: Math.max(MIN_REFRESH_BACKOFF_MS, gateway.config.proxy.transientCooldown),
+        log,
+        onDead: (reason) => {
+          for (const name of account.upstreams) gateway.pool.state.disable(name, reason);
+        },
+        onUnusable: (reason) => {
+          const until = Date.now() + gateway.config.proxy.transientCooldown;
+          for (const name of account.upstreams)
+            gateway.pool.state.cool(name, undefined, until, reason, 'transient');
+        },
+      });
+      this.accounts.add(account);
+      return account;
+    };
+    let account: CodexAccount;
+    if (s.auth !== undefined) {
+      const path = expandHome(s.auth);
+      const shared = this.byFile.get(path);
+      if (shared !== undefined) {
+        account = shared;
+      } else {
+        const file = loadAuthFile(upstream.name, path);
+        account = makeAccount(file.tokens, { kind: 'file', path, doc: file.doc });
+        this.byFile.set(path, account);
+      }
+    } else {
+      account = makeAccount(loadInlineTokens(upstream.name, s.tokens!), { kind: 'inline' });
+    }
+    account.upstreams.push(upstream.name);
+    log.info(
+      {
+        upstream: upstream.name,
+        source: account.source.kind === 'file' ? account.source.path : 'inline tokens',
+        accessTokenExpires: new Date(account.tokens.expiresAt).toISOString(),
+      },
+      'codex credentials loaded',
+    );
+    return {
+      account,
+      identity,
+      pass: new Set(s.passHeaders),
+      removeParameters: s.removeParameters,
+    };
+  }
+}
+
+function stateOf(upstream: Upstream): CodexUpstreamState {
+  return upstream.state as CodexUpstreamState;
+}
+
+/** A Responses call whose client did not ask to stream (a body the core could not decode is Codex's: it streams). */
+function wantsJson(ctx: RequestContext): boolean {
+  return ctx.route?.kind === 'responses' && ctx.json !== undefined && !ctx.stream;
+}
+
+async function prepare(
+  outgoing: OutgoingRequest,
+  ctx: RequestContext,
+  upstream: Upstream,
+): Promise<OutgoingRequest> {
+  const { account, identity, pass, removeParameters } = stateOf(upstream);
+  const st = requestState(ctx);
+  // After a 401 the core sets `refreshCredentials` and retries; the refresh is for the account that failed.
+  const force = ctx.locals.refreshCredentials === true && st.refreshNext === upstream.name;
+  delete ctx.locals.refreshCredentials;
+  st.refreshNext = undefined;
+  await account.ensure(force, st.sent.get(upstream.name));
+  st.sent.set(upstream.name, account.generation);
+
+  const kind = ctx.route?.kind;
+  const compact = kind === 'responses.compact';
+  const headers = shapeHeaders(outgoing.headers, {
+    requestId: ctx.id,
+    accessToken: account.tokens.accessToken,
+    accountId: account.tokens.accountId,
+    identity,
+    pass,
+    compact,
+  });
+  outgoing.headers = headers;
+  // A body still encoded (zstd on Node 20) goes as sent; otherwise the parsed body is normalised.
+  if (headers['content-encoding'] === undefined && (kind === 'responses' || compact)) {
+    const source = Buffer.isBuffer(outgoing.body) ? ctx.json : outgoing.body;
+    const shaped = source === undefined ? undefined : normaliseBody(source, compact, removeParameters);
+    if (shaped !== undefined) outgoing.body = shaped;
+  }
+  return outgoing;
+}
