@@ -190,7 +190,8 @@ export class Attempt {
     }
     const text = ev.drop === true ? '' : (ev.raw ?? serializeEvent(ev));
     if (this.holding) {
-      if (ev.hold === true && ev.terminal !== true) {
+      // A dropped event shows the client nothing, so it does not end the hold either.
+      if ((ev.hold === true || ev.drop === true) && ev.terminal !== true) {
         this.hold(text);
         return;
       }

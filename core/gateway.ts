@@ -205,7 +205,7 @@ export class Gateway {
       names.add(value.name);
       const base = upstreamBaseSchema.parse(raw);
       const upstream = new Upstream(base, value, this.config.proxy.timeouts);
-      upstream.state = def.init?.(upstream);
+      upstream.state = def.init?.(upstream, { configDir: dirname(source.file) });
       out.push(upstream);
     }
     if (issues.length > 0) throw source.error(issues as never);

@@ -82,15 +82,28 @@ export class Pipeline {
     const encoding = decoded.opaque ? ctx.req.headers['content-encoding'] : undefined;
     const maxAttempts = this.config.proxy.maxAttempts;
     let lastError: GatewayError | undefined;
+    /** After `same`/`refresh`, the next attempt goes to this upstream again. */
+    let pinned: Upstream | undefined;
     for (;;) {
       if (ctx.clientGone) return;
       const candidates = this.pool.candidates(ctx.model, ctx.tried, Date.now());
-      if (candidates instanceof QueueFullError && lastError === undefined) {
+      if (candidates instanceof QueueFullError) {
         await this.waitForSlot(ctx, candidates);
         continue;
       }
       if (candidates instanceof GatewayError) throw lastError ?? candidates;
-      const upstream = (await this.hooks.selectUpstream.promise(ctx, candidates)) ?? candidates[0]!;
+      const upstream =
+        pinned !== undefined && candidates.includes(pinned)
+          ? pinned
+          : ((await this.hooks.selectUpstream.promise(ctx, candidates)) ?? candidates[0]!);
+      pinned = undefined;
+      // Selection may yield: a request woken with this one can have taken the last slot meanwhile.
+      if (
+        candidates.includes(upstream) &&
+        upstream.maxConcurrency > 0 &&
+        this.pool.state.inFlight(upstream.name) >= upstream.maxConcurrency
+      )
+        continue;
       ctx.upstream = upstream;
       ctx.tried.push(upstream);
       ctx.attempts++;
@@ -104,18 +117,16 @@ export class Pipeline {
       const verdict = this.hooks.classifyError.call(error, ctx) ?? { retry: 'none' };
       if (verdict.cooldownMs !== undefined && verdict.cooldownMs > 0) {
         const model = verdict.cooldownScope === 'account' ? undefined : ctx.model;
-        this.pool.state.cool(
-          upstream.name,
-          model,
-          Date.now() + verdict.cooldownMs,
-          error.message,
-          verdict.cooldownKind ?? 'transient',
-        );
+        const until = Date.now() + verdict.cooldownMs;
+        this.pool.state.cool(upstream.name, model, until, error.message, verdict.cooldownKind ?? 'transient');
       }
       ctx.log.debug({ upstream: upstream.name, code: error.code, retry: verdict.retry }, 'attempt failed');
       if (verdict.retry === 'none' || ctx.attempts >= maxAttempts || ctx.clientGone) throw error;
-      if (verdict.retry !== 'switch') ctx.tried.pop(); // same upstream again
-      if (verdict.retry === 'refresh') ctx.locals.refreshCredentials = true;
+      if (verdict.retry === 'same' || verdict.retry === 'refresh') {
+        ctx.tried.pop();
+        pinned = upstream;
+        if (verdict.retry === 'refresh') ctx.locals.refreshCredentials = true;
+      }
       lastError = error;
     }
   }
@@ -187,7 +198,13 @@ export class Pipeline {
         headers,
         body: ctx.body!,
       };
-      const outgoing = await this.hooks.prepareUpstreamRequest.promise(base, ctx, upstream);
+      let outgoing: OutgoingRequest;
+      try {
+        outgoing = await this.hooks.prepareUpstreamRequest.promise(base, ctx, upstream);
+      } catch (err) {
+        // E.g. a credential refresh that failed: a failure of this attempt, classified like any other.
+        return { kind: 'failed', error: toGatewayError(err), committed: false };
+      }
       // The origin is the upstream's, whatever a tap did: the gateway never proxies to a client-chosen host.
       if (outgoing.url.origin !== upstream.baseUrl.origin)
         throw new GatewayError(

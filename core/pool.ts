@@ -44,11 +44,13 @@ export class UpstreamPool {
         continue;
       }
       if (tried.includes(u)) continue;
+      const cooling = this.state.cooldown(u.name, model, now);
       if (u.maxConcurrency > 0 && this.state.inFlight(u.name) >= u.maxConcurrency) {
-        busy++;
+        // Full and rate limited: a freed slot would not help, so it counts as cooling, not busy.
+        if (cooling?.kind === 'rate_limit') earliestReset = Math.min(earliestReset, cooling.until);
+        else busy++;
         continue;
       }
-      const cooling = this.state.cooldown(u.name, model, now);
       if (cooling !== undefined) {
         if (cooling.kind === 'transient') soft.push(u);
         else if (cooling.until < earliestReset) earliestReset = cooling.until;
@@ -64,6 +66,12 @@ export class UpstreamPool {
         { phase: 'admission' },
       );
     }
+    // An upstream that is only busy frees a slot soon: wait for it rather than for the latest reset.
+    if (busy > 0)
+      return new QueueFullError('Too many pending requests: every upstream is at its concurrency limit', {
+        retryAfter: 1,
+        phase: 'admission',
+      });
     if (earliestReset !== Infinity) {
       const retryAfter = Math.max(1, Math.ceil((earliestReset - now) / 1000));
       return new AllUpstreamsCoolingError(
@@ -71,11 +79,6 @@ export class UpstreamPool {
         { retryAfter, phase: 'admission' },
       );
     }
-    if (busy > 0)
-      return new QueueFullError('Too many pending requests: every upstream is at its concurrency limit', {
-        retryAfter: 1,
-        phase: 'admission',
-      });
     if (disabled.length > 0)
       return new NoUpstreamError(`Every upstream is disabled (${disabled.join('; ')})`, {
         phase: 'admission',

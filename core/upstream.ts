@@ -10,9 +10,14 @@ export interface UpstreamTypeDefinition {
   /** Schema of the type's own keys; it must yield `baseUrl`. Base keys (name, models, …) are added by the core. */
   schema: z.ZodObject;
   /** Free-form per-upstream state the plugin keeps (credentials, token cache). */
-  init?(upstream: Upstream): unknown;
+  init?(upstream: Upstream, context: UpstreamInitContext): unknown;
   /** A reason the upstream cannot serve yet (e.g. no API key): it starts disabled, with that reason. */
   check?(upstream: Upstream): string | undefined;
+}
+
+export interface UpstreamInitContext {
+  /** The config file's directory: relative paths in an upstream's keys resolve against it. */
+  configDir: string;
 }
 
 export class UpstreamTypeRegistry {

@@ -26,11 +26,11 @@ export interface CodexTokens {
   expiresAt: number;
 }
 
-/** `~` and `~/…` expand to the home directory; relative paths resolve against the working directory. */
-export function expandHome(path: string): string {
+/** `~` and `~/…` expand to the home directory; relative paths resolve against `baseDir` (the config file's). */
+export function expandHome(path: string, baseDir: string = process.cwd()): string {
   if (path === '~') return homedir();
   if (path.startsWith('~/')) return resolve(homedir(), path.slice(2));
-  return resolve(path);
+  return resolve(baseDir, path);
 }
 
 export interface AuthFile {

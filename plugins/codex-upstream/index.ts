@@ -51,7 +51,7 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     gateway.upstreamTypes.register({
       type: CODEX_TYPE,
       schema: codexUpstreamSchema,
-      init: (upstream) => this.init(upstream),
+      init: (upstream, context) => this.init(upstream, context.configDir),
     });
 
     hooks.selectUpstream.tapPromise({ name: NAME, stage: Stage.EARLY }, async (ctx, candidates) =>
@@ -117,7 +117,7 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     await Promise.all([...this.accounts].map((a) => a.idle()));
   }
 
-  private init(upstream: Upstream): CodexUpstreamState {
+  private init(upstream: Upstream, configDir: string): CodexUpstreamState {
     const s = upstream.settings as CodexSettings;
     const at = `codex upstream "${upstream.name}"`;
     if ((s.auth === undefined) === (s.tokens === undefined))
@@ -150,7 +150,7 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     };
     let account: CodexAccount;
     if (s.auth !== undefined) {
-      const path = expandHome(s.auth);
+      const path = expandHome(s.auth, configDir);
       const shared = this.byFile.get(path);
       if (shared !== undefined) {
         account = shared;

@@ -11,7 +11,12 @@ import { startedByGateway } from './waiting.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
 /** Events with no output yet: held back so an in-200 failure before any output can fail over. */
-const PRE_OUTPUT = new Set(['response.created', 'response.in_progress', 'response.queued']);
+const PRE_OUTPUT = new Set([
+  'response.created',
+  'response.in_progress',
+  'response.queued',
+  'response.metadata',
+]);
 /** In-200 failures worth another account, when nothing has reached the client yet. */
 const RETRYABLE_CODES = new Set(['server_is_overloaded', 'slow_down', 'rate_limit_exceeded']);
 
