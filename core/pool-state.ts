@@ -12,7 +12,17 @@ export interface Cooldown {
   kind: CooldownKind;
 }
 
+/** What a dashboard or an admin API may show about one upstream: no secret in it. */
+export interface UpstreamStateView {
+  inFlight: number;
+  disabled: string | undefined;
+  /** Cooldowns in force; `model` null means the whole account. */
+  cooldowns: { model: string | null; until: number; reason: string; kind: CooldownKind }[];
+}
+
 export interface PoolStateStore {
+  /** A read-only view of one upstream's state. */
+  view(upstream: string, now: number): UpstreamStateView;
   inFlight(upstream: string): number;
   acquire(upstream: string): void;
   release(upstream: string): void;
@@ -45,6 +55,19 @@ export class MemoryPoolState implements PoolStateStore {
 
   inFlight(upstream: string): number {
     return this.inflight.get(upstream) ?? 0;
+  }
+  view(upstream: string, now: number): UpstreamStateView {
+    const cooldowns: UpstreamStateView['cooldowns'] = [];
+    for (const [key, c] of this.cooldowns.get(upstream) ?? []) {
+      if (c.until > now)
+        cooldowns.push({
+          model: key === ACCOUNT ? null : key,
+          until: c.until,
+          reason: c.reason,
+          kind: c.kind,
+        });
+    }
+    return { inFlight: this.inFlight(upstream), disabled: this.disabledReasons.get(upstream), cooldowns };
   }
   acquire(upstream: string): void {
     this.inflight.set(upstream, this.inFlight(upstream) + 1);
