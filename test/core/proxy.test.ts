@@ -6,8 +6,10 @@
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { proxyConfig, upstreamKey, type UpstreamSpec } from '../helpers/proxy-config.js';
+import { CLIENT_KEY, type TestGateway } from '../helpers/gateway.js';
+import { Harness } from '../helpers/harness.js';
+import type { proxyConfig } from '../helpers/proxy-config.js';
+import { upstreamKey, type UpstreamSpec } from '../helpers/proxy-config.js';
 import {
   closedPort,
   connectRaw,
@@ -24,29 +26,15 @@ import {
   happyStream,
   MESSAGE_ITEM,
   responseObject,
-  startUpstream,
   USAGE,
   writeSseHead,
-  type TestUpstream,
   type UpstreamHandler,
 } from '../helpers/upstream.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-
-async function upstream(handler: UpstreamHandler): Promise<TestUpstream> {
-  const u = await startUpstream(handler);
-  cleanups.push(() => u.close());
-  return u;
-}
-
-async function gateway(
-  upstreams: (string | UpstreamSpec)[],
-  opts: Parameters<typeof proxyConfig>[1] = {},
-): Promise<TestGateway> {
-  const g = await startGateway(proxyConfig(upstreams, opts));
-  cleanups.push(() => g.close());
-  return g;
-}
+const h = new Harness();
+const upstream = (handler: UpstreamHandler) => h.upstream(handler);
+const gateway = (upstreams: (string | UpstreamSpec)[], opts: Parameters<typeof proxyConfig>[1] = {}) =>
+  h.gateway(upstreams, opts);
 
 /** Writes each piece as its own chunk, waiting for each to be flushed to the socket. */
 async function writeEach(res: http.ServerResponse, pieces: string[]): Promise<void> {
@@ -62,9 +50,7 @@ function failedLog(g: TestGateway): Record<string, unknown> {
 }
 
 describe('proxy', () => {
-  afterEach(async () => {
-    while (cleanups.length > 0) await cleanups.pop()!();
-  });
+  afterEach(() => h.cleanup());
 
   describe('pass-through', () => {
     it('relays a streamed SSE body byte for byte, comments and odd spacing included', async () => {

@@ -5,39 +5,26 @@
  */
 import assert from 'node:assert/strict';
 import type http from 'node:http';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { proxyConfig, type UpstreamSpec } from '../helpers/proxy-config.js';
+import type { TestGateway } from '../helpers/gateway.js';
+import { Harness } from '../helpers/harness.js';
+import type { UpstreamSpec } from '../helpers/proxy-config.js';
 import { parseSse, postJson, type RawResponse } from '../helpers/raw.js';
 import { startBlackhole } from '../helpers/stall.js';
 import {
   frame,
   happyStream,
   responseObject,
-  startUpstream,
   writeSseHead,
-  type TestUpstream,
   type UpstreamHandler,
 } from '../helpers/upstream.js';
 
 const TIMEOUTS = { connect: '300ms', firstByte: '300ms', idle: '300ms' };
 const STREAM_BODY = { model: 'gpt-test', stream: true, input: 'hi' };
 
-const cleanups: (() => Promise<void>)[] = [];
-
-async function upstream(handler: UpstreamHandler): Promise<TestUpstream> {
-  const u = await startUpstream(handler);
-  cleanups.push(() => u.close());
-  return u;
-}
-
-async function gateway(
-  upstreams: (string | UpstreamSpec)[],
-  timeouts: Record<string, string> = TIMEOUTS,
-): Promise<TestGateway> {
-  const g = await startGateway(proxyConfig(upstreams, { proxy: { timeouts } }));
-  cleanups.push(() => g.close());
-  return g;
-}
+const h = new Harness();
+const upstream = (handler: UpstreamHandler) => h.upstream(handler);
+const gateway = (upstreams: (string | UpstreamSpec)[], timeouts: Record<string, string> = TIMEOUTS) =>
+  h.gateway(upstreams, { proxy: { timeouts } });
 
 /** Resolves when the upstream side of this exchange is closed (the gateway gave up on it). */
 function closed(res: http.ServerResponse): Promise<void> {
@@ -63,9 +50,7 @@ async function timed<T>(p: Promise<T>): Promise<[T, number]> {
 }
 
 describe('timeouts', () => {
-  afterEach(async () => {
-    while (cleanups.length > 0) await cleanups.pop()!();
-  });
+  afterEach(() => h.cleanup());
 
   describe('first byte', () => {
     it('an upstream that accepts the request but never answers → 504 UPSTREAM_FIRST_BYTE_TIMEOUT', async () => {
@@ -211,7 +196,7 @@ describe('timeouts', () => {
   describe('connect', () => {
     it('an upstream that never completes the TCP handshake → 504 UPSTREAM_CONNECT_TIMEOUT', async () => {
       const hole = await startBlackhole();
-      cleanups.push(() => hole.close());
+      h.track(hole);
       const g = await gateway([hole.url]);
 
       const [r, ms] = await timed(postJson(g.url, '/v1/responses', STREAM_BODY));
@@ -226,7 +211,7 @@ describe('timeouts', () => {
 
     it('fails over to another upstream after a connect timeout', async () => {
       const hole = await startBlackhole();
-      cleanups.push(() => hole.close());
+      h.track(hole);
       const good = await upstream((_req, res) => {
         writeSseHead(res);
         res.end(happyStream().join(''));

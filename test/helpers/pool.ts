@@ -8,6 +8,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import YAML from 'yaml';
 import { CLIENT_KEY, startGateway, type TestGateway } from './gateway.js';
+import { Harness } from './harness.js';
 import { upstreamKey } from './proxy-config.js';
 import { connectRaw, deadline, rawHttpRequest, type RawResponse } from './raw.js';
 import {
@@ -223,20 +224,11 @@ export async function openExchange(
 
 /** Per-file setup: scripted upstreams and gateways, all closed by `cleanup()` (call it in afterEach). */
 export function poolHarness() {
-  const cleanups: (() => Promise<void>)[] = [];
+  const h = new Harness();
   return {
-    async upstream(name: string): Promise<ScriptedUpstream> {
-      const u = await startScripted(name);
-      cleanups.push(() => u.close());
-      return u;
-    },
-    async gateway(upstreams: PoolUpstreamSpec[], opts: PoolConfigOptions = {}): Promise<TestGateway> {
-      const g = await startGateway(poolConfig(upstreams, opts));
-      cleanups.push(() => g.close());
-      return g;
-    },
-    async cleanup(): Promise<void> {
-      while (cleanups.length > 0) await cleanups.pop()!();
-    },
+    upstream: async (name: string): Promise<ScriptedUpstream> => h.track(await startScripted(name)),
+    gateway: async (upstreams: PoolUpstreamSpec[], opts: PoolConfigOptions = {}): Promise<TestGateway> =>
+      h.track(await startGateway(poolConfig(upstreams, opts))),
+    cleanup: () => h.cleanup(),
   };
 }
