@@ -16,7 +16,6 @@ import type { Upstream } from '../../core/upstream.js';
 import { CodexAccount } from './account.js';
 import { CodexCredentialsError, expandHome, loadAuthFile, loadInlineTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
-import { preselect } from './preselect.js';
 import { NAME, peekState, requestState } from './request-state.js';
 import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
 import { codexStreamEvent } from './sdk-events.js';
@@ -54,10 +53,6 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       init: (upstream, context) => this.init(upstream, context.configDir),
     });
 
-    hooks.selectUpstream.tapPromise({ name: NAME, stage: Stage.EARLY }, async (ctx, candidates) =>
-      preselect(ctx, candidates, (u) => (u.type === CODEX_TYPE ? stateOf(u).account : undefined)),
-    );
-
     hooks.prepareUpstreamRequest.tapPromise(
       { name: NAME, stage: Stage.DEFAULT },
       async (outgoing, ctx, upstream) =>
@@ -93,12 +88,14 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     hooks.classifyError.tap({ name: NAME, stage: Stage.DEFAULT }, (error, ctx) => {
       const upstream = ctx.upstream;
       if (upstream?.type !== CODEX_TYPE) return undefined;
-      // Cooldowns for a failed refresh were set when it failed (terminal: the upstream is disabled).
+      // A refresh that failed in prepare: this account cannot take the request, another may. Its
+      // cooldown was set when the refresh failed (terminal: every upstream on the account is disabled).
       if (error instanceof CodexRefreshError) return { retry: 'switch' };
       if (!(error instanceof UpstreamHttpError) || error.status !== 401) return undefined;
       const st = requestState(ctx);
       if (!st.refreshed.has(upstream.name)) {
-        // Refresh once and retry the same account before failing over.
+        // Refresh once and retry the same account before failing over: the core pins the next
+        // attempt to this upstream and sets `ctx.locals.refreshCredentials`.
         st.refreshed.add(upstream.name);
         st.refreshNext = upstream.name;
         return { retry: 'refresh' };
@@ -196,10 +193,14 @@ async function prepare(
 ): Promise<OutgoingRequest> {
   const { account, identity, pass, removeParameters } = stateOf(upstream);
   const st = requestState(ctx);
-  // After a 401 the core sets `refreshCredentials` and retries; the refresh is for the account that failed.
+  // After a 401 the core sets `refreshCredentials` and pins the retry to the same upstream; the
+  // check on `refreshNext` keeps a forced refresh off another account if the pin could not hold.
   const force = ctx.locals.refreshCredentials === true && st.refreshNext === upstream.name;
   delete ctx.locals.refreshCredentials;
   st.refreshNext = undefined;
+  // Refreshes when due (ahead of expiry) or forced. When the account cannot be used (expired or
+  // rejected token, and no new one), this throws a CodexRefreshError: the core counts it as a failed
+  // attempt, and the classifyError tap above fails over to another upstream.
   await account.ensure(force, st.sent.get(upstream.name));
   st.sent.set(upstream.name, account.generation);
 

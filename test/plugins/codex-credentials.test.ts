@@ -220,6 +220,51 @@ describe('plugin codex-upstream: credentials', () => {
       assert.equal(backend.requests.at(-1)!.headers['chatgpt-account-id'], 'acct-home');
     });
 
+    it("resolves a relative auth path against the config file's directory, not the working directory", async () => {
+      const confDir = mkdtempSync(join(dir, 'conf-'));
+      mkdirSync(join(confDir, 'secrets'));
+      const login = {
+        access_token: accessToken('acct-rel', 60), // due: the refresh writes back to the resolved file
+        refresh_token: 'rt-rel',
+        account_id: 'acct-rel',
+      };
+      tokens.register(login, 'acct-rel');
+      const path = writeAuthFile(join(confDir, 'secrets'), login);
+      assert.notEqual(process.cwd(), confDir);
+      const before = tokens.requests.length;
+      g = await startGateway(
+        codexGatewayConfig([upstream({ auth: 'secrets/auth.json' })]),
+        {},
+        join(confDir, 'config.yaml'),
+      );
+      const res = await postJson(g.url, '/v1/responses', { model: 'gpt-5', input: 'x', stream: true });
+      assert.equal(res.status, 200);
+      assert.equal(backend.requests.at(-1)!.headers['chatgpt-account-id'], 'acct-rel');
+      assert.equal(tokens.requests.length, before + 1);
+      const doc = JSON.parse(readFileSync(path, 'utf8')) as { tokens: Record<string, unknown> };
+      assert.notEqual(doc.tokens.refresh_token, 'rt-rel', 'written back to the resolved file');
+      await g.close();
+      g = undefined;
+
+      // A missing file is named by its resolved path.
+      const err = await startGateway(
+        codexGatewayConfig([upstream({ auth: 'missing/auth.json' })]),
+        {},
+        join(confDir, 'config.yaml'),
+      ).then(
+        async (gw) => {
+          await gw.close();
+          return assert.fail('the gateway booted');
+        },
+        (e: unknown) => e as Error,
+      );
+      assert.equal(err.name, 'CodexCredentialsError');
+      assert.ok(
+        err.message.includes(`auth file ${join(confDir, 'missing', 'auth.json')} cannot be read (ENOENT)`),
+        err.message,
+      );
+    });
+
     it('originator and version are one source: the User-Agent is derived from them, or must agree', async () => {
       const access = accessToken('acct-ua');
       tokens.register({ access_token: access, refresh_token: 'rt-ua' }, 'acct-ua');

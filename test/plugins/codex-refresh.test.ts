@@ -410,6 +410,28 @@ describe('plugin codex-upstream: token refresh', () => {
       await expectDisabled(gw, 'cx', 'refresh_token_reused');
     });
 
+    it('a dead account fails over to another codex account in the same request, and is never tried again', async () => {
+      const a = login('acct-k2', -60);
+      const b = login('acct-k3');
+      const gw = await gateway([codex('cx-a', authFile(a)), codex('cx-b', authFile(b), { priority: 1 })]);
+      tokens.script = (req) =>
+        req.form.refresh_token === a.refresh_token
+          ? { status: 401, body: { error: { code: 'refresh_token_reused', message: 'used' } } }
+          : undefined;
+      const res = await postJson(gw.url, '/v1/responses', BODY);
+      assert.equal(res.status, 200);
+      assert.deepEqual(
+        backend.requests.map((r) => r.headers['chatgpt-account-id']),
+        ['acct-k3'],
+      );
+      assert.equal(tokens.requests.length, 1, 'cx-a (preferred) was tried first');
+      await expectDisabled(gw, 'cx-a', 'refresh_token_reused');
+      assert.equal((await postJson(gw.url, '/v1/responses', BODY)).status, 200);
+      assert.equal(tokens.requests.length, 1, 'one refresh in all');
+      assert.equal(backend.requests.length, 2);
+      assert.equal(backend.requests[1]!.headers['chatgpt-account-id'], 'acct-k3');
+    });
+
     it('an OAuth invalid_grant (400) is terminal too; alone, the client gets a clear error and then a 503 naming the reason', async () => {
       const a = login('acct-m', -60);
       const gw = await gateway([codex('cx', authFile(a))]);
@@ -451,6 +473,20 @@ describe('plugin codex-upstream: token refresh', () => {
       assert.equal((await postJson(gw.url, '/v1/responses', BODY)).status, 502);
       assert.equal(tokens.requests.length, 1, 'not retried within the back-off');
       assert.equal(backend.requests.length, 0);
+    });
+
+    it('after a 401, a 5xx token endpoint fails the same request over, cools the account, does not disable it', async () => {
+      const a = login('acct-o2');
+      const gw = await gateway([codex('cx', authFile(a)), openai()]);
+      tokens.revoke(a.access_token);
+      tokens.script = () => ({ status: 503, body: 'upstream connect error' });
+      const res = await postJson(gw.url, '/v1/responses', BODY);
+      assert.equal(res.status, 200);
+      assert.match(res.text(), /resp_fallback/);
+      assert.equal(backend.requests.length, 1, 'the rejected token was not sent again');
+      assert.equal(tokens.requests.length, 1);
+      assert.equal(gw.gw.pool.state.disabled('cx'), undefined);
+      assert.equal(gw.gw.pool.state.cooldown('cx', undefined, Date.now())?.kind, 'transient');
     });
 
     it('an unreachable token endpoint fails over to another upstream', async () => {
