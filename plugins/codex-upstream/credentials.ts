@@ -11,6 +11,7 @@ import { PluginError } from '../../core/plugin-errors.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { jwtAccountId, jwtExpiryMs } from './jwt.js';
 import type { CodexTokensConfig } from './schema.js';
+import { parseJsonObject } from './json-object.js';
 
 /** A boot error in a codex upstream's credentials. Its message never contains token text. */
 export class CodexCredentialsError extends PluginError {
@@ -50,7 +51,7 @@ export function loadAuthFile(upstream: string, path: string): AuthFile {
     const hint = code === 'ENOENT' ? ': log in with `codex login`, or fix the path' : '';
     throw new CodexCredentialsError(`${where} cannot be read (${code})${hint}`);
   }
-  const doc = parseDoc(text);
+  const doc = parseJsonObject(text);
   // JSON.parse's own message quotes the input, which may be a token: never pass it on.
   if (doc === undefined)
     throw new CodexCredentialsError(`${where} is not valid JSON (a JSON object is expected)`);
@@ -101,21 +102,10 @@ function validateTokens(raw: Record<string, unknown>, at: string): CodexTokens {
   return { accessToken, refreshToken, idToken, accountId, expiresAt };
 }
 
-function parseDoc(text: string): Record<string, unknown> | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The file's current contents, or undefined when it cannot be read or parsed right now. */
 export async function readAuthDoc(path: string): Promise<Record<string, unknown> | undefined> {
   try {
-    return parseDoc(await readFile(path, 'utf8'));
+    return parseJsonObject(await readFile(path, 'utf8'));
   } catch {
     return undefined;
   }

@@ -4,6 +4,7 @@
  * transient one (try again later).
  */
 import { jwtExpiryMs } from './jwt.js';
+import { parseJsonObject } from './json-object.js';
 
 /** Codes that mean the refresh token can never work again. */
 export const TERMINAL_REFRESH_CODES = new Set([
@@ -83,7 +84,7 @@ export async function requestTokenRefresh(p: RefreshParams, now = Date.now): Pro
       `token endpoint ${what}`,
     );
   }
-  const json = parseObject(text);
+  const json = parseJsonObject(text);
   if (res.ok) {
     const access = json?.access_token;
     if (typeof access !== 'string' || access.length === 0)
@@ -133,17 +134,6 @@ function errorOf(json: Record<string, unknown> | undefined): { code?: string; de
     return { code: nonEmpty(e.code) ?? nonEmpty(e.type), description: nonEmpty(e.message) };
   }
   return { code: nonEmpty(json.code), description: nonEmpty(json.message) };
-}
-
-function parseObject(text: string): Record<string, unknown> | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function nonEmpty(v: unknown): string | undefined {
