@@ -1,5 +1,5 @@
 /** Client authentication: `Authorization: Bearer <key>` or `x-api-key`, compared in constant time. */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import crypto, { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
 interface KeyEntry {
@@ -7,7 +7,12 @@ interface KeyEntry {
   digest: Buffer;
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+// Node ≥ 20.12 has a one-shot hash that skips the Hash object; fall back to it otherwise.
+const oneShot = (crypto as { hash?: (alg: string, data: string, enc: 'buffer') => Buffer }).hash;
+const digest =
+  oneShot !== undefined
+    ? (s: string) => oneShot('sha256', s, 'buffer')
+    : (s: string) => createHash('sha256').update(s).digest();
 
 export class ClientAuth {
   private readonly keys: KeyEntry[];

@@ -3,6 +3,7 @@
  * copy of the core under another module loader, and `instanceof` on errors would then fail.
  */
 import CodexUpstreamPlugin from '../plugins/codex-upstream/index.js';
+import DashboardPlugin from '../plugins/dashboard/index.js';
 import ErrorCodesPlugin from '../plugins/error-codes/index.js';
 import OpenAIUpstreamPlugin from '../plugins/openai-upstream/index.js';
 import RequestIdPlugin from '../plugins/request-id/index.js';
@@ -15,6 +16,7 @@ export const BUILTIN_PLUGINS: Readonly<Record<string, PluginClass>> = {
   'error-codes': ErrorCodesPlugin,
   'openai-upstream': OpenAIUpstreamPlugin,
   'codex-upstream': CodexUpstreamPlugin,
+  dashboard: DashboardPlugin,
 };
 
 /** Upstream types and the built-in plugin that provides each: enabled automatically when used. */

@@ -45,6 +45,7 @@ const ERROR_PASS_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry', '
 export interface CoreTapOptions {
   auth: ClientAuth;
   transientCooldownMs: number;
+  /** Where the per-request access line goes. */
   logger: Logger;
   scheduler: SchedulerOptions;
   /** The pool exists only after plugins are applied; taps reach it at request time. */
@@ -115,6 +116,7 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
 
   hooks.finish.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, outcome) => {
     const fields: Record<string, unknown> = {
+      reqId: ctx.id,
       method: ctx.method,
       path: ctx.pathname,
       route: ctx.route?.kind,
@@ -135,9 +137,9 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
       if (e.status >= 500 && e.cause instanceof Error)
         error.cause = e.cause.stack?.split('\n').slice(0, 4).join(' | ');
       fields.error = error;
-      ctx.log.warn(fields, 'request failed');
+      opts.logger.warn(fields, 'request failed');
     } else {
-      ctx.log.info(fields, 'request');
+      opts.logger.info(fields, 'request');
     }
   });
 }

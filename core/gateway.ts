@@ -15,7 +15,7 @@ import { tapCore } from './core-taps.js';
 import { container, TOKENS, type DependencyContainer } from './di.js';
 import { ShuttingDownError } from './errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './hooks.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLoggers, type Logger } from './logger.js';
 import { PluginApplyError } from './plugin-errors.js';
 import { loadPlugins, type LoadedPlugin } from './plugins.js';
 import { Pipeline } from './pipeline.js';
@@ -38,6 +38,8 @@ export class Gateway {
   readonly hooks: GatewayHooks;
   readonly config: Readonly<GatewayConfig>;
   readonly logger: Logger;
+  /** The per-request access line (see createLoggers). */
+  private readonly accessLog: Logger;
   readonly upstreamTypes = new UpstreamTypeRegistry();
   readonly container: DependencyContainer;
   readonly server: http.Server;
@@ -49,7 +51,9 @@ export class Gateway {
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
-    this.logger = createLogger(config.log.level, options.logDestination);
+    const loggers = createLoggers(config.log.level, options.logDestination);
+    this.logger = loggers.logger;
+    this.accessLog = loggers.access;
     this.hooks = createHooks();
     this.container = container.createChildContainer();
     this.container.register(TOKENS.Gateway, { useValue: this });
@@ -103,7 +107,7 @@ export class Gateway {
     tapCore(this.hooks, {
       auth,
       transientCooldownMs: config.proxy.transientCooldown,
-      logger: this.logger,
+      logger: this.accessLog,
       scheduler: { strategy: config.pool.strategy, affinity: config.pool.affinity },
       pool: () => this.pool,
     });

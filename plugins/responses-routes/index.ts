@@ -27,6 +27,8 @@ const UPGRADE_REFUSAL = JSON.stringify({
 const optionsSchema = z.strictObject({
   /** Also send an `error` event (flat and nested fields) just before `response.failed`. */
   errorEvent: z.boolean().default(false),
+  /** `structural`: a cut or garbled event is caught without parsing every event; `json`: parse all. */
+  eventValidation: z.enum(['structural', 'json']).default('structural'),
 });
 type Options = z.output<typeof optionsSchema>;
 
@@ -47,8 +49,9 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
       return { status: 200, body: listModels(gateway.pool) };
     });
 
+    const validation = this.options.eventValidation;
     hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) =>
-      isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx) : ev,
+      isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx, validation) : ev,
     );
 
     const withErrorEvent = this.options.errorEvent;

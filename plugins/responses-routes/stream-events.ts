@@ -20,13 +20,47 @@ const PRE_OUTPUT = new Set([
 /** In-200 failures worth another account, when nothing has reached the client yet. */
 const RETRYABLE_CODES = new Set(['server_is_overloaded', 'slow_down', 'rate_limit_exceeded']);
 
-export function onResponsesEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
+/**
+ * How events are checked before they are forwarded. `structural` (default): a data line must be a
+ * complete JSON object text (`{…}`) — what a cut or garbled frame fails — and only events whose
+ * content matters (error, response.failed, unknown types, renumbered streams) are parsed.
+ * `json`: every event is parsed.
+ */
+export type EventValidation = 'structural' | 'json';
+
+export function onResponsesEvent(ev: SseEvent, ctx: RequestContext, validation: EventValidation): SseEvent {
   const data = ev.data;
   // `event: ping` with no data, or an empty `data:`, makes the SDK throw: drop it.
   if (data.length === 0) {
     ev.drop = true;
     return ev;
   }
+  const type = ev.event;
+  if (
+    validation === 'json' ||
+    type === undefined ||
+    type === 'error' ||
+    type === 'response.failed' ||
+    startedByGateway(ctx)
+  ) {
+    return onParsedEvent(ev, ctx);
+  }
+  if (!looksLikeJsonObject(data)) {
+    ev.fail = new UpstreamMalformedError(`upstream sent a malformed event (not JSON): ${preview(data)}`, {
+      phase: 'stream',
+    });
+    return ev;
+  }
+  const seq = scanSequenceNumber(data);
+  if (seq > ctx.lastSequence) ctx.lastSequence = seq;
+  if (TERMINAL.has(type)) ev.terminal = true;
+  else if (PRE_OUTPUT.has(type)) ev.hold = true;
+  return ev;
+}
+
+/** The full path: the event's JSON is parsed, and its own `type` decides. */
+function onParsedEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
+  const data = ev.data;
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);
@@ -64,6 +98,30 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext): SseEvent {
   if (TERMINAL.has(type)) ev.terminal = true;
   else if (PRE_OUTPUT.has(type)) ev.hold = true;
   return ev;
+}
+
+/** `{…}` after optional white space: a cut frame fails this. */
+function looksLikeJsonObject(data: string): boolean {
+  if (data.charCodeAt(0) === 123 && data.charCodeAt(data.length - 1) === 125) return true;
+  const t = data.trim();
+  return t.startsWith('{') && t.endsWith('}');
+}
+
+const SEQ_KEY = '"sequence_number":';
+
+/** The top-level `sequence_number` (no nested object of a Responses event has one), or -1. */
+export function scanSequenceNumber(data: string): number {
+  let i = data.indexOf(SEQ_KEY);
+  if (i < 0) return -1;
+  i += SEQ_KEY.length;
+  while (data.charCodeAt(i) === 32) i++;
+  let n = 0;
+  let digits = 0;
+  for (let c = data.charCodeAt(i); c >= 48 && c <= 57; c = data.charCodeAt(++i)) {
+    n = n * 10 + (c - 48);
+    digits++;
+  }
+  return digits > 0 ? n : -1;
 }
 
 /** `event: error` comes flat (`{code,message}`) or nested (`{error:{type,code,message}}`). */

@@ -279,3 +279,75 @@ describe('plugin responses-routes, errorEvent mode', () => {
     });
   });
 });
+
+describe('responses-routes event validation', () => {
+  it('scans the top-level sequence_number without parsing the event', async () => {
+    const { scanSequenceNumber } = await import('../../plugins/responses-routes/stream-events.js');
+    assert.equal(scanSequenceNumber('{"type":"x","sequence_number":42,"item":{}}'), 42);
+    assert.equal(scanSequenceNumber('{"type":"x","item":{"a":1},"sequence_number": 7}'), 7);
+    assert.equal(scanSequenceNumber('{"type":"x"}'), -1);
+    assert.equal(scanSequenceNumber('{"sequence_number":"7"}'), -1);
+  });
+
+  for (const mode of ['structural', 'json'] as const) {
+    it(`${mode}: a cut event is not forwarded; response.failed follows what was`, async () => {
+      const up = await startUpstream((_req, res) => {
+        writeSseHead(res);
+        res.end(
+          happyStream().slice(0, 3).join('') +
+            'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hel\n\n',
+        );
+      });
+      const g = await startGateway(
+        basicConfig(up.url).replace(
+          '  - responses-routes',
+          `  - name: responses-routes\n    options: { eventValidation: ${mode} }`,
+        ),
+      );
+      try {
+        const res = await fetch(`${g.url}/v1/responses`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
+        });
+        const text = await res.text();
+        assert.ok(!text.includes('"delta":"Hel'), 'the cut event must not reach the client');
+        const failed = JSON.parse(text.split('event: response.failed\ndata: ')[1]!) as {
+          sequence_number: number;
+          response: { error: { message: string } };
+        };
+        assert.equal(failed.sequence_number, 3);
+        assert.match(failed.response.error.message, /malformed event/);
+      } finally {
+        await g.close();
+        await up.close();
+      }
+    });
+  }
+
+  it('json: a brace-balanced event that is not JSON is caught too', async () => {
+    const up = await startUpstream((_req, res) => {
+      writeSseHead(res);
+      res.end(happyStream().slice(0, 3).join('') + 'event: response.output_text.delta\ndata: {not json}\n\n');
+    });
+    const g = await startGateway(
+      basicConfig(up.url).replace(
+        '  - responses-routes',
+        '  - name: responses-routes\n    options: { eventValidation: json }',
+      ),
+    );
+    try {
+      const res = await fetch(`${g.url}/v1/responses`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
+      });
+      const text = await res.text();
+      assert.ok(!text.includes('{not json}'));
+      assert.match(text, /event: response\.failed/);
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+});
