@@ -343,7 +343,7 @@ describe('responses-routes event validation', () => {
         body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
       });
       const text = await res.text();
-      assert.ok(!text.includes('{not json}'));
+      assert.ok(!text.includes('data: {not json}'), 'the bad event must not be forwarded');
       assert.match(text, /event: response\.failed/);
     } finally {
       await g.close();
