@@ -3,7 +3,7 @@
  * idle), the guard for an upstream that dies mid-response, and the relay to the client with
  * backpressure. It never writes an error itself; it reports one, and whether headers had gone out.
  */
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { RequestContext } from './context.js';
@@ -39,6 +39,44 @@ const MAX_ERROR_BODY = 256 * 1024;
 /** After a terminal event, how long the rest of the upstream body may take before the socket is dropped. */
 const DRAIN_GRACE_MS = 1000;
 
+/** Emitters carry their attempt under this key, so listeners are shared functions, not closures. */
+const OWNER = Symbol('tapgate.attempt');
+type Owned<T> = T & { [OWNER]?: Attempt };
+
+/**
+ * Upstream responses being read to their end after a terminal event (so the keep-alive socket can
+ * be reused), each with a deadline. One sweep timer serves them all, instead of a timer per stream.
+ */
+const draining = new Map<IncomingMessage, number>();
+let drainSweep: NodeJS.Timeout | undefined;
+
+function forgetDrained(this: IncomingMessage): void {
+  draining.delete(this);
+}
+
+function sweepDraining(): void {
+  const now = Date.now();
+  for (const [res, deadline] of draining) {
+    if (deadline > now) continue;
+    draining.delete(res);
+    res.destroy();
+  }
+  if (draining.size === 0 && drainSweep !== undefined) {
+    clearInterval(drainSweep);
+    drainSweep = undefined;
+  }
+}
+
+/** Reads and discards what follows a terminal event, within DRAIN_GRACE_MS. */
+function drainAfterTerminal(res: IncomingMessage): void {
+  if (res.complete) return;
+  draining.set(res, Date.now() + DRAIN_GRACE_MS);
+  res.on('end', forgetDrained);
+  res.on('close', forgetDrained);
+  res.resume();
+  drainSweep ??= setInterval(sweepDraining, 250).unref();
+}
+
 export interface AttemptDeps {
   hooks: GatewayHooks;
   maxEventBytes: number;
@@ -61,6 +99,10 @@ export class Attempt {
   private holding: boolean;
   private holdTimer: NodeJS.Timeout | undefined;
   private stopped: GatewayError | true | undefined;
+  /** The frames of the current chunk go out exactly as received (see onData). */
+  private exact = true;
+  /** The previous chunk ended on a frame boundary: nothing carried over into this one. */
+  private boundaryClean = true;
   private errorChunks: Buffer[] | undefined;
   private errorBytes = 0;
   private resolve!: (r: AttemptResult) => void;
@@ -77,6 +119,43 @@ export class Attempt {
     this.arm(upstream.timeouts.connect);
   }
 
+  // --- listeners: shared functions that find their attempt on the emitter ------------------
+
+  private static onConnected(this: Owned<Socket>): void {
+    const attempt = this[OWNER];
+    this[OWNER] = undefined;
+    attempt?.connected();
+  }
+  private static onData(this: Owned<IncomingMessage>, chunk: Buffer): void {
+    this[OWNER]!.data(chunk);
+  }
+  private static onEnd(this: Owned<IncomingMessage>): void {
+    this[OWNER]!.end();
+  }
+  private static onUpstreamError(this: Owned<IncomingMessage>, err: Error): void {
+    this[OWNER]!.upstreamError(err);
+  }
+  private static onUpstreamClose(this: Owned<IncomingMessage>): void {
+    this[OWNER]!.upstreamClose();
+  }
+  private static onErrorData(this: Owned<IncomingMessage>, chunk: Buffer): void {
+    this[OWNER]!.errorData(chunk);
+  }
+  private static onErrorEnd(this: Owned<IncomingMessage>): void {
+    this[OWNER]!.errorEnd();
+  }
+  private static onDrain(this: Owned<ServerResponse>): void {
+    const attempt = this[OWNER];
+    this[OWNER] = undefined;
+    attempt?.drain();
+  }
+  private static onTimeout(attempt: Attempt): void {
+    attempt.timeout();
+  }
+  private static onHoldTimeout(attempt: Attempt): void {
+    attempt.holdTimeout();
+  }
+
   /** http-proxy-3 created the upstream request and gave it a socket. */
   onProxyReq(proxyReq: ClientRequest): void {
     this.proxyReq = proxyReq;
@@ -84,16 +163,17 @@ export class Attempt {
       proxyReq.destroy();
       return;
     }
-    const socket = proxyReq.socket as Socket | null;
-    if (socket === null || !socket.connecting) return this.onConnected();
-    socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', this.onConnected);
+    const socket = proxyReq.socket as Owned<Socket> | null;
+    if (socket === null || !socket.connecting) return this.connected();
+    socket[OWNER] = this;
+    socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', Attempt.onConnected);
   }
 
-  private readonly onConnected = (): void => {
+  private connected(): void {
     if (this.phase !== 'connect') return;
     this.phase = 'firstByte';
     this.arm(this.upstream.timeouts.firstByte);
-  };
+  }
 
   /** Whether this response answers this attempt's request (and not an earlier, cancelled one). */
   owns(proxyRes: IncomingMessage): boolean {
@@ -114,20 +194,21 @@ export class Attempt {
     const sse = (proxyRes.headers['content-type'] ?? '').startsWith('text/event-stream');
     ctx.responseHeaders = clientResponseHeaders(proxyRes.headers, sse);
     this.deps.hooks.upstreamResponse.call(ctx, this.upstream, proxyRes);
-    proxyRes.on('error', this.onUpstreamError);
-    proxyRes.on('close', this.onUpstreamClose);
+    (proxyRes as Owned<IncomingMessage>)[OWNER] = this;
+    proxyRes.on('error', Attempt.onUpstreamError);
+    proxyRes.on('close', Attempt.onUpstreamClose);
     if (status >= 400) {
       this.errorChunks = [];
-      proxyRes.on('data', this.onErrorData);
-      proxyRes.on('end', this.onErrorEnd);
+      proxyRes.on('data', Attempt.onErrorData);
+      proxyRes.on('end', Attempt.onErrorEnd);
       return;
     }
     if (sse) this.framer = new SseFramer(this.deps.maxEventBytes);
     // The head goes out with the first body byte: an upstream that fails before sending any body
     // gets an HTTP error, never a 200 stream whose first event is a failure (protocol §5 case 8).
     this.status = status;
-    proxyRes.on('data', this.onData);
-    proxyRes.on('end', this.onEnd);
+    proxyRes.on('data', Attempt.onData);
+    proxyRes.on('end', Attempt.onEnd);
   }
 
   /** A socket error reported by http-proxy-3 (connect refused, reset, hang up). */
@@ -146,7 +227,7 @@ export class Attempt {
 
   // --- body relay -------------------------------------------------------------------------
 
-  private readonly onData = (chunk: Buffer): void => {
+  private data(chunk: Buffer): void {
     if (this.phase !== 'body') return; // draining after a terminal event
     this.timer?.refresh();
     const ctx = this.ctx;
@@ -155,8 +236,10 @@ export class Attempt {
       this.commit();
       ok = ctx.res.write(chunk);
     } else {
+      const cleanBefore = this.boundaryClean;
+      this.exact = true;
       try {
-        this.framer.push(chunk, this.onFrame);
+        this.framer.push(chunk, this);
       } catch (err) {
         this.stopped =
           err instanceof SseFrameTooLargeError
@@ -167,20 +250,30 @@ export class Attempt {
       }
       const out = this.out;
       this.out = '';
+      // A chunk of whole frames, each forwarded unchanged, goes out as the bytes that came in:
+      // no re-encoding of the text.
+      const cleanAfter = this.framer.idle && endsWithBlankLine(chunk);
+      this.boundaryClean = cleanAfter;
       if (out.length > 0) this.commit();
-      ok = out.length === 0 ? true : ctx.res.write(out);
+      ok = out.length === 0 ? true : ctx.res.write(this.exact && cleanBefore && cleanAfter ? chunk : out);
       if (this.stopped !== undefined) return this.afterStop();
     }
     if (!ok) this.pause();
-  };
+  }
 
-  private readonly onFrame = (raw: string): void => {
-    if (this.stopped !== undefined) return;
+  /** One complete frame from the framer. */
+  frame(raw: string): void {
+    if (this.stopped !== undefined) {
+      this.exact = false;
+      return;
+    }
     const parsed = parseFrame(raw);
     if (parsed === undefined) {
       // Comments pass through, in order.
-      if (this.holding) this.held += raw;
-      else this.out += raw;
+      if (this.holding) {
+        this.held += raw;
+        this.exact = false;
+      } else this.out += raw;
       return;
     }
     const ev = this.deps.hooks.streamEvent.call(parsed, this.ctx);
@@ -189,12 +282,15 @@ export class Attempt {
       return;
     }
     const text = ev.drop === true ? '' : (ev.raw ?? serializeEvent(ev));
+    if (text !== raw) this.exact = false;
     if (this.holding) {
       // A dropped event shows the client nothing, so it does not end the hold either.
       if ((ev.hold === true || ev.drop === true) && ev.terminal !== true) {
+        this.exact = false;
         this.hold(text);
         return;
       }
+      if (this.held.length > 0) this.exact = false;
       this.releaseHold();
     }
     this.out += text;
@@ -202,7 +298,7 @@ export class Attempt {
       this.ctx.terminated = true;
       this.stopped = true;
     }
-  };
+  }
 
   /** Keeps a pre-output event back, so a failure before any output can still fail over. */
   private hold(text: string): void {
@@ -210,7 +306,7 @@ export class Attempt {
     this.heldEvents++;
     const bounds = this.deps.hold;
     if (this.heldEvents > bounds.maxEvents || this.held.length > bounds.maxBytes) return this.releaseHold();
-    this.holdTimer ??= setTimeout(this.onHoldTimeout, bounds.maxTime);
+    this.holdTimer ??= setTimeout(Attempt.onHoldTimeout, bounds.maxTime, this);
   }
 
   private releaseHold(): void {
@@ -226,7 +322,7 @@ export class Attempt {
   }
 
   /** The hold's time bound: what is held goes out now. */
-  private readonly onHoldTimeout = (): void => {
+  private holdTimeout(): void {
     this.holdTimer = undefined;
     if (this.phase !== 'body' || !this.holding) return;
     this.releaseHold();
@@ -235,7 +331,7 @@ export class Attempt {
     if (out.length === 0) return;
     this.commit();
     if (!this.ctx.res.write(out)) this.pause();
-  };
+  }
 
   /** A terminal event was forwarded, or an event asked to fail the stream. */
   private afterStop(): void {
@@ -243,7 +339,7 @@ export class Attempt {
     if (stopped === true) {
       this.commit();
       this.ctx.res.end();
-      this.drainUpstream();
+      if (this.proxyRes !== undefined) drainAfterTerminal(this.proxyRes);
       this.settle({ kind: 'ok' });
     } else {
       this.destroyUpstream();
@@ -251,7 +347,7 @@ export class Attempt {
     }
   }
 
-  private readonly onEnd = (): void => {
+  private end(): void {
     if (this.phase !== 'body') return;
     if (this.framer !== undefined) {
       const rest = this.framer.rest();
@@ -270,18 +366,18 @@ export class Attempt {
     this.commit();
     this.ctx.res.end();
     this.settle({ kind: 'ok' });
-  };
+  }
 
-  private readonly onUpstreamError = (err: Error): void => {
+  private upstreamError(err: Error): void {
     if (this.phase === 'settled') return;
     this.fail(fromSocketError(err as NodeJS.ErrnoException, 'stream'));
-  };
+  }
 
   /** http-proxy-3 does not report an upstream that dies mid-response; this guard does. */
-  private readonly onUpstreamClose = (): void => {
+  private upstreamClose(): void {
     if (this.phase === 'settled' || this.proxyRes?.complete === true) return;
     this.fail(new UpstreamConnectionLostError(undefined, { phase: 'stream' }));
-  };
+  }
 
   /** Sends the response head, once, just before the first byte (or the end of an empty body). */
   private commit(): void {
@@ -298,30 +394,31 @@ export class Attempt {
     this.proxyRes?.pause();
     // A client that reads slowly is not an upstream stall: stop the idle clock meanwhile.
     this.disarm();
-    res.once('drain', this.onDrain);
+    (res as Owned<typeof res>)[OWNER] = this;
+    res.once('drain', Attempt.onDrain);
   }
 
-  private readonly onDrain = (): void => {
+  private drain(): void {
     if (this.phase !== 'body') return;
     this.arm(this.upstream.timeouts.idle);
     this.proxyRes?.resume();
-  };
+  }
 
   // --- error responses ------------------------------------------------------------------
 
-  private readonly onErrorData = (chunk: Buffer): void => {
+  private errorData(chunk: Buffer): void {
     this.timer?.refresh();
     if (this.errorBytes >= MAX_ERROR_BODY) return;
     this.errorChunks!.push(chunk);
     this.errorBytes += chunk.length;
-  };
+  }
 
-  private readonly onErrorEnd = (): void => {
+  private errorEnd(): void {
     if (this.phase === 'settled') return;
     const res = this.proxyRes!;
     const body = Buffer.concat(this.errorChunks!);
     this.fail(upstreamHttpError(res, body));
-  };
+  }
 
   // --- plumbing ---------------------------------------------------------------------------
 
@@ -347,7 +444,7 @@ export class Attempt {
 
   private arm(ms: number): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = ms > 0 ? setTimeout(this.onTimeout, ms) : undefined;
+    this.timer = ms > 0 ? setTimeout(Attempt.onTimeout, ms, this) : undefined;
   }
 
   private disarm(): void {
@@ -357,30 +454,25 @@ export class Attempt {
     }
   }
 
-  private readonly onTimeout = (): void => {
+  private timeout(): void {
     this.timer = undefined;
     const phase = this.phase;
     if (phase === 'connect') this.fail(new UpstreamConnectTimeoutError(undefined, { phase: 'connect' }));
     else if (phase === 'firstByte')
       this.fail(new UpstreamFirstByteTimeoutError(undefined, { phase: 'headers' }));
     else if (phase === 'body') this.fail(new UpstreamIdleTimeoutError(undefined, { phase: 'stream' }));
-  };
+  }
 
   private destroyUpstream(): void {
     this.disarm();
     this.proxyRes?.destroy();
     this.proxyReq?.destroy();
   }
+}
 
-  /** Reads and discards what follows a terminal event, so the keep-alive socket can be reused. */
-  private drainUpstream(): void {
-    const res = this.proxyRes;
-    if (res === undefined || res.complete) return;
-    const guard = setTimeout(() => res.destroy(), DRAIN_GRACE_MS);
-    res.once('end', () => clearTimeout(guard));
-    res.once('close', () => clearTimeout(guard));
-    res.resume();
-  }
+function endsWithBlankLine(chunk: Buffer): boolean {
+  const n = chunk.length;
+  return n >= 2 && chunk[n - 1] === 10 && chunk[n - 2] === 10;
 }
 
 /** Reads an upstream error body: OpenAI's `{error:{…}}`, Codex's `{detail}`, or anything else. */

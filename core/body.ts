@@ -9,42 +9,67 @@ import {
   UnsupportedMediaTypeError,
 } from './errors.js';
 
+const READER = Symbol('tapgate.body-reader');
+type Reading = IncomingMessage & { [READER]?: BodyReader };
+
+/** One body being read; its listeners are shared functions that find it on the request. */
+class BodyReader {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(
+    private readonly req: Reading,
+    private readonly limit: number,
+    private readonly resolve: (b: Buffer) => void,
+    private readonly reject: (e: GatewayError) => void,
+  ) {
+    req[READER] = this;
+    req.on('data', BodyReader.onData);
+    req.on('end', BodyReader.onEnd);
+    req.on('close', BodyReader.onClose);
+    req.on('error', BodyReader.onClose);
+  }
+
+  private static onData(this: Reading, chunk: Buffer): void {
+    const r = this[READER]!;
+    r.size += chunk.length;
+    if (r.size > r.limit) {
+      r.done();
+      r.reject(tooLarge(r.limit));
+      return;
+    }
+    r.chunks.push(chunk);
+  }
+
+  private static onEnd(this: Reading): void {
+    const r = this[READER]!;
+    r.done();
+    r.resolve(r.chunks.length === 1 ? r.chunks[0]! : Buffer.concat(r.chunks, r.size));
+  }
+
+  private static onClose(this: Reading): void {
+    const r = this[READER];
+    if (r === undefined) return;
+    r.done();
+    r.reject(
+      new ClientAbortError('Client closed the connection while sending the body', { phase: 'admission' }),
+    );
+  }
+
+  private done(): void {
+    const req = this.req;
+    req[READER] = undefined;
+    req.off('data', BodyReader.onData);
+    req.off('end', BodyReader.onEnd);
+    req.off('close', BodyReader.onClose);
+    req.off('error', BodyReader.onClose);
+  }
+}
+
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (declared > limit) return Promise.reject(tooLarge(limit));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        reject(tooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    const onClose = () => {
-      cleanup();
-      reject(
-        new ClientAbortError('Client closed the connection while sending the body', { phase: 'admission' }),
-      );
-    };
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('close', onClose);
-      req.off('error', onClose);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('close', onClose);
-    req.on('error', onClose);
-  });
+  return new Promise((resolve, reject) => new BodyReader(req, limit, resolve, reject));
 }
 
 function tooLarge(limit: number): GatewayError {

@@ -8,6 +8,11 @@ import type { SseEvent } from './types.js';
 
 export class SseFrameTooLargeError extends Error {}
 
+/** Receives complete frames from SseFramer. */
+export interface FrameSink {
+  frame(raw: string): void;
+}
+
 export class SseFramer {
   private readonly decoder = new StringDecoder('utf8');
   private pending = '';
@@ -15,8 +20,13 @@ export class SseFramer {
 
   constructor(private readonly maxFrameChars: number) {}
 
-  /** Feeds one chunk; calls `onFrame` with the text of each complete frame (blank line included). */
-  push(chunk: Buffer, onFrame: (frame: string) => void): void {
+  /** Nothing is waiting for more bytes. */
+  get idle(): boolean {
+    return this.pending.length === 0;
+  }
+
+  /** Feeds one chunk; hands the text of each complete frame (blank line included) to `sink.frame`. */
+  push(chunk: Buffer, sink: FrameSink): void {
     const text = this.decoder.write(chunk);
     if (text.length === 0) return;
     // Resume the search just before the new text: a blank line may straddle the chunk boundary.
@@ -27,7 +37,7 @@ export class SseFramer {
     for (;;) {
       const end = hasCR ? generalBoundary(s, start) : simpleBoundary(s, from, start);
       if (end < 0) break;
-      onFrame(start === 0 && end === s.length ? s : s.slice(start, end));
+      sink.frame(start === 0 && end === s.length ? s : s.slice(start, end));
       start = end;
       from = end;
     }

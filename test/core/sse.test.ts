@@ -4,7 +4,7 @@ import { parseFrame, SseFramer } from '../../core/sse.js';
 function frames(chunks: string[]): string[] {
   const f = new SseFramer(1 << 20);
   const out: string[] = [];
-  for (const c of chunks) f.push(Buffer.from(c), (s) => out.push(s));
+  for (const c of chunks) f.push(Buffer.from(c), { frame: (s) => out.push(s) });
   return out;
 }
 
@@ -40,7 +40,7 @@ describe('SSE framing', () => {
 
   it('refuses a frame over the limit', () => {
     const f = new SseFramer(10);
-    assert.throws(() => f.push(Buffer.from('data: 0123456789abcdef'), () => {}), /over 10/);
+    assert.throws(() => f.push(Buffer.from('data: 0123456789abcdef'), { frame: () => {} }), /over 10/);
   });
 
   it('does not split a multi-byte UTF-8 character across chunks', () => {
@@ -48,8 +48,8 @@ describe('SSE framing', () => {
     for (let i = 1; i < bytes.length; i++) {
       const f = new SseFramer(1 << 20);
       const out: string[] = [];
-      f.push(bytes.subarray(0, i), (s) => out.push(s));
-      f.push(bytes.subarray(i), (s) => out.push(s));
+      f.push(bytes.subarray(0, i), { frame: (s) => out.push(s) });
+      f.push(bytes.subarray(i), { frame: (s) => out.push(s) });
       assert.deepEqual(out, ['data: héllo ✓\n\n']);
     }
   });
