@@ -300,11 +300,13 @@ export class Gateway {
         this.logger.warn({ count: left.length }, 'drain timeout: ended requests still in flight');
       await pipeline.waitForIdle(1000);
     }
+    // Requests are done. Plugins close now: the sockets they took over (WebSocket viewers) are not
+    // HTTP connections, so server.close() would wait for them forever.
+    await this.closePlugins();
     this.server.closeAllConnections();
     await closed;
     this.transport?.close();
     for (const u of this.poolRef?.upstreams ?? []) u.agent.destroy();
-    await this.closePlugins();
     this.logger.info('tapgate stopped');
     this.logger.flush();
   }

@@ -1,0 +1,333 @@
+/**
+ * The live feed: viewers on WebSockets get a snapshot when they connect, then a delta per batch
+ * (one timer per gateway, every `batchMs`) when something changed. Each message is serialised once,
+ * for all viewers. A viewer that does not keep up (more than `maxBufferedBytes` waiting in its
+ * socket) is dropped; nothing on the proxy path ever waits for a viewer.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Logger } from '../../core/logger.js';
+import type { UpstreamPool } from '../../core/pool.js';
+import type { UpgradeRequest } from '../../core/types.js';
+import { sameOrigin, type DashboardAuth, type Identity } from './auth.js';
+import type { Collector, WirePoint, WireRequest, WireTotals } from './collector.js';
+import type { Secrets } from './scrub.js';
+
+export interface WireUpstream {
+  name: string;
+  type: string;
+  state: 'ok' | 'cooling' | 'disabled';
+  coolingUntil: number | null;
+  reason: string | null;
+  inFlight: number;
+  maxConcurrency: number;
+  /** Requests waiting for a slot: the queue is shared by every upstream. */
+  queue: number;
+  requests5m: number;
+  errors5m: number;
+  errorRate5m: number;
+  lastError: { time: number; message: string } | null;
+}
+
+export interface SnapshotMessage {
+  type: 'snapshot';
+  v: 1;
+  now: number;
+  requests: WireRequest[];
+  upstreams: WireUpstream[];
+  series: { step: 1000; points: WirePoint[] };
+  totals: WireTotals;
+}
+
+export interface DeltaMessage {
+  type: 'delta';
+  now: number;
+  requests: WireRequest[];
+  upstreams: WireUpstream[];
+  points: WirePoint[];
+  totals: WireTotals;
+}
+
+export interface FeedOptions {
+  batchMs: number;
+  maxViewers: number;
+  maxBufferedBytes: number;
+  /** Requests at most per message. */
+  recent: number;
+}
+
+/** What the feed reads from the gateway. */
+export interface FeedSource {
+  /** The pool; throws until the gateway has built it. */
+  readonly pool: UpstreamPool;
+  /** False once the gateway stops accepting connections (shutdown). */
+  readonly listening: boolean;
+}
+
+interface Viewer {
+  ws: WebSocket;
+  identity: Identity;
+  /** Answered the last ping. */
+  alive: boolean;
+}
+
+/** Close codes the page knows: 4401 means "log in again". */
+export const CLOSE_LOGGED_OUT = 4401;
+const CLOSE_GOING_AWAY = 1001;
+const CLOSE_TRY_AGAIN = 1013;
+const PING_EVERY_MS = 30_000;
+/** Client → server frames are ignored; this bounds what a client can make the gateway read. */
+const MAX_PAYLOAD = 1024;
+const MAX_MESSAGE = 300;
+
+export class Feed {
+  private readonly viewers = new Set<Viewer>();
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    maxPayload: MAX_PAYLOAD,
+    perMessageDeflate: false,
+  });
+  private timer: NodeJS.Timeout | undefined;
+  private lastUpstreams = '';
+  private lastSecond = 0;
+  private lastPing = Date.now();
+  private closed = false;
+  /** The gateway is shutting down: viewers were told to go. */
+  private leaving = false;
+
+  constructor(
+    private readonly collector: Collector,
+    private readonly source: FeedSource,
+    private readonly auth: DashboardAuth,
+    private readonly secrets: Secrets,
+    private readonly opts: FeedOptions,
+    private readonly log: Logger,
+  ) {
+    auth.onSessionEnd = (key) => {
+      for (const v of this.viewers)
+        if (v.identity.kind === 'session' && v.identity.key === key)
+          v.ws.close(CLOSE_LOGGED_OUT, 'logged out');
+    };
+  }
+
+  /** The one batch timer (unref'd: it never keeps the process alive). */
+  start(): void {
+    if (this.timer !== undefined || this.closed) return;
+    this.timer = setInterval(this.tick, this.opts.batchMs);
+    this.timer.unref();
+  }
+
+  /** The `upgrade` tap's work for `{path}/ws`: auth, then Origin, then the handshake. */
+  upgrade({ req, socket, head }: UpgradeRequest): void {
+    if (this.closed || !this.source.listening) return refuse(socket, 503);
+    const identity = this.auth.identify(req.headers);
+    if (identity === undefined) return refuse(socket, 401, 'www-authenticate: Bearer\r\n');
+    if (!sameOrigin(req.headers)) return refuse(socket, 403);
+    if (this.viewers.size >= this.opts.maxViewers) return refuse(socket, 503, 'retry-after: 5\r\n');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.add(ws, identity));
+  }
+
+  /** Ends the feed: the timer, every viewer (told the gateway is going away), the WebSocket server. */
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.goingAway();
+    this.collector.setTracking(false);
+    this.wss.close();
+  }
+
+  private add(ws: WebSocket, identity: Identity): void {
+    if (this.closed || this.viewers.size >= this.opts.maxViewers) {
+      ws.close(CLOSE_TRY_AGAIN, 'too many viewers');
+      return;
+    }
+    const viewer: Viewer = { ws, identity, alive: true };
+    this.viewers.add(viewer);
+    this.collector.setTracking(true);
+    ws.on('pong', () => (viewer.alive = true));
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => this.remove(viewer));
+    this.send(viewer, Buffer.from(this.snapshot(Date.now())));
+  }
+
+  private remove(viewer: Viewer): void {
+    if (!this.viewers.delete(viewer)) return;
+    if (this.viewers.size === 0) this.collector.setTracking(false);
+  }
+
+  /** Sends without waiting; a viewer whose socket holds more than the bound is dropped instead. */
+  private send(viewer: Viewer, data: Buffer): void {
+    const ws = viewer.ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (ws.bufferedAmount > this.opts.maxBufferedBytes) {
+      this.log.warn(
+        { bufferedBytes: ws.bufferedAmount, limit: this.opts.maxBufferedBytes },
+        'dashboard viewer too slow: dropped',
+      );
+      this.remove(viewer);
+      ws.terminate();
+      return;
+    }
+    ws.send(data, { binary: false });
+  }
+
+  private readonly tick = (): void => {
+    try {
+      this.flush(Date.now());
+    } catch (err) {
+      this.log.error({ err }, 'dashboard feed batch failed');
+    }
+  };
+
+  private flush(now: number): void {
+    const collector = this.collector;
+    collector.advance(now);
+    if (now - this.lastSecond >= 1000) {
+      this.lastSecond = now;
+      this.everySecond(now);
+    }
+    if (this.viewers.size === 0) {
+      collector.takePoints();
+      return;
+    }
+    if (!this.source.listening) return this.goingAway();
+    if (now - this.lastPing >= PING_EVERY_MS) {
+      this.lastPing = now;
+      this.ping();
+    }
+    const upstreams = JSON.stringify(this.upstreams(now));
+    const requests = collector.takeDirty(this.opts.recent);
+    const points = collector.takePoints();
+    if (requests.length === 0 && points.length === 0 && upstreams === this.lastUpstreams) return;
+    this.lastUpstreams = upstreams;
+    const message = Buffer.from(
+      `{"type":"delta","now":${now},"requests":${JSON.stringify(requests)},"upstreams":${upstreams},` +
+        `"points":${JSON.stringify(points)},"totals":${JSON.stringify(collector.totals())}}`,
+    );
+    for (const v of this.viewers) this.send(v, message);
+  }
+
+  private snapshot(now: number): string {
+    const c = this.collector;
+    c.advance(now);
+    const message: SnapshotMessage = {
+      type: 'snapshot',
+      v: 1,
+      now,
+      requests: c.recent().map((r) => r.toJSON()),
+      upstreams: this.upstreams(now),
+      series: { step: 1000, points: c.sentPoints() },
+      totals: c.totals(),
+    };
+    return JSON.stringify(message);
+  }
+
+  /** Once a second: learn credentials minted at run time; end viewers whose session expired. */
+  private everySecond(now: number): void {
+    try {
+      this.secrets.refresh(this.source.pool.upstreams);
+    } catch {
+      // The pool is not built yet.
+    }
+    for (const v of this.viewers) {
+      if (v.identity.kind === 'session' && !this.auth.alive(v.identity.key, now))
+        v.ws.close(CLOSE_LOGGED_OUT, 'session expired');
+    }
+  }
+
+  /** Drops viewers that did not answer the last ping (half-open connections), pings the rest. */
+  private ping(): void {
+    for (const v of this.viewers) {
+      if (!v.alive) {
+        this.remove(v);
+        v.ws.terminate();
+        continue;
+      }
+      v.alive = false;
+      v.ws.ping();
+    }
+  }
+
+  /**
+   * The gateway stopped listening (shutdown). Its close waits for every connection, upgraded ones
+   * included, so viewers are let go now: a close frame to those that keep up, a cut for the rest.
+   */
+  private goingAway(): void {
+    if (this.leaving) return;
+    this.leaving = true;
+    for (const v of this.viewers) {
+      if (v.ws.bufferedAmount > 0) v.ws.terminate();
+      else v.ws.close(CLOSE_GOING_AWAY, 'gateway shutting down');
+    }
+    const stragglers = setTimeout(() => {
+      for (const v of this.viewers) v.ws.terminate();
+    }, 1000);
+    stragglers.unref();
+  }
+
+  private upstreams(now: number): WireUpstream[] {
+    let pool: UpstreamPool;
+    try {
+      pool = this.source.pool;
+    } catch {
+      return [];
+    }
+    const queue = pool.queue.length;
+    const out: WireUpstream[] = [];
+    for (const u of pool.upstreams) {
+      let view;
+      try {
+        view = pool.state.view(u.name, now);
+      } catch {
+        continue;
+      }
+      let state: WireUpstream['state'] = 'ok';
+      let coolingUntil: number | null = null;
+      let reason: string | null = null;
+      if (view.disabled !== undefined) {
+        state = 'disabled';
+        reason = this.secrets.clip(view.disabled, MAX_MESSAGE);
+      } else if (view.cooldowns.length > 0) {
+        // The one that lasts longest; an account-wide one wins a tie.
+        let c = view.cooldowns[0]!;
+        for (const d of view.cooldowns)
+          if (d.until > c.until || (d.until === c.until && d.model === null)) c = d;
+        state = 'cooling';
+        coolingUntil = c.until;
+        reason = this.secrets.clip(c.model === null ? c.reason : `${c.model}: ${c.reason}`, MAX_MESSAGE);
+      }
+      const counters = this.collector.upstream(u.name, now);
+      out.push({
+        name: u.name,
+        type: u.type,
+        state,
+        coolingUntil,
+        reason,
+        inFlight: view.inFlight,
+        maxConcurrency: u.maxConcurrency,
+        queue,
+        requests5m: counters.requests5m,
+        errors5m: counters.errors5m,
+        errorRate5m:
+          counters.requests5m === 0
+            ? 0
+            : Math.min(1, Math.round((counters.errors5m / counters.requests5m) * 10_000) / 10_000),
+        lastError: counters.lastError,
+      });
+    }
+    return out;
+  }
+}
+
+/** Answers an upgrade that is refused, then lets the socket go once the answer is out. */
+function refuse(socket: Duplex, status: number, extra = ''): void {
+  const body = `${STATUS_CODES[status] ?? 'Refused'}\n`;
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nconnection: close\r\n` +
+      `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
+  );
+}

@@ -1,0 +1,135 @@
+/**
+ * The dashboard plugin: a live view of the gateway for operators. A page at `path` and a WebSocket
+ * feed at `{path}/ws` show requests in flight and recent ones, which upstream served them, what
+ * failed and why, and which upstreams are cooling and until when. Both need the admin token.
+ */
+import { z } from 'zod';
+import { inject, injectable, TOKENS } from '../../core/di.js';
+import type { Gateway } from '../../core/gateway.js';
+import type { TapgatePlugin } from '../../core/plugin-api.js';
+import { Stage } from '../../core/stages.js';
+import type { Reply } from '../../core/types.js';
+import { duration, integer, size } from '../../core/units.js';
+import { DashboardAuth } from './auth.js';
+import { Collector } from './collector.js';
+import { Feed } from './feed.js';
+import { DashboardRoutes } from './routes.js';
+import { Secrets } from './scrub.js';
+
+const NAME = 'dashboard';
+
+export const TOKEN_MISSING =
+  'dashboard: options.token is empty: set TAPGATE_ADMIN_TOKEN (the admin token for the page and the feed)';
+
+/** The gateway's own routes start with these: the dashboard must not take them over. */
+const RESERVED = new Set(['v1', 'responses', 'models', 'backend-api']);
+
+export const optionsSchema = z.strictObject({
+  /** The page; the feed is `{path}/ws`, the assets `{path}/assets/…`. */
+  path: z
+    .string()
+    .regex(
+      /^(?:\/[A-Za-z0-9._~-]+)+$/,
+      'expected a path such as /dashboard: segments of letters, digits, ".", "_", "~" or "-", no trailing slash',
+    )
+    .refine((p) => !RESERVED.has(p.split('/')[1]!), 'this path belongs to the gateway’s own routes')
+    .default('/dashboard'),
+  /** The admin token, for the page (`Authorization: Bearer` or the login form) and the feed. */
+  token: z
+    .string({ error: (issue) => (issue.input === undefined ? TOKEN_MISSING : 'expected a string') })
+    .refine((t) => t.trim() !== '', TOKEN_MISSING),
+  /** How often changes go out to viewers, batched. */
+  batchMs: duration().pipe(z.number().min(10).max(10_000)).default(250),
+  /** Recent requests kept (and sent in a snapshot). */
+  recent: integer(1, 5000).default(200),
+  /** Viewers connected at once; more are refused with 503. */
+  maxViewers: integer(1, 1000).default(20),
+  /** A viewer with more than this waiting in its socket is dropped. */
+  maxBufferedBytes: size()
+    .pipe(z.number().min(1024))
+    .default(1024 * 1024),
+});
+export type DashboardOptions = z.output<typeof optionsSchema>;
+
+@injectable()
+export default class DashboardPlugin implements TapgatePlugin {
+  static readonly meta = { name: NAME, options: optionsSchema };
+  private feed: Feed | undefined;
+
+  constructor(@inject(TOKENS.PluginOptions) private readonly options: DashboardOptions) {
+    // The schema says so too; this guards a plugin constructed by hand.
+    if (typeof options.token !== 'string' || options.token.trim() === '') throw new Error(TOKEN_MISSING);
+  }
+
+  apply(gateway: Gateway): void {
+    const o = this.options;
+    const hooks = gateway.hooks;
+    const log = gateway.logger.child({ plugin: NAME });
+    const secrets = new Secrets(gateway.config, [o.token]);
+    const auth = new DashboardAuth(o.token, o.path);
+    const routes = new DashboardRoutes(o.path, auth, log);
+    const collector = new Collector({ recent: o.recent, secrets, ignore: (p) => routes.owns(p) });
+    const feed = new Feed(
+      collector,
+      {
+        get pool() {
+          return gateway.pool;
+        },
+        get listening() {
+          return gateway.server.listening;
+        },
+      },
+      auth,
+      secrets,
+      {
+        batchMs: o.batchMs,
+        maxViewers: o.maxViewers,
+        maxBufferedBytes: o.maxBufferedBytes,
+        recent: o.recent,
+      },
+      log,
+    );
+    this.feed = feed;
+
+    hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => routes.match(ctx.pathname));
+    const none: Promise<undefined> = Promise.resolve(undefined);
+    hooks.request.tapPromise({ name: NAME, stage: Stage.DEFAULT }, (ctx) =>
+      ctx.route !== undefined && ctx.route.kind.startsWith(NAME)
+        ? (routes.handle(ctx) as Promise<Reply | undefined>)
+        : none,
+    );
+    hooks.upgrade.tap({ name: NAME, stage: Stage.DEFAULT }, (request) => {
+      if (request.pathname !== routes.feedPath) return undefined;
+      feed.upgrade(request);
+      return true;
+    });
+
+    // Observers: O(1) per event, nothing serialised here.
+    hooks.start.tap({ name: NAME, stage: Stage.LATE }, (ctx) => collector.onStart(ctx));
+    hooks.upstreamAttempt.tap({ name: NAME, stage: Stage.LATE }, (ctx, upstream) =>
+      collector.onAttempt(ctx, upstream),
+    );
+    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.LATE }, (ctx, upstream, response) =>
+      collector.onResponse(ctx, upstream, response),
+    );
+    hooks.firstByte.tap({ name: NAME, stage: Stage.LATE }, (ctx) => collector.onFirstByte(ctx));
+    hooks.streamEvent.tap({ name: NAME, stage: Stage.LATE }, (ev, ctx) => {
+      collector.onStreamEvent(ev, ctx);
+      return ev;
+    });
+    // Observe only (returns nothing), ahead of every classifier so it sees each failed attempt.
+    hooks.classifyError.tap({ name: NAME, stage: Stage.GUARD }, (error, ctx) => {
+      collector.onAttemptError(error, ctx);
+      return undefined;
+    });
+    hooks.finish.tap({ name: NAME, stage: Stage.LATE }, (ctx, outcome) => collector.onFinish(ctx, outcome));
+
+    feed.start();
+    log.info({ path: o.path, feed: routes.feedPath }, 'dashboard enabled');
+  }
+
+  close(): void {
+    this.feed?.close();
+    this.feed = undefined;
+  }
+}

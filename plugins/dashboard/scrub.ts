@@ -1,0 +1,130 @@
+/**
+ * Secrets never reach a viewer. Every configured secret is collected once (client keys, the
+ * upstreams' credential settings, the admin token), and any free text that goes into a feed message
+ * (error messages, cooldown and disable reasons, client-chosen ids and model names) passes through
+ * `scrub` first. Credential-shaped strings (JWTs, `sk-…` keys, `Bearer …`) are masked too, so a token
+ * minted at run time (an OAuth refresh) is caught even though no config names it.
+ */
+import type { GatewayConfig } from '../../core/config-schema.js';
+import type { Upstream } from '../../core/upstream.js';
+
+export const REDACTED = '[redacted]';
+
+/**
+ * Settings keys whose string values are credentials: `apiKey`, `key`, `access_token`, `refreshToken`,
+ * `OPENAI_API_KEY`, `clientSecret`, `password`… (whatever ends in key, token, secret or password).
+ */
+const SECRET_KEY = /(?:key|token|secret|password)$/i;
+/** Everything under these keys is a credential (`tokens.account_id` included). */
+const SECRET_CONTAINER = /^(?:tokens|credentials)$/i;
+
+/** Shapes of credentials, masked whatever their origin. */
+const PATTERNS: readonly RegExp[] = [
+  /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, // a JWT (OAuth access and id tokens)
+  /\bsk-[A-Za-z0-9_-]{8,}/g, // an OpenAI-style API key
+  /\b(Bearer\s+)[^\s"',;]{6,}/gi, // whatever follows `Bearer`
+];
+
+/** Shorter strings are not credentials; masking them would only mangle messages. */
+const MIN_SECRET_LENGTH = 4;
+/** Free text is cut to this much before scrubbing (a secret past it is cut away with the rest). */
+const MAX_INPUT = 16_384;
+
+export class Secrets {
+  private list: string[] = [];
+  private readonly fixed = new Set<string>();
+
+  /** Secrets known at boot: the config's client keys and upstream credentials, plus `extra`. */
+  constructor(config: Readonly<GatewayConfig> | undefined, extra: readonly string[] = []) {
+    for (const s of extra) this.add(s);
+    if (config !== undefined) {
+      for (const k of config.auth.keys) this.add(k.key);
+      for (const u of config.upstreams) collect(u, this.fixed, 0, false, new Set());
+    }
+    this.rebuild(new Set());
+  }
+
+  /**
+   * Adds the credentials an upstream type keeps at run time (`upstream.state`, e.g. refreshed OAuth
+   * tokens). Bounded walk; call it now and then (the feed does, once a second).
+   */
+  refresh(upstreams: readonly Upstream[]): void {
+    const found = new Set<string>();
+    const seen = new Set<object>();
+    for (const u of upstreams) {
+      collect(u.settings, found, 0, false, seen);
+      if (typeof u.state === 'object' && u.state !== null) collect(u.state, found, 0, false, seen);
+    }
+    this.rebuild(found);
+  }
+
+  /** How many distinct secrets are known (for tests and logs). */
+  get size(): number {
+    return this.list.length;
+  }
+
+  /** `text` with every known secret and credential-shaped string replaced by `[redacted]`. */
+  scrub(text: string): string {
+    let out = text.length > MAX_INPUT ? text.slice(0, MAX_INPUT) : text;
+    for (const s of this.list) if (out.includes(s)) out = out.split(s).join(REDACTED);
+    for (const re of PATTERNS) {
+      re.lastIndex = 0;
+      if (re.test(out)) {
+        re.lastIndex = 0;
+        out = out.replace(re, (_m, bearer: unknown) =>
+          typeof bearer === 'string' ? bearer + REDACTED : REDACTED,
+        );
+      }
+    }
+    return out;
+  }
+
+  /** `scrub`, then cut to `max` characters (after scrubbing, so a cut never leaves part of a secret). */
+  clip(text: string, max: number): string {
+    const out = this.scrub(text);
+    return out.length > max ? out.slice(0, max - 1) + '…' : out;
+  }
+
+  private add(s: unknown): void {
+    if (typeof s === 'string' && s.trim().length >= MIN_SECRET_LENGTH) this.fixed.add(s);
+  }
+
+  private rebuild(runtime: Set<string>): void {
+    const all = new Set<string>();
+    for (const s of [...this.fixed, ...runtime]) {
+      if (s.trim().length < MIN_SECRET_LENGTH) continue;
+      all.add(s);
+      // The same secret as it appears inside JSON or a URL.
+      const json = JSON.stringify(s).slice(1, -1);
+      if (json !== s) all.add(json);
+      const url = encodeURIComponent(s);
+      if (url !== s) all.add(url);
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    this.list = [...all].sort((a, b) => b.length - a.length);
+  }
+}
+
+/** Collects credential strings from a settings or state object: bounded depth and node count. */
+function collect(value: unknown, out: Set<string>, depth: number, secret: boolean, seen: Set<object>): void {
+  if (typeof value === 'string') {
+    if (secret && value.trim().length >= MIN_SECRET_LENGTH) out.add(value);
+    return;
+  }
+  if (typeof value !== 'object' || value === null || depth > 4 || seen.size > 2000) return;
+  if (seen.has(value)) return;
+  seen.add(value);
+  if (Array.isArray(value)) {
+    for (const v of value) collect(v, out, depth + 1, secret, seen);
+    return;
+  }
+  // Plain data only: class instances other than plain objects (agents, loggers, sockets) are skipped,
+  // except one level of the plugin's own state objects.
+  const proto = Object.getPrototypeOf(value) as object | null;
+  if (proto !== Object.prototype && proto !== null && depth > 2) return;
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === 'function') continue;
+    const key = k.replace(/[-_]/g, '');
+    collect(v, out, depth + 1, secret || SECRET_KEY.test(key) || SECRET_CONTAINER.test(key), seen);
+  }
+}
