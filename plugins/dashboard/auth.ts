@@ -215,6 +215,7 @@ function loginPage(path: string, message: string | undefined): string {
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <meta name="color-scheme" content="light dark" />
     <title>tapgate dashboard: log in</title>
+    <link rel="icon" href="data:," />
     <style>
       body { font: 15px/1.5 system-ui, sans-serif; display: grid; place-items: center; min-height: 90vh; margin: 0; }
       main { width: min(22rem, 90vw); }
