@@ -1,7 +1,10 @@
 /** `tapgate --config config.yaml [--port N]`: boots the gateway and stops it gracefully on SIGTERM/SIGINT. */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import cluster from 'node:cluster';
+import { Writable } from 'node:stream';
 import { ConfigError, loadConfigFile } from './config.js';
+import { multiProcessProblem, runPrimary, SHUTDOWN, workerCount } from './workers.js';
 import { Gateway } from './gateway.js';
 import { PluginError } from './plugin-errors.js';
 
@@ -56,7 +59,38 @@ export async function main(argv: string[]): Promise<number> {
   let gateway: Gateway;
   try {
     const loaded = loadConfigFile(resolve(args.config!));
-    gateway = await Gateway.create(loaded, port === undefined ? {} : { port });
+    if (port !== undefined) loaded.config.server.port = port;
+    const workers = workerCount(loaded.config);
+    if (workers > 1 && cluster.isPrimary) {
+      const problem = multiProcessProblem(loaded.config);
+      if (problem !== undefined)
+        throw new ConfigError(loaded.source.file, [
+          {
+            path: ['server', 'workers'],
+            ...loaded.source.locate(['server', 'workers']),
+            message: problem,
+          } as never,
+        ]);
+      // Boot once here so a bad plugin or upstream is reported before any worker starts.
+      await (
+        await Gateway.create(loaded, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) })
+      ).close(0);
+      process.stdout.write(
+        JSON.stringify({
+          level: 30,
+          time: new Date().toISOString(),
+          name: 'tapgate',
+          workers,
+          msg: 'starting workers',
+        }) + '\n',
+      );
+      return runPrimary(workers, (msg) =>
+        process.stdout.write(
+          JSON.stringify({ level: 30, time: new Date().toISOString(), name: 'tapgate', msg }) + '\n',
+        ),
+      );
+    }
+    gateway = await Gateway.create(loaded);
     await gateway.listen();
   } catch (err) {
     if (err instanceof ConfigError || err instanceof PluginError) {
@@ -69,14 +103,15 @@ export async function main(argv: string[]): Promise<number> {
 
   return new Promise<number>((done) => {
     let stopping = false;
-    const stop = (signal: string) => {
+    const stop = (reason: string, escalate: boolean) => {
       if (stopping) {
-        gateway.logger.warn({ signal }, 'second signal: exiting now');
+        if (!escalate) return;
+        gateway.logger.warn({ signal: reason }, 'second signal: exiting now');
         done(1);
         return;
       }
       stopping = true;
-      gateway.logger.info({ signal, inflight: gateway.inflight }, 'shutting down');
+      gateway.logger.info({ signal: reason, inflight: gateway.inflight }, 'shutting down');
       gateway.close().then(
         () => done(0),
         (err: unknown) => {
@@ -85,7 +120,9 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM', true));
+    process.on('SIGINT', () => stop('SIGINT', true));
+    // In a worker, the primary asks by message; it never counts as a second signal.
+    if (cluster.isWorker) process.on('message', (m) => m === SHUTDOWN && stop('primary', false));
   });
 }

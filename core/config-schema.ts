@@ -46,6 +46,8 @@ export const configSchema = z.strictObject({
       /** Time allowed to send the whole request. */
       requestTimeout: duration().default(120_000),
       keepAliveTimeout: duration().default(65_000),
+      /** Processes serving the port (node:cluster): a number, or `auto` for one per core. */
+      workers: z.union([z.literal('auto'), integer(1, 256)]).default(1),
     })
     .prefault({}),
   auth: z

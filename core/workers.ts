@@ -1,0 +1,58 @@
+/**
+ * `server.workers`: several processes serve one port through node:cluster, so every core works.
+ * The primary validates the config once, forks the workers, forwards SIGTERM/SIGINT so each drains
+ * its own requests, and restarts a worker that dies on its own. Each worker has its own pool state
+ * (in-flight counts, cooldowns, session affinity); see the README for what that means.
+ */
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { GatewayConfig } from './config-schema.js';
+
+/** The primary's request to a worker: drain and exit, like a first SIGTERM. */
+export const SHUTDOWN = 'tapgate:shutdown';
+
+export function workerCount(config: GatewayConfig): number {
+  const w = config.server.workers;
+  return w === 'auto' ? availableParallelism() : w;
+}
+
+/** Why this config cannot run in several processes yet, or undefined. */
+export function multiProcessProblem(config: GatewayConfig): string | undefined {
+  if (config.upstreams.some((u) => u.type === 'codex')) {
+    return 'server.workers > 1 is not supported with codex upstreams: a token refresh must happen once per account, and each process would refresh on its own (a shared store is needed)';
+  }
+  if (config.server.port === 0)
+    return 'server.workers > 1 needs a fixed server.port (with port 0 each process would get its own)';
+  return undefined;
+}
+
+/** Runs the primary: forks `count` workers and resolves with the exit code once they are all gone. */
+export function runPrimary(count: number, log: (msg: string) => void): Promise<number> {
+  // The kernel spreads connections: the primary stays out of the request path.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  let stopping = false;
+  let failures = 0;
+  const fork = () => cluster.fork();
+  for (let i = 0; i < count; i++) fork();
+  return new Promise((done) => {
+    cluster.on('exit', (worker, code, signal) => {
+      if (stopping) {
+        if (Object.keys(cluster.workers ?? {}).length === 0) done(failures > 0 ? 1 : 0);
+        if (code !== 0) failures++;
+        return;
+      }
+      log(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
+      setTimeout(fork, 1000).unref();
+    });
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) return;
+      stopping = true;
+      log(`${signal}: stopping ${Object.keys(cluster.workers ?? {}).length} workers`);
+      // A message, not a signal: after a terminal's Ctrl-C the workers got SIGINT already, and a
+      // second signal would make them skip the drain.
+      for (const w of Object.values(cluster.workers ?? {})) w?.send(SHUTDOWN);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
