@@ -236,7 +236,8 @@ export class Attempt {
       this.commit();
       ok = ctx.res.write(chunk);
     } else {
-      const cleanBefore = this.boundaryClean;
+      // Held text from an earlier chunk would make this chunk's output differ from its bytes.
+      const cleanBefore = this.boundaryClean && this.held.length === 0;
       this.exact = true;
       try {
         this.framer.push(chunk, this);
@@ -252,7 +253,10 @@ export class Attempt {
       this.out = '';
       // A chunk of whole frames, each forwarded unchanged, goes out as the bytes that came in:
       // no re-encoding of the text.
-      const cleanAfter = this.framer.idle && endsWithBlankLine(chunk);
+      const cleanAfter = this.framer.idle && this.held.length === 0 && endsWithBlankLine(chunk);
+      // The hold's clock starts only if something is still held once the chunk is read.
+      if (this.held.length > 0)
+        this.holdTimer ??= setTimeout(Attempt.onHoldTimeout, this.deps.hold.maxTime, this);
       this.boundaryClean = cleanAfter;
       if (out.length > 0) this.commit();
       ok = out.length === 0 ? true : ctx.res.write(this.exact && cleanBefore && cleanAfter ? chunk : out);
@@ -270,14 +274,14 @@ export class Attempt {
     const parsed = parseFrame(raw);
     if (parsed === undefined) {
       // Comments pass through, in order.
-      if (this.holding) {
-        this.held += raw;
-        this.exact = false;
-      } else this.out += raw;
+      if (this.holding) this.held += raw;
+      else this.out += raw;
       return;
     }
     const ev = this.deps.hooks.streamEvent.call(parsed, this.ctx);
     if (ev.fail !== undefined) {
+      // This frame is not forwarded, so the chunk's bytes are not the output any more.
+      this.exact = false;
       this.stopped = ev.fail;
       return;
     }
@@ -285,12 +289,11 @@ export class Attempt {
     if (text !== raw) this.exact = false;
     if (this.holding) {
       // A dropped event shows the client nothing, so it does not end the hold either.
+      // Holding only delays: released within the same chunk, the bytes still go out as received.
       if ((ev.hold === true || ev.drop === true) && ev.terminal !== true) {
-        this.exact = false;
         this.hold(text);
         return;
       }
-      if (this.held.length > 0) this.exact = false;
       this.releaseHold();
     }
     this.out += text;
@@ -305,8 +308,7 @@ export class Attempt {
     this.held += text;
     this.heldEvents++;
     const bounds = this.deps.hold;
-    if (this.heldEvents > bounds.maxEvents || this.held.length > bounds.maxBytes) return this.releaseHold();
-    this.holdTimer ??= setTimeout(Attempt.onHoldTimeout, bounds.maxTime, this);
+    if (this.heldEvents > bounds.maxEvents || this.held.length > bounds.maxBytes) this.releaseHold();
   }
 
   private releaseHold(): void {

@@ -16,6 +16,11 @@ const digest =
 
 export class ClientAuth {
   private readonly keys: KeyEntry[];
+  /**
+   * Keys that already authenticated, by value → name, so a busy client skips the hash. A miss (any
+   * unknown string) takes the constant-time path; only a holder of a valid key reaches the cache.
+   */
+  private readonly known = new Map<string, string>();
 
   constructor(keys: readonly { name: string; key: string }[]) {
     // Comparing fixed-length digests keeps the time independent of where the strings differ.
@@ -30,11 +35,14 @@ export class ClientAuth {
   authenticate(headers: IncomingHttpHeaders): string | undefined {
     const presented = presentedKey(headers);
     if (presented === undefined) return undefined;
+    const cached = this.known.get(presented);
+    if (cached !== undefined) return cached;
     const d = digest(presented);
     let match: string | undefined;
     for (const k of this.keys) {
       if (timingSafeEqual(d, k.digest) && match === undefined) match = k.name;
     }
+    if (match !== undefined && this.known.size < 1024) this.known.set(presented, match);
     return match;
   }
 }

@@ -103,9 +103,12 @@ export async function main(argv: string[]): Promise<number> {
 
   return new Promise<number>((done) => {
     let stopping = false;
-    const stop = (reason: string, escalate: boolean) => {
+    let signals = 0;
+    /** `signal`: a real signal. Only a second signal forces the exit; the primary's message never does. */
+    const stop = (reason: string, signal: boolean) => {
+      if (signal) signals++;
       if (stopping) {
-        if (!escalate) return;
+        if (signals < 2) return;
         gateway.logger.warn({ signal: reason }, 'second signal: exiting now');
         done(1);
         return;

@@ -34,8 +34,17 @@ export interface Loggers {
   access: Logger;
 }
 
+/** How often buffered log lines are written out at the latest: `tail -f` stays live. */
+const FLUSH_EVERY_MS = 250;
+
 export function createLoggers(level: string, destination?: DestinationStream): Loggers {
-  const dest = destination ?? pino.destination({ dest: 1, sync: false });
+  // Lines are written in batches of 4 KB (not one syscall per line), flushed at least every 250 ms.
+  let dest = destination;
+  if (dest === undefined) {
+    const stdout = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+    setInterval(() => stdout.flush(), FLUSH_EVERY_MS).unref();
+    dest = stdout;
+  }
   const base = { level, base: { name: 'tapgate' }, timestamp: pino.stdTimeFunctions.isoTime };
   return {
     logger: pino({ ...base, redact: { paths: REDACT, censor: '[redacted]' } }, dest),
