@@ -42,6 +42,8 @@ export class RequestContext {
   /** The upstream's request id, when it sent one. */
   upstreamRequestId: string | undefined = undefined;
 
+  /** performance.now() by which a queued request must have a slot (set when it first waits). */
+  queueDeadline: number | undefined = undefined;
   /** Last `sequence_number` forwarded on a Responses stream (-1: none yet). */
   lastSequence = -1;
   /** A terminal event was forwarded or written. */

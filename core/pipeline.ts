@@ -137,9 +137,7 @@ export class Pipeline {
    */
   private async waitForSlot(ctx: RequestContext, busy: GatewayError): Promise<void> {
     const queue = this.pool.queue;
-    const deadline =
-      (ctx.locals.queueDeadline as number | undefined) ?? performance.now() + queue.waitTimeout;
-    ctx.locals.queueDeadline = deadline;
+    const deadline = (ctx.queueDeadline ??= performance.now() + queue.waitTimeout);
     const left = deadline - performance.now();
     if (queue.full || left <= 0 || queue.maxQueue === 0) throw busy;
     const wait = queue.wait(left);
@@ -191,9 +189,12 @@ export class Pipeline {
       delete headers['content-encoding'];
       if (encoding !== undefined) headers['content-encoding'] = String(encoding);
       const base: OutgoingRequest = {
+        // The upstream's own origin, then a path: a client path like `//host/x` stays a path.
         url: new URL(
-          upstream.basePath + (ctx.route!.upstreamPath ?? ctx.pathname) + ctx.search,
-          upstream.baseUrl,
+          upstream.baseUrl.origin +
+            upstream.basePath +
+            (ctx.route!.upstreamPath ?? ctx.pathname) +
+            ctx.search,
         ),
         headers,
         body: ctx.body!,

@@ -6,10 +6,9 @@
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
-import { CLIENT_KEY, type TestGateway } from '../helpers/gateway.js';
+import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { Harness } from '../helpers/harness.js';
-import type { proxyConfig } from '../helpers/proxy-config.js';
-import { upstreamKey, type UpstreamSpec } from '../helpers/proxy-config.js';
+import { proxyConfig, upstreamKey, type UpstreamSpec } from '../helpers/proxy-config.js';
 import {
   closedPort,
   connectRaw,
@@ -534,5 +533,41 @@ describe('proxy', () => {
       assert.ok(r.error instanceof Error, 'the client should see the truncation as an error');
       assert.equal(r.text(), part);
     });
+  });
+});
+
+describe('proxy: the upstream host is never the client’s choice', () => {
+  afterEach(() => h.cleanup());
+
+  it('a path like //evil.example/x on a route without a fixed upstream path stays a path on the upstream', async () => {
+    const up = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+      res.end('{}');
+    });
+    const plugin = new URL('../fixtures/plugins/catch-all-route.js', import.meta.url).pathname;
+    const yaml = proxyConfig([{ url: up.url, basePath: '' }]).replace(
+      'plugins:\n',
+      `plugins:\n  - ${plugin}\n`,
+    );
+    const g = h.track(await startGateway(yaml));
+    // Raw bytes to the gateway's own socket: an HTTP client would resolve `//evil.example` as a host.
+    const socket = await connectRaw(g.url);
+    socket.write(
+      rawHttpRequest(
+        'POST',
+        '//evil.example/steal',
+        new URL(g.url).host,
+        {
+          authorization: `Bearer ${CLIENT_KEY}`,
+          'content-type': 'application/json',
+          connection: 'close',
+        },
+        '{"model":"m"}',
+      ),
+    );
+    const reply = parseHttpResponse(await readToEnd(socket));
+    assert.equal(reply.status, 200);
+    assert.equal(up.requests.length, 1, 'the configured upstream got the request');
+    assert.equal(up.requests[0]!.url, '//evil.example/steal');
   });
 });
