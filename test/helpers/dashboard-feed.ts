@@ -17,6 +17,8 @@ import {
   readToEnd,
   type ParsedHttpResponse,
 } from './raw.js';
+import type { WireEvent, WirePoint, WireRequest, WireTotals } from '../../plugins/dashboard/collector.js';
+import type { WireUpstream } from '../../plugins/dashboard/feed.js';
 
 export const ADMIN_TOKEN = 'admin-token-test-0123456789abcdef';
 
@@ -55,59 +57,12 @@ export interface FeedState {
   totals: FeedTotals | undefined;
 }
 
-export interface FeedEvent {
-  t: number;
-  kind: string;
-  detail: string;
-}
-export interface FeedRequest {
-  id: string;
-  time: number;
-  route: string | null;
-  model: string | null;
-  client: string | null;
-  upstream: string | null;
-  attempts: number;
-  status: number | null;
-  state: string;
-  ttfbMs: number | null;
-  durationMs: number | null;
-  tokensIn: number | null;
-  tokensOut: number | null;
-  error: { code: string | null; message: string } | null;
-  events: FeedEvent[];
-}
-export interface FeedUpstream {
-  name: string;
-  type: string;
-  state: string;
-  coolingUntil: number | null;
-  reason: string | null;
-  inFlight: number;
-  maxConcurrency: number;
-  queue: number;
-  requests5m: number;
-  errors5m: number;
-  errorRate5m: number;
-  lastError: { time: number; message: string } | null;
-}
-export interface FeedPoint {
-  t: number;
-  rps: number;
-  errorRate: number;
-  p50: number | null;
-  p95: number | null;
-  ttfb50: number | null;
-  ttfb95: number | null;
-}
-export interface FeedTotals {
-  requests: number;
-  errors: number;
-  inflight: number;
-  tokensIn: number;
-  tokensOut: number;
-  startedAt: number;
-}
+/** The feed's wire shapes, as the plugin declares them. */
+export type FeedEvent = WireEvent;
+export type FeedRequest = WireRequest;
+export type FeedUpstream = WireUpstream;
+export type FeedPoint = WirePoint;
+export type FeedTotals = WireTotals;
 
 export type FeedMessage = Record<string, unknown> & { type: string };
 

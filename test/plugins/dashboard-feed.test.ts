@@ -230,7 +230,7 @@ describe('plugin dashboard: feed', () => {
     assert.ok(typeof r.ttfbMs === 'number' && r.ttfbMs >= 0);
     assert.ok(typeof r.durationMs === 'number' && r.durationMs >= r.ttfbMs);
     assert.ok(Math.abs(r.time - Date.now()) < 10_000);
-    for (const k of ['start', 'attempt', 'response', 'first_byte', 'terminal', 'finish'])
+    for (const k of ['start', 'attempt', 'response', 'first_byte', 'terminal', 'finish'] as const)
       assert.ok(kinds(r).includes(k), `event ${k} in ${kinds(r).join(',')}`);
     assert.equal(r.events[0]!.kind, 'start');
     assert.equal(r.events.at(-1)!.kind, 'finish');
