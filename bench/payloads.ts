@@ -4,31 +4,16 @@
  * data, sequence numbers 0–39). Shared by the upstream (to send) and the runner (to check answers).
  */
 
+import { responseObject } from '../test/helpers/upstream.js';
+
 export const SSE_EVENTS = 40;
 /** Deltas between the four opening events and the four closing ones: 4 + 32 + 4 = 40. */
 const DELTAS = SSE_EVENTS - 8;
 const WORD = 'token ';
 
+/** The Response object the SDK requires, from the test helpers (one definition for tests, bench and demo). */
 function response(status: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    id: 'resp_bench',
-    object: 'response',
-    created_at: 1_700_000_000,
-    status,
-    error: null,
-    incomplete_details: null,
-    instructions: null,
-    metadata: {},
-    model: 'gpt-bench',
-    output: [],
-    parallel_tool_calls: true,
-    temperature: 1,
-    tool_choice: 'auto',
-    tools: [],
-    top_p: 1,
-    usage: null,
-    ...extra,
-  };
+  return responseObject('resp_bench', status, { model: 'gpt-bench', ...extra });
 }
 
 const USAGE = {

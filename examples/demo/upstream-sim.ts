@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { responseObject } from '../../test/helpers/upstream.js';
 
 export interface SimProfile {
   /** Time to the response head, ms: [min, max]. */
@@ -39,26 +40,9 @@ const rand = (min: number, max: number): number => min + Math.random() * (max - 
 const randInt = (min: number, max: number): number => Math.floor(rand(min, max + 1));
 const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)]!;
 
-function responseObject(id: string, model: string, status: string, extra: Record<string, unknown> = {}) {
-  return {
-    id,
-    object: 'response',
-    created_at: Math.floor(Date.now() / 1000),
-    status,
-    error: null,
-    incomplete_details: null,
-    instructions: null,
-    metadata: {},
-    model,
-    output: [],
-    parallel_tool_calls: true,
-    temperature: 1,
-    tool_choice: 'auto',
-    tools: [],
-    top_p: 1,
-    usage: null,
-    ...extra,
-  };
+/** The Response object the SDK requires (one definition for tests, bench and demo), timestamped now. */
+function response(id: string, model: string, status: string, extra: Record<string, unknown> = {}) {
+  return responseObject(id, status, { model, created_at: Math.floor(Date.now() / 1000), ...extra });
 }
 
 function message(text: string, status = 'completed') {
@@ -169,7 +153,7 @@ export async function startSimUpstream(name: string, profile: SimProfile): Promi
                 output: [out],
                 usage: usage(inputChars, words.length),
               }
-            : responseObject(id, model, 'completed', {
+            : response(id, model, 'completed', {
                 output: [out],
                 usage: usage(inputChars, words.length),
               }),
@@ -183,8 +167,8 @@ export async function startSimUpstream(name: string, profile: SimProfile): Promi
       `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...extra })}\n\n`;
     const msg = message('', 'in_progress');
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.write(frame('response.created', { response: responseObject(id, model, 'in_progress') }));
-    res.write(frame('response.in_progress', { response: responseObject(id, model, 'in_progress') }));
+    res.write(frame('response.created', { response: response(id, model, 'in_progress') }));
+    res.write(frame('response.in_progress', { response: response(id, model, 'in_progress') }));
     res.write(frame('response.output_item.added', { output_index: 0, item: msg }));
     res.write(
       frame('response.content_part.added', {
@@ -223,7 +207,7 @@ export async function startSimUpstream(name: string, profile: SimProfile): Promi
         }) +
         frame('response.output_item.done', { output_index: 0, item: done }) +
         frame('response.completed', {
-          response: responseObject(id, model, 'completed', {
+          response: response(id, model, 'completed', {
             output: [done],
             usage: usage(inputChars, words.length),
           }),
