@@ -179,19 +179,7 @@ const CLK_TCK = 100;
 /** CPU seconds (user + system) used so far by every process in a process group (nginx: master + worker). */
 export function groupCpuSeconds(pgid: number): number {
   let ticks = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    // Fields after the command name, which may itself hold spaces: ") state ppid pgrp … utime stime".
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[2]) !== pgid) continue;
-    ticks += Number(f[11]) + Number(f[12]);
-  }
+  for (const p of cpuSnapshot().values()) if (p.pgid === pgid) ticks += p.ticks;
   return ticks / CLK_TCK;
 }
 
