@@ -228,7 +228,8 @@ export const ShuttingDownError = defineError(
 /** The upstream answered with an HTTP error status; its body and headers are kept for pass-through. */
 export class UpstreamHttpError extends GatewayError {
   readonly upstreamHeaders: IncomingHttpHeaders;
-  readonly body: Buffer;
+  /** Mutable: the gateway scrubs secrets out of it before passing it on. */
+  body: Buffer;
   constructor(
     status: number,
     headers: IncomingHttpHeaders,

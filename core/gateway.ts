@@ -17,6 +17,7 @@ import { ShuttingDownError } from './errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './hooks.js';
 import { createLoggers, type Logger } from './logger.js';
 import { PluginApplyError } from './plugin-errors.js';
+import { Secrets } from './secrets.js';
 import { loadPlugins, type LoadedPlugin } from './plugins.js';
 import { Pipeline } from './pipeline.js';
 import { UpstreamPool } from './pool.js';
@@ -38,6 +39,8 @@ export class Gateway {
   readonly hooks: GatewayHooks;
   readonly config: Readonly<GatewayConfig>;
   readonly logger: Logger;
+  /** Every secret the gateway knows: scrubbed from log lines, error bodies and plugin output. */
+  readonly secrets: Secrets;
   /** The per-request access line (see createLoggers). */
   private readonly accessLog: Logger;
   readonly upstreamTypes = new UpstreamTypeRegistry();
@@ -51,7 +54,8 @@ export class Gateway {
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
-    const loggers = createLoggers(config.log.level, options.logDestination);
+    this.secrets = new Secrets(config);
+    const loggers = createLoggers(config.log.level, options.logDestination, this.secrets);
     this.logger = loggers.logger;
     this.accessLog = loggers.access;
     this.hooks = createHooks();
@@ -145,6 +149,8 @@ export class Gateway {
       this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
     }
     this.container.register(TOKENS.Pool, { useValue: this.poolRef });
+    const pool = this.poolRef;
+    this.secrets.watch(() => pool.upstreams);
     sealHooks(this.hooks);
 
     this.transport = new Transport({
@@ -152,7 +158,7 @@ export class Gateway {
       maxEventBytes: config.proxy.maxEventBytes,
       hold: config.proxy.hold,
     });
-    this.pipeline = new Pipeline(this.hooks, config, this.poolRef, this.transport, this.logger);
+    this.pipeline = new Pipeline(this.hooks, config, this.poolRef, this.transport, this.logger, this.secrets);
     this.server.on('request', this.pipeline.handle);
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

@@ -1,5 +1,6 @@
 /** pino, with every secret-bearing field censored even if a plugin logs a whole object by mistake. */
 import { pino, type Logger, type DestinationStream } from 'pino';
+import type { Secrets } from './secrets.js';
 
 export type { Logger };
 
@@ -28,8 +29,8 @@ export interface Loggers {
   /** For everything: secret-bearing fields are censored even if a plugin logs a whole object. */
   logger: Logger;
   /**
-   * The core's one line per request, built only from names, ids and codes it chooses itself, so it
-   * skips the redaction pass that would otherwise run on every request.
+   * The core's one line per request. Its fields are chosen by the core, so it skips pino's
+   * path-based redaction; the written line is still scrubbed for secret values.
    */
   access: Logger;
 }
@@ -37,7 +38,7 @@ export interface Loggers {
 /** How often buffered log lines are written out at the latest: `tail -f` stays live. */
 const FLUSH_EVERY_MS = 250;
 
-export function createLoggers(level: string, destination?: DestinationStream): Loggers {
+export function createLoggers(level: string, destination?: DestinationStream, secrets?: Secrets): Loggers {
   // Lines are written in batches of 4 KB (not one syscall per line), flushed at least every 250 ms.
   let dest = destination;
   if (dest === undefined) {
@@ -45,7 +46,10 @@ export function createLoggers(level: string, destination?: DestinationStream): L
     setInterval(() => stdout.flush(), FLUSH_EVERY_MS).unref();
     dest = stdout;
   }
-  const base = { level, base: { name: 'tapgate' }, timestamp: pino.stdTimeFunctions.isoTime };
+  // The last line of defence: a secret in any value (an upstream's error message, a client-chosen
+  // model name) is masked in the written line, whatever field it came in.
+  const hooks = secrets === undefined ? {} : { streamWrite: (line: string) => secrets.scrub(line) };
+  const base = { level, base: { name: 'tapgate' }, timestamp: pino.stdTimeFunctions.isoTime, hooks };
   return {
     logger: pino({ ...base, redact: { paths: REDACT, censor: '[redacted]' } }, dest),
     access: pino(base, dest),

@@ -16,11 +16,13 @@ import {
   QueueFullError,
   ShuttingDownError,
   toGatewayError,
+  UpstreamHttpError,
 } from './errors.js';
 import { forwardableRequestHeaders } from './headers.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Logger } from './logger.js';
 import type { UpstreamPool } from './pool.js';
+import type { Secrets } from './secrets.js';
 import type { Transport } from './transport.js';
 import { HANDLED, type OutgoingRequest, type Outcome, type Reply } from './types.js';
 import type { Upstream } from './upstream.js';
@@ -37,6 +39,7 @@ export class Pipeline {
     private readonly pool: UpstreamPool,
     private readonly transport: Transport,
     private readonly logger: Logger,
+    private readonly secrets: Secrets,
   ) {}
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -233,6 +236,8 @@ export class Pipeline {
       return;
     }
     error.errorCode = this.hooks.mapErrorCode.call(error.errorCode ?? error.type, error.type, ctx);
+    // An upstream's message may quote a credential ("Incorrect API key provided: sk-…"); never pass it on.
+    scrubError(error, this.secrets);
     try {
       if (res.headersSent) this.hooks.terminateStream.call(ctx, error);
       else this.hooks.errorResponse.call(ctx, error);
@@ -297,4 +302,14 @@ function writeReply(ctx: RequestContext, reply: Exclude<Reply, typeof HANDLED>):
   }
   res.writeHead(reply.status, headers);
   res.end(body);
+}
+
+function scrubError(error: GatewayError, secrets: Secrets): void {
+  const message = secrets.scrub(error.message);
+  if (message !== error.message) error.message = message;
+  if (error instanceof UpstreamHttpError && error.body.length > 0) {
+    const text = error.body.toString('utf8');
+    const clean = secrets.scrub(text);
+    if (clean !== text) error.body = Buffer.from(clean);
+  }
 }

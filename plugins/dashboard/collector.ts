@@ -9,7 +9,7 @@ import type { RequestContext } from '../../core/context.js';
 import type { GatewayError } from '../../core/errors.js';
 import type { Outcome, SseEvent } from '../../core/types.js';
 import type { Upstream } from '../../core/upstream.js';
-import type { Secrets } from './scrub.js';
+import type { Secrets } from '../../core/secrets.js';
 
 export type RequestState = 'active' | 'ok' | 'error' | 'aborted';
 export type EventKind = 'start' | 'attempt' | 'response' | 'first_byte' | 'failover' | 'terminal' | 'finish';

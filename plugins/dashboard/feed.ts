@@ -12,7 +12,7 @@ import type { UpstreamPool } from '../../core/pool.js';
 import type { UpgradeRequest } from '../../core/types.js';
 import { sameOrigin, type DashboardAuth, type Identity } from './auth.js';
 import type { Collector, WirePoint, WireRequest, WireTotals } from './collector.js';
-import type { Secrets } from './scrub.js';
+import type { Secrets } from '../../core/secrets.js';
 
 export interface WireUpstream {
   name: string;

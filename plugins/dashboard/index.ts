@@ -14,7 +14,6 @@ import { DashboardAuth } from './auth.js';
 import { Collector } from './collector.js';
 import { Feed } from './feed.js';
 import { DashboardRoutes } from './routes.js';
-import { Secrets } from './scrub.js';
 
 const NAME = 'dashboard';
 
@@ -65,7 +64,8 @@ export default class DashboardPlugin implements TapgatePlugin {
     const o = this.options;
     const hooks = gateway.hooks;
     const log = gateway.logger.child({ plugin: NAME });
-    const secrets = new Secrets(gateway.config, [o.token]);
+    const secrets = gateway.secrets;
+    secrets.add(o.token);
     const auth = new DashboardAuth(o.token, o.path);
     const routes = new DashboardRoutes(o.path, auth, log);
     const collector = new Collector({ recent: o.recent, secrets, ignore: (p) => routes.owns(p) });

@@ -23,10 +23,12 @@ export default class RequestIdPlugin implements TapgatePlugin {
 
   apply(gateway: Gateway): void {
     const hooks = gateway.hooks;
+    const secrets = gateway.secrets;
     hooks.start.tap({ name: NAME, stage: Stage.EARLY }, (ctx) => {
       const headers = ctx.req.headers;
       const inbound = saneRequestId(headers['x-request-id']) ?? saneRequestId(headers['x-client-request-id']);
-      if (inbound !== undefined) {
+      // An id is echoed, logged and forwarded upstream: one that is (or holds) a secret is replaced.
+      if (inbound !== undefined && !secrets.holdsSecret(inbound)) {
         ctx.id = inbound;
         ctx.resetLogger();
       }

@@ -1,79 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { killStrayClis, runCli } from '../helpers/cli.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = join(ROOT, 'core/bin.js');
-
-interface Cli {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** Resolves with the first pino line on stdout whose `msg` is `msg`. */
-  logLine(msg: string): Promise<Record<string, unknown>>;
-  /** Resolves when the process has exited and its output is closed. */
-  closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children: ChildProcess[] = [];
 let tmp: string;
 
-function run(args: string[], cwd = ROOT): Cli {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd,
-    env: { ...process.env, TAPGATE_KEY: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let out = '';
-  let err = '';
-  const waiters: { msg: string; resolve: (l: Record<string, unknown>) => void }[] = [];
-  const seen: Record<string, unknown>[] = [];
-  let partial = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    partial += chunk;
-    const lines = partial.split('\n');
-    partial = lines.pop()!;
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      const parsed = JSON.parse(line) as Record<string, unknown>;
-      seen.push(parsed);
-      for (const w of waiters.filter((w) => w.msg === parsed.msg)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(parsed);
-      }
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-  const closed = once(child, 'close').then(([code, signal]) => ({
-    code: code as number | null,
-    signal: signal as NodeJS.Signals | null,
-  }));
-  return {
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    logLine: (msg) => {
-      const already = seen.find((l) => l.msg === msg);
-      if (already) return Promise.resolve(already);
-      return new Promise((resolve, reject) => {
-        waiters.push({ msg, resolve });
-        void closed.then(() =>
-          reject(new Error(`tapgate exited before logging "${msg}"\nstdout:\n${out}\nstderr:\n${err}`)),
-        );
-      });
-    },
-    closed,
-  };
-}
+const run = (args: string[], cwd?: string) => runCli(args, { cwd });
 
 function writeConfig(name: string, yaml: string): string {
   const file = join(tmp, name);
@@ -145,7 +82,7 @@ describe('CLI (core/bin.js)', () => {
     tmp = mkdtempSync(join(tmpdir(), 'tapgate-cli-'));
   });
   after(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    killStrayClis();
     rmSync(tmp, { recursive: true, force: true });
   });
 

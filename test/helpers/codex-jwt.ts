@@ -1,6 +1,7 @@
 /** Test JWTs and Codex logins: base64url header and payload, any signature (tapgate never verifies it). */
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { registerSecretsIn } from './secret-scan.js';
 
 export const AUTH_CLAIM = 'https://api.openai.com/auth';
 
@@ -45,6 +46,7 @@ export function writeAuthFile(
 ): string {
   const path = join(dir, name);
   const doc = { OPENAI_API_KEY: null, tokens, last_refresh: '2025-01-01T00:00:00.000000000Z', ...extra };
+  registerSecretsIn(doc);
   writeFileSync(path, JSON.stringify(doc, null, 2), { mode: 0o600 });
   chmodSync(path, 0o600);
   return path;

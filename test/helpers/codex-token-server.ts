@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { accessToken, idToken, type CodexLogin } from './codex-jwt.js';
+import { registerSecret } from './secret-scan.js';
 
 export interface TokenRequest {
   form: Record<string, string>;
@@ -74,6 +75,7 @@ export async function startTokenServer(): Promise<TokenServer> {
     const refresh = `rt-${account}-${++minted}`;
     live.set(refresh, account);
     valid.add(access);
+    registerSecret(access, refresh);
     return {
       status: 200,
       body: {

@@ -19,8 +19,10 @@ import {
 } from './raw.js';
 import type { WireEvent, WirePoint, WireRequest, WireTotals } from '../../plugins/dashboard/collector.js';
 import type { WireUpstream } from '../../plugins/dashboard/feed.js';
+import { recordOutput, registerSecret } from './secret-scan.js';
 
 export const ADMIN_TOKEN = 'admin-token-test-0123456789abcdef';
+registerSecret(ADMIN_TOKEN);
 
 export interface DashboardConfigOptions {
   /** Upstreams as in config.yaml (type openai unless given). */
@@ -97,6 +99,7 @@ export function openFeed(
   const ws = new WebSocket(wsUrl(baseUrl, path), { headers });
   const messages: FeedMessage[] = [];
   const raw: string[] = [];
+  recordOutput('dashboard', () => raw.join('\n'));
   const state: FeedState = { requests: new Map(), upstreams: [], points: [], totals: undefined };
   const listeners = new Set<() => void>();
   let closeCode: number | undefined;

@@ -2,6 +2,7 @@
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../core/config.js';
 import { Gateway } from '../../core/gateway.js';
+import { recordOutput, registerSecret, registerSecretsIn } from './secret-scan.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -14,6 +15,7 @@ export interface TestGateway {
 }
 
 export const CLIENT_KEY = 'sk-client-test-0123456789';
+registerSecret(CLIENT_KEY, 'sk-upstream-secret-abcdef');
 
 export class LogCapture extends Writable {
   readonly lines: string[] = [];
@@ -31,6 +33,8 @@ export async function startGateway(
   const capture = new LogCapture();
   const loaded = parseConfig(yaml, file, { TAPGATE_TEST_KEY: CLIENT_KEY, ...env });
   loaded.config.server.port = 0;
+  registerSecretsIn(loaded.config);
+  recordOutput('log', () => capture.lines.join('\n'));
   const gw = await Gateway.create(loaded, { logDestination: capture });
   await gw.listen();
   return {

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { CLIENT_KEY } from './gateway.js';
+import { recordOutput } from './secret-scan.js';
 
 export interface RawResponse {
   status: number;
@@ -68,6 +69,10 @@ export function rawRequest(baseUrl: string, opts: RawRequestOptions): Promise<Ra
       res.on('error', (err) => (error ??= err));
       res.on('close', () => {
         const body = Buffer.concat(chunks);
+        recordOutput(
+          'response',
+          () => `${res.statusCode} ${JSON.stringify(res.headers)}\n${body.toString('latin1')}`,
+        );
         resolve({
           status: res.statusCode ?? 0,
           headers: res.headers,
@@ -218,7 +223,11 @@ export function readToEnd(socket: net.Socket): Promise<Buffer> {
     const chunks: Buffer[] = [];
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.on('error', () => {});
-    socket.on('close', () => resolve(Buffer.concat(chunks)));
+    socket.on('close', () => {
+      const bytes = Buffer.concat(chunks);
+      recordOutput('response', () => bytes.toString('latin1'));
+      resolve(bytes);
+    });
     socket.resume();
   });
 }

@@ -159,11 +159,16 @@ describe('plugin dashboard: no secret in any message', () => {
     assert.ok(midStream.text().includes('response.failed'));
     // Secrets in fields the client controls: the model (echoed in the error too), the request id.
     assert.equal((await send('model-secret', { model: ADMIN_TOKEN })).status, 503);
-    assert.equal((await send(UPSTREAM_KEY, { model: 'gpt-test' })).status, 200);
+    const keyAsId = await send(UPSTREAM_KEY, { model: 'gpt-test' });
+    assert.equal(keyAsId.status, 200);
+    // A request id that is a secret is not adopted (it would be echoed, logged and forwarded).
+    const generatedId = String(keyAsId.headers['x-request-id']);
+    assert.match(generatedId, /^[0-9a-f-]{36}$/);
     assert.equal((await send('bad-client-key', { model: 'gpt-test' }, `wrong-${CLIENT_KEY}`)).status, 401);
     assert.equal((await send('echo-429', { model: 'gpt-test' })).status, 429);
 
     const ids = [
+      generatedId,
       'ok-1',
       'ok-other',
       'cx-ok',
@@ -194,7 +199,7 @@ describe('plugin dashboard: no secret in any message', () => {
     assert.equal(byId.get('cx-echo')!.error!.message, 'Bad token [redacted]');
     assert.equal(byId.get('model-secret')!.model, '[redacted]');
     assert.match(byId.get('model-secret')!.error!.message, /No upstream serves model \[redacted\]/);
-    assert.ok(byId.has('[redacted]'), 'the request id that was a key');
+    assert.ok(byId.has(generatedId), 'the request whose id was a key, under a generated id');
     assert.equal(byId.get('ok-other')!.client, 'other');
     const up = (snapshot.upstreams as { name: string; reason: string; lastError: { message: string } }[])[0]!;
     assert.equal(up.reason, 'gpt-test: Rate limit reached for key [redacted]');

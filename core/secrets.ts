@@ -1,12 +1,13 @@
 /**
- * Secrets never reach a viewer. Every configured secret is collected once (client keys, the
- * upstreams' credential settings, the admin token), and any free text that goes into a feed message
- * (error messages, cooldown and disable reasons, client-chosen ids and model names) passes through
- * `scrub` first. Credential-shaped strings (JWTs, `sk-…` keys, `Bearer …`) are masked too, so a token
- * minted at run time (an OAuth refresh) is caught even though no config names it.
+ * Secrets are never said: not in a log line, an error body, a `response.failed` message or a
+ * dashboard message. Every configured secret is collected once (client keys, the upstreams'
+ * credential settings, plugin options such as the dashboard token), and the upstreams' run-time
+ * credentials (e.g. refreshed OAuth tokens) are re-collected at most once a second. Free text passes
+ * through `scrub`; credential-shaped strings (JWTs, `sk-…` keys, `Bearer …`) are masked too, so a
+ * token is caught even before a re-collection has seen it.
  */
-import type { GatewayConfig } from '../../core/config-schema.js';
-import type { Upstream } from '../../core/upstream.js';
+import type { GatewayConfig } from './config-schema.js';
+import type { Upstream } from './upstream.js';
 
 export const REDACTED = '[redacted]';
 
@@ -27,21 +28,40 @@ const PATTERNS: readonly RegExp[] = [
 
 /** Shorter strings are not credentials; masking them would only mangle messages. */
 const MIN_SECRET_LENGTH = 4;
-/** Free text is cut to this much before scrubbing (a secret past it is cut away with the rest). */
+/** `clip` cuts free text to this much before scrubbing (a secret past it is cut away with the rest). */
 const MAX_INPUT = 16_384;
+/** Run-time credentials are re-collected at most this often. */
+const REFRESH_EVERY_MS = 1000;
 
 export class Secrets {
   private list: string[] = [];
   private readonly fixed = new Set<string>();
 
-  /** Secrets known at boot: the config's client keys and upstream credentials, plus `extra`. */
+  private runtime = new Set<string>();
+  private upstreams: (() => readonly Upstream[]) | undefined;
+  private refreshedAt = 0;
+
+  /** Secrets known at boot: client keys, upstream credentials, secret-named plugin options, `extra`. */
   constructor(config: Readonly<GatewayConfig> | undefined, extra: readonly string[] = []) {
-    for (const s of extra) this.add(s);
+    for (const s of extra) this.addFixed(s);
     if (config !== undefined) {
-      for (const k of config.auth.keys) this.add(k.key);
+      for (const k of config.auth.keys) this.addFixed(k.key);
       for (const u of config.upstreams) collect(u, this.fixed, 0, false, new Set());
+      for (const p of config.plugins)
+        if (typeof p === 'object') collect(p.options, this.fixed, 0, false, new Set());
     }
-    this.rebuild(new Set());
+    this.rebuild();
+  }
+
+  /** A secret learned later (e.g. a plugin's own credential). */
+  add(secret: string): void {
+    this.addFixed(secret);
+    this.rebuild();
+  }
+
+  /** Where the run-time credentials live: re-collected lazily, at most once a second. */
+  watch(upstreams: () => readonly Upstream[]): void {
+    this.upstreams = upstreams;
   }
 
   /**
@@ -55,7 +75,9 @@ export class Secrets {
       collect(u.settings, found, 0, false, seen);
       if (typeof u.state === 'object' && u.state !== null) collect(u.state, found, 0, false, seen);
     }
-    this.rebuild(found);
+    this.refreshedAt = Date.now();
+    this.runtime = found;
+    this.rebuild();
   }
 
   /** How many distinct secrets are known (for tests and logs). */
@@ -65,7 +87,9 @@ export class Secrets {
 
   /** `text` with every known secret and credential-shaped string replaced by `[redacted]`. */
   scrub(text: string): string {
-    let out = text.length > MAX_INPUT ? text.slice(0, MAX_INPUT) : text;
+    if (this.upstreams !== undefined && Date.now() - this.refreshedAt > REFRESH_EVERY_MS)
+      this.refresh(this.upstreams());
+    let out = text;
     for (const s of this.list) if (out.includes(s)) out = out.split(s).join(REDACTED);
     for (const re of PATTERNS) {
       re.lastIndex = 0;
@@ -81,17 +105,22 @@ export class Secrets {
 
   /** `scrub`, then cut to `max` characters (after scrubbing, so a cut never leaves part of a secret). */
   clip(text: string, max: number): string {
-    const out = this.scrub(text);
+    const out = this.scrub(text.length > MAX_INPUT ? text.slice(0, MAX_INPUT) : text);
     return out.length > max ? out.slice(0, max - 1) + '…' : out;
   }
 
-  private add(s: unknown): void {
+  /** Whether `text` is, or holds, a secret (e.g. a client-chosen id that must not be echoed). */
+  holdsSecret(text: string): boolean {
+    return this.scrub(text) !== text;
+  }
+
+  private addFixed(s: unknown): void {
     if (typeof s === 'string' && s.trim().length >= MIN_SECRET_LENGTH) this.fixed.add(s);
   }
 
-  private rebuild(runtime: Set<string>): void {
+  private rebuild(): void {
     const all = new Set<string>();
-    for (const s of [...this.fixed, ...runtime]) {
+    for (const s of [...this.fixed, ...this.runtime]) {
       if (s.trim().length < MIN_SECRET_LENGTH) continue;
       all.add(s);
       // The same secret as it appears inside JSON or a URL.
