@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import OpenAI from 'openai';
 import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { recordingFetch } from '../helpers/secret-scan.js';
 import { proxyConfig } from '../helpers/proxy-config.js';
 import {
   happyStream,
@@ -42,7 +43,13 @@ describe('e2e: openai SDK through the gateway', () => {
   async function setup(handler: UpstreamHandler): Promise<OpenAI> {
     up = await startUpstream(handler);
     g = await startGateway(proxyConfig([up.url]));
-    return new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${g.url}/v1`, maxRetries: 0, timeout: 10_000 });
+    return new OpenAI({
+      fetch: recordingFetch,
+      apiKey: CLIENT_KEY,
+      baseURL: `${g.url}/v1`,
+      maxRetries: 0,
+      timeout: 10_000,
+    });
   }
 
   const streamHandler: UpstreamHandler = (_req, res, rec) => {

@@ -82,3 +82,26 @@ export function findLeaks(): {
   }
   return { leaks, scannedOutputs: outputs.length, scannedBytes: bytes, secrets: secrets.size };
 }
+
+/**
+ * A `fetch` for the openai SDK that records every response body as the SDK reads it (a pass-through
+ * transform, so a cancel by the SDK still reaches the connection), so SDK-driven tests feed the scan.
+ */
+export const recordingFetch: typeof fetch = async (input, init) => {
+  const res = await fetch(input, init);
+  if (res.body === null) return res;
+  const chunks: string[] = [];
+  const decoder = new TextDecoder();
+  recordOutput('response', () => chunks.join(''));
+  const recorder = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      chunks.push(decoder.decode(chunk, { stream: true }));
+      controller.enqueue(chunk);
+    },
+  });
+  return new Response(res.body.pipeThrough(recorder), {
+    status: res.status,
+    statusText: res.statusText,
+    headers: res.headers,
+  });
+};

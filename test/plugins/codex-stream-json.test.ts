@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type http from 'node:http';
 import OpenAI from 'openai';
 import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { recordingFetch } from '../helpers/secret-scan.js';
 import { parseSse, postJson } from '../helpers/raw.js';
 import { accessToken, idToken } from '../helpers/codex-jwt.js';
 import { startTokenServer, type TokenServer } from '../helpers/codex-token-server.js';
@@ -56,7 +57,13 @@ describe('plugin codex-upstream: stream→JSON and SDK events', () => {
         { name: 'cx', type: 'codex', baseUrl: backend.baseUrl, tokenUrl: tokens.url, tokens: login },
       ]),
     );
-    client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `${g.url}/v1`, maxRetries: 0, timeout: 10_000 });
+    client = new OpenAI({
+      fetch: recordingFetch,
+      apiKey: CLIENT_KEY,
+      baseURL: `${g.url}/v1`,
+      maxRetries: 0,
+      timeout: 10_000,
+    });
   });
   afterEach(async () => {
     backend.answer = undefined;

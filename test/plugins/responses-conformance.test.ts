@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type http from 'node:http';
 import OpenAI from 'openai';
 import { basicConfig, CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { recordingFetch } from '../helpers/secret-scan.js';
 import {
   frame,
   happyStream,
@@ -194,7 +195,12 @@ describe('Responses conformance (real openai SDK, all six routes)', function () 
   for (const route of ROUTES) {
     describe(route.path, () => {
       const client = () =>
-        new OpenAI({ apiKey: CLIENT_KEY, baseURL: route.baseURL(gateway.url), maxRetries: 0 });
+        new OpenAI({
+          fetch: recordingFetch,
+          apiKey: CLIENT_KEY,
+          baseURL: route.baseURL(gateway.url),
+          maxRetries: 0,
+        });
 
       it('happy path: every event in order, sequence 0…8, then the stream closes', async () => {
         const c = await streamVia(client(), route, 'happy');

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type http from 'node:http';
 import OpenAI from 'openai';
 import { basicConfig, CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { recordingFetch } from '../helpers/secret-scan.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
 
 describe('queue keepalive mode (Responses)', () => {
@@ -36,7 +37,12 @@ describe('queue keepalive mode (Responses)', () => {
   });
 
   it('a queued stream gets response.created, then keepalives, then the upstream events renumbered after them', async () => {
-    const client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: gateway.url + '/v1', maxRetries: 0 });
+    const client = new OpenAI({
+      fetch: recordingFetch,
+      apiKey: CLIENT_KEY,
+      baseURL: gateway.url + '/v1',
+      maxRetries: 0,
+    });
     // The first request takes the only slot and stays open.
     const firstArrived = new Promise<void>((r) => (arrived = r));
     const first = client.responses.create({ model: 'm', input: 'first', stream: true });
