@@ -20,7 +20,7 @@ import {
   UpstreamTooLargeError,
   InternalError,
 } from './errors.js';
-import { clientResponseHeaders } from './headers.js';
+import { clientResponseHeaders, unreadableBody } from './headers.js';
 import type { GatewayHooks } from './hooks.js';
 import { parseFrame, serializeEvent, SseFramer, SseFrameTooLargeError } from './sse.js';
 import type { OutgoingRequest } from './types.js';
@@ -203,6 +203,9 @@ export class Attempt {
       proxyRes.on('end', Attempt.onErrorEnd);
       return;
     }
+    const unreadable = unreadableBody(proxyRes.headers, sse, ctx.route?.jsonBody === true);
+    if (unreadable !== undefined)
+      return this.fail(new UpstreamMalformedError(unreadable, { phase: 'headers' }));
     if (sse) this.framer = new SseFramer(this.deps.maxEventBytes);
     // The head goes out with the first body byte: an upstream that fails before sending any body
     // gets an HTTP error, never a 200 stream whose first event is a failure (protocol §5 case 8).

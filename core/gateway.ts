@@ -68,6 +68,10 @@ export class Gateway {
       headersTimeout: config.server.headersTimeout,
       requestTimeout: config.server.requestTimeout,
       keepAliveTimeout: config.server.keepAliveTimeout,
+      connectionsCheckingInterval: checkingInterval(
+        config.server.headersTimeout,
+        config.server.requestTimeout,
+      ),
     });
   }
 
@@ -326,4 +330,15 @@ export class Gateway {
       }
     }
   }
+}
+
+/**
+ * Node enforces headersTimeout and requestTimeout only when it sweeps its connections (every 30 s
+ * by default), so a slow client could hold a connection that long past a short timeout. Sweep at a
+ * quarter of the shorter one, within 250 ms … 30 s.
+ */
+function checkingInterval(headersTimeout: number, requestTimeout: number): number {
+  const set = [headersTimeout, requestTimeout].filter((t) => t > 0);
+  if (set.length === 0) return 30_000;
+  return Math.min(30_000, Math.max(250, Math.floor(Math.min(...set) / 4)));
 }

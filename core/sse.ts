@@ -17,18 +17,32 @@ export class SseFramer {
   private readonly decoder = new StringDecoder('utf8');
   private pending = '';
   private pendingHasCR = false;
+  /**
+   * Text after `pending` in which no frame can end: a long event's chunks wait here unjoined, so
+   * the pending text is not copied and rescanned on every chunk (quadratic on a multi-MB event).
+   */
+  private tail: string[] = [];
+  private tailChars = 0;
 
   constructor(private readonly maxFrameChars: number) {}
 
   /** Nothing is waiting for more bytes. */
   get idle(): boolean {
-    return this.pending.length === 0;
+    return this.pending.length === 0 && this.tailChars === 0;
   }
 
   /** Feeds one chunk; hands the text of each complete frame (blank line included) to `sink.frame`. */
   push(chunk: Buffer, sink: FrameSink): void {
     const text = this.decoder.write(chunk);
     if (text.length === 0) return;
+    if (this.pending.length > 0 && !this.pendingHasCR && !mayEndFrame(this.lastChar(), text)) {
+      this.tail.push(text);
+      this.tailChars += text.length;
+      if (this.pending.length + this.tailChars > this.maxFrameChars)
+        throw new SseFrameTooLargeError(`SSE event over ${this.maxFrameChars} characters`);
+      return;
+    }
+    this.joinTail();
     // Resume the search just before the new text: a blank line may straddle the chunk boundary.
     let from = this.pending.length > 2 ? this.pending.length - 2 : 0;
     let s = this.pending.length === 0 ? text : this.pending + text;
@@ -50,10 +64,30 @@ export class SseFramer {
 
   /** Whatever is left when the stream ends: a frame without its closing blank line. */
   rest(): string {
+    this.joinTail();
     const rest = this.pending + this.decoder.end();
     this.pending = '';
     return rest;
   }
+
+  private lastChar(): number {
+    const last = this.tailChars > 0 ? this.tail[this.tail.length - 1]! : this.pending;
+    return last.charCodeAt(last.length - 1);
+  }
+
+  private joinTail(): void {
+    if (this.tailChars === 0) return;
+    this.pending += this.tail.join('');
+    this.tail = [];
+    this.tailChars = 0;
+  }
+}
+
+/** Whether a frame may end in `text`, given the character before it (LF-only pending text). */
+function mayEndFrame(before: number, text: string): boolean {
+  if (text.indexOf('\r') !== -1) return true;
+  if (before === 10 && text.charCodeAt(0) === 10) return true;
+  return text.indexOf('\n\n') !== -1;
 }
 
 /** LF-only text: the end index of the first frame (after "\n\n"), or -1. */

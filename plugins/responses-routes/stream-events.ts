@@ -30,12 +30,14 @@ export type EventValidation = 'structural' | 'json';
 
 export function onResponsesEvent(ev: SseEvent, ctx: RequestContext, validation: EventValidation): SseEvent {
   const data = ev.data;
-  // `event: ping` with no data, or an empty `data:`, makes the SDK throw: drop it.
+  const type = ev.event;
+  // `event: ping` with no data, or an empty `data:`, makes the SDK throw: drop it. A bare
+  // `event: error` still says the upstream failed: dropping it would leave the client waiting.
   if (data.length === 0) {
-    ev.drop = true;
+    if (type === 'error') ev.fail = streamError({});
+    else ev.drop = true;
     return ev;
   }
-  const type = ev.event;
   if (
     validation === 'json' ||
     type === undefined ||
