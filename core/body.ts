@@ -78,12 +78,13 @@ function tooLarge(limit: number): GatewayError {
   });
 }
 
-type Decoder = (b: Buffer) => Buffer;
+/** Decoders stop at `maxOutputLength` (ERR_BUFFER_TOO_LARGE): a bomb never inflates past the limit. */
+type Decoder = (b: Buffer, opts: { maxOutputLength: number }) => Buffer;
 const DECODERS: Record<string, Decoder | undefined> = {
-  gzip: (b) => zlib.gunzipSync(b),
-  'x-gzip': (b) => zlib.gunzipSync(b),
-  deflate: (b) => zlib.inflateSync(b),
-  br: (b) => zlib.brotliDecompressSync(b),
+  gzip: (b, o) => zlib.gunzipSync(b, o),
+  'x-gzip': (b, o) => zlib.gunzipSync(b, o),
+  deflate: (b, o) => zlib.inflateSync(b, o),
+  br: (b, o) => zlib.brotliDecompressSync(b, o),
   // Node ≥ 22.15 has zstd; on older Node the body is forwarded as sent, header included.
   zstd: (zlib as unknown as { zstdDecompressSync?: Decoder }).zstdDecompressSync,
   identity: (b) => b,
@@ -105,11 +106,11 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
   }
   let out: Buffer;
   try {
-    out = decoder(body);
-  } catch {
+    out = decoder(body, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
     throw new InvalidRequestError(`Request body is not valid ${encoding}`, { param: 'content-encoding' });
   }
-  if (out.length > limit) throw tooLarge(limit);
   return { body: out, opaque: false };
 }
 

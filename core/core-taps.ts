@@ -2,6 +2,7 @@
  * The core's own taps. Security (client auth) runs first, at Stage.GUARD; every default sits at
  * Stage.FALLBACK, so a plugin tapping at DEFAULT replaces it.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { ClientAuth } from './auth.js';
 import type { RequestContext } from './context.js';
 import {
@@ -56,18 +57,7 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   hooks.request.tap({ name: CORE, stage: Stage.GUARD }, (ctx) => {
     if (ctx.route?.auth === 'none' || !opts.auth.enabled) return undefined;
     const name = opts.auth.authenticate(ctx.req.headers);
-    if (name === undefined) {
-      const presented =
-        ctx.req.headers.authorization !== undefined || ctx.req.headers['x-api-key'] !== undefined;
-      throw new AuthenticationError(
-        presented
-          ? 'Incorrect API key provided'
-          : 'Missing API key: send Authorization: Bearer <key> or x-api-key',
-        {
-          phase: 'admission',
-        },
-      );
-    }
+    if (name === undefined) throw authenticationError(ctx.req.headers);
     ctx.clientName = name;
     return undefined;
   });
@@ -142,6 +132,17 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
       opts.logger.info(fields, 'request');
     }
   });
+}
+
+/** The 401 for a request (or upgrade) without a valid client key: says whether a key was sent at all. */
+export function authenticationError(headers: IncomingHttpHeaders): GatewayError {
+  const presented = headers.authorization !== undefined || headers['x-api-key'] !== undefined;
+  return new AuthenticationError(
+    presented
+      ? 'Incorrect API key provided'
+      : 'Missing API key: send Authorization: Bearer <key> or x-api-key',
+    { phase: 'admission' },
+  );
 }
 
 /** A parsed "try again in 1.5s" (OpenAI's rate-limit wording, which Codex also reads). */

@@ -11,9 +11,9 @@ import type { DestinationStream } from 'pino';
 import { ClientAuth, isLoopbackHost } from './auth.js';
 import type { ConfigSource, LoadedConfig } from './config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config-schema.js';
-import { tapCore } from './core-taps.js';
+import { authenticationError, tapCore } from './core-taps.js';
 import { container, TOKENS, type DependencyContainer } from './di.js';
-import { ShuttingDownError } from './errors.js';
+import { openAIErrorBody, ShuttingDownError } from './errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './hooks.js';
 import { createLoggers, type Logger } from './logger.js';
 import { PluginApplyError } from './plugin-errors.js';
@@ -51,6 +51,8 @@ export class Gateway {
   private pipeline: Pipeline | undefined;
   private transport: Transport | undefined;
   private closing: Promise<void> | undefined;
+  /** Client keys: upgrades are checked here, requests by the core's `request` tap. */
+  private auth: ClientAuth | undefined;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
@@ -68,10 +70,6 @@ export class Gateway {
       headersTimeout: config.server.headersTimeout,
       requestTimeout: config.server.requestTimeout,
       keepAliveTimeout: config.server.keepAliveTimeout,
-      connectionsCheckingInterval: checkingInterval(
-        config.server.headersTimeout,
-        config.server.requestTimeout,
-      ),
     });
   }
 
@@ -112,6 +110,7 @@ export class Gateway {
         } as never,
       ]);
     }
+    this.auth = auth;
     tapCore(this.hooks, {
       auth,
       transientCooldownMs: config.proxy.transientCooldown,
@@ -132,11 +131,10 @@ export class Gateway {
       try {
         await p.instance.apply(this);
       } catch (err) {
-        throw new PluginApplyError(
-          `plugin "${p.name}" failed in apply(): ${(err as Error).message}`,
-          undefined,
-          { cause: err },
-        );
+        const reason = err instanceof Error ? err.message : String(err);
+        throw new PluginApplyError(`plugin "${p.name}" failed in apply(): ${reason}`, p.where, {
+          cause: err,
+        });
       }
     }
 
@@ -236,6 +234,13 @@ export class Gateway {
     let route;
     try {
       route = this.hooks.matchRoute.call(probe) ?? undefined;
+      // An upgrade needs the client key like any request; a route with `auth: 'none'` checks its own.
+      if (
+        route?.auth !== 'none' &&
+        this.auth?.enabled === true &&
+        this.auth.authenticate(req.headers) === undefined
+      )
+        return refuseUnauthenticatedUpgrade(socket, req);
       if (this.hooks.upgrade.call({ req, socket, head, route, pathname }) === true) return;
     } catch (err) {
       this.logger.error({ err }, 'upgrade handler failed');
@@ -332,13 +337,12 @@ export class Gateway {
   }
 }
 
-/**
- * Node enforces headersTimeout and requestTimeout only when it sweeps its connections (every 30 s
- * by default), so a slow client could hold a connection that long past a short timeout. Sweep at a
- * quarter of the shorter one, within 250 ms … 30 s.
- */
-function checkingInterval(headersTimeout: number, requestTimeout: number): number {
-  const set = [headersTimeout, requestTimeout].filter((t) => t > 0);
-  if (set.length === 0) return 30_000;
-  return Math.min(30_000, Math.max(250, Math.floor(Math.min(...set) / 4)));
+/** Answers an upgrade without a valid client key with the 401 a request gets, then closes. */
+function refuseUnauthenticatedUpgrade(socket: Duplex, req: http.IncomingMessage): void {
+  const error = authenticationError(req.headers);
+  const body = JSON.stringify(openAIErrorBody(error.message, error.type, error.errorCode, error.param));
+  socket.end(
+    `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
+      `www-authenticate: Bearer\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

@@ -14,7 +14,10 @@ export const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Client credentials and routing headers a client could use to steer the gateway. */
+/**
+ * Client credentials, and routing headers a client could use to steer the gateway or a proxy in
+ * front of the upstream (to another host, path or method, with the upstream's credentials).
+ */
 export const CLIENT_ONLY = new Set([
   'authorization',
   'x-api-key',
@@ -24,6 +27,15 @@ export const CLIENT_ONLY = new Set([
   'x-forwarded-for',
   'x-forwarded-host',
   'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-host',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
   'x-real-ip',
   'content-length',
   'expect',
@@ -35,13 +47,7 @@ export const CLIENT_ONLY = new Set([
  */
 export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
-  const connection = headers.connection;
-  const named = connection
-    ? connection
-        .toLowerCase()
-        .split(',')
-        .map((s) => s.trim())
-    : undefined;
+  const named = connectionNamed(headers);
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || CLIENT_ONLY.has(name)) continue;
     if (named !== undefined && named.includes(name)) continue;
@@ -52,39 +58,32 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<
   return out;
 }
 
-/** The upstream's response headers as the client should see them. */
+/**
+ * The upstream's response headers as the client should see them: no hop-by-hop ones (those its
+ * `Connection` names included), no set-cookie.
+ */
 export function clientResponseHeaders(
   headers: IncomingHttpHeaders,
   dropLength: boolean,
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
+  const named = connectionNamed(headers);
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || name === 'set-cookie') continue;
+    if (named !== undefined && named.includes(name)) continue;
     if (dropLength && name === 'content-length') continue;
     out[name] = headers[name];
   }
   return out;
 }
 
-/** Asked of every upstream: the gateway reads bodies (SSE frames, error JSON), so it takes them unencoded. */
-export const UPSTREAM_ACCEPT_ENCODING = 'identity';
-
-/**
- * Why a successful upstream body cannot go to the client, or undefined when it can. An event stream
- * in any content-coding cannot be framed; on a JSON API route, a coding the gateway did not ask for
- * or a body that is neither JSON nor an event stream (an HTML page from a proxy) is not the API's
- * answer. A missing content-type is let through.
- */
-export function unreadableBody(
-  headers: IncomingHttpHeaders,
-  sse: boolean,
-  jsonApi: boolean,
-): string | undefined {
-  const encoding = headers['content-encoding']?.trim().toLowerCase().slice(0, 64);
-  if (encoding !== undefined && encoding !== '' && encoding !== 'identity' && (sse || jsonApi))
-    return `upstream sent its answer in content-encoding "${encoding}", which the gateway did not ask for and cannot read`;
-  const type = headers['content-type'];
-  if (jsonApi && !sse && type !== undefined && !/^application\/(.+\+)?json\b/i.test(type.trim()))
-    return `upstream answered with ${type.split(';')[0]!.trim().slice(0, 64)}, not JSON or an event stream`;
-  return undefined;
+/** The names a `Connection` header lists: hop-by-hop for this one connection (RFC 9110 §7.6.1). */
+function connectionNamed(headers: IncomingHttpHeaders): string[] | undefined {
+  const connection = headers.connection;
+  return connection
+    ? connection
+        .toLowerCase()
+        .split(',')
+        .map((s) => s.trim())
+    : undefined;
 }

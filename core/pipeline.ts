@@ -12,13 +12,14 @@ import type { GatewayConfig } from './config-schema.js';
 import {
   ClientAbortError,
   GatewayError,
+  InvalidRequestError,
   NotFoundError,
   QueueFullError,
   ShuttingDownError,
   toGatewayError,
   UpstreamHttpError,
 } from './errors.js';
-import { forwardableRequestHeaders, UPSTREAM_ACCEPT_ENCODING } from './headers.js';
+import { forwardableRequestHeaders } from './headers.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Logger } from './logger.js';
 import type { UpstreamPool } from './pool.js';
@@ -54,6 +55,11 @@ export class Pipeline {
     try {
       hooks.start.call(ctx);
       if (this.draining) throw new ShuttingDownError('Gateway is shutting down; retry on a new connection');
+      // Only a path selects a route: an absolute URI or `*` would otherwise be joined onto an upstream origin.
+      if (ctx.pathname.charCodeAt(0) !== 47)
+        throw new InvalidRequestError('The request target must be a path such as /v1/responses', {
+          phase: 'admission',
+        });
       ctx.route = hooks.matchRoute.call(ctx) ?? undefined;
       const reply = await hooks.request.promise(ctx);
       if (reply !== undefined) {
@@ -191,7 +197,6 @@ export class Pipeline {
       const headers = forwardableRequestHeaders(ctx.req.headers);
       delete headers['content-encoding'];
       if (encoding !== undefined) headers['content-encoding'] = String(encoding);
-      headers['accept-encoding'] = UPSTREAM_ACCEPT_ENCODING;
       const base: OutgoingRequest = {
         // The upstream's own origin, then a path: a client path like `//host/x` stays a path.
         url: new URL(
@@ -239,6 +244,8 @@ export class Pipeline {
     error.errorCode = this.hooks.mapErrorCode.call(error.errorCode ?? error.type, error.type, ctx);
     // An upstream's message may quote a credential ("Incorrect API key provided: sk-…"); never pass it on.
     scrubError(error, this.secrets);
+    // Refused before its body was read (too large, no key…): close rather than read the rest to reuse it.
+    if (!res.headersSent && !ctx.req.complete) res.setHeader('connection', 'close');
     try {
       if (res.headersSent) this.hooks.terminateStream.call(ctx, error);
       else this.hooks.errorResponse.call(ctx, error);

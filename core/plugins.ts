@@ -25,6 +25,8 @@ export interface LoadedPlugin {
   readonly options: unknown;
   readonly container: DependencyContainer;
   readonly instance: TapgatePlugin;
+  /** `file:line:col` of its entry in config.yaml; undefined when enabled for an upstream type. */
+  readonly where: string | undefined;
 }
 
 interface Resolved {
@@ -94,7 +96,8 @@ export async function loadPlugins(
       cls: r.cls,
       options,
       container: child,
-      instance: construct(r.cls, child, options),
+      instance: construct(r.cls, child, options, r.where),
+      where: r.where,
     });
   }
   return loaded;
@@ -126,9 +129,12 @@ async function resolveClass(
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
-    throw new PluginLoadError(`plugin module ${file} failed to load: ${(err as Error).message}`, where, {
-      cause: err,
-    });
+    const hint = esmHint(file, err);
+    throw new PluginLoadError(
+      `plugin module ${file} failed to load: ${(err as Error).message}${hint}`,
+      where,
+      { cause: err },
+    );
   }
   const candidates = [mod.default, ...Object.values(mod)];
   const nested = (mod.default as Record<string, unknown> | undefined)?.default; // CJS default export
@@ -140,6 +146,21 @@ async function resolveClass(
     );
   }
   return cls;
+}
+
+/**
+ * A `.js` file with `import`/`export` outside a `"type": "module"` package is loaded as CommonJS by
+ * the TypeScript loader, which fails with an error that does not say why (a require() cycle).
+ */
+function esmHint(file: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const message = (err as Error).message;
+  const esmAsCjs =
+    code === 'ERR_REQUIRE_CYCLE_MODULE' ||
+    code === 'ERR_REQUIRE_ESM' ||
+    /import statement outside a module|Unexpected token 'export'/.test(message);
+  if (!esmAsCjs || !file.endsWith('.js')) return '';
+  return ' (it uses import/export outside a "type": "module" package: rename it to .mjs, or put a package.json with {"type": "module"} beside it)';
 }
 
 function validateOptions(r: Resolved, source: ConfigSource): unknown {
@@ -187,20 +208,27 @@ function orderByDependencies(list: Resolved[], byName: Map<string, Resolved>): R
 }
 
 /** Decorated plugins are resolved by tsyringe; plain JS plugins receive their options. */
-function construct(cls: PluginClass, child: DependencyContainer, options: unknown): TapgatePlugin {
-  // Nothing to inject into a zero-arity constructor, but `constructor(options = {})` or `(...args)`
-  // still reads its options (tsyringe would call it with no arguments).
-  if (cls.length === 0) return new cls(options);
+function construct(
+  cls: PluginClass,
+  child: DependencyContainer,
+  options: unknown,
+  where: string | undefined,
+): TapgatePlugin {
   try {
-    return child.resolve(cls);
-  } catch (err) {
-    if (!/TypeInfo not known/.test((err as Error).message)) {
-      throw new PluginLoadError(
-        `plugin "${cls.meta.name}" could not be constructed: ${(err as Error).message}`,
-        undefined,
-        { cause: err },
-      );
+    // Nothing to inject into a zero-arity constructor, but `constructor(options = {})` or `(...args)`
+    // still reads its options (tsyringe would call it with no arguments).
+    if (cls.length === 0) return new cls(options);
+    try {
+      return child.resolve(cls);
+    } catch (err) {
+      if (!/TypeInfo not known/.test((err as Error).message)) throw err;
     }
     return new cls(options);
+  } catch (err) {
+    // A constructor that throws is a named boot error, like a failed apply(), never a raw stack.
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new PluginLoadError(`plugin "${cls.meta.name}" could not be constructed: ${reason}`, where, {
+      cause: err,
+    });
   }
 }

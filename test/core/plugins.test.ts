@@ -168,7 +168,10 @@ describe('plugin loading', () => {
 
     it('PluginApplyError: apply() throws; the message names the plugin and keeps the cause', async () => {
       const err = await bootFails(PluginApplyError, plugins('- request-id', '- ./plugins/apply-throws.js'));
-      assert.equal(err.message, 'plugin "apply-throws" failed in apply(): no database at boot');
+      assert.equal(
+        err.message,
+        `${FIXTURE_CONFIG}:3:5 plugin "apply-throws" failed in apply(): no database at boot`,
+      );
       assert.equal((err.cause as Error).message, 'no database at boot');
     });
   });
@@ -410,6 +413,6 @@ describe('examples/audit-plugin.js', () => {
       auditConfig(`      file: ${join(tmp, 'no-such-dir', 'audit.log')}\n`),
       file,
     );
-    assert.match(apply.message, /^plugin "audit" failed in apply\(\): ENOENT/);
+    assert.match(apply.message, /config\.yaml:18:5 plugin "audit" failed in apply\(\): ENOENT/);
   });
 });

@@ -140,9 +140,10 @@ describe('plugin dashboard: boot', () => {
     const feed = await openFeed(g.url, { authorization: `Bearer ${ADMIN_TOKEN}` }, '/ops/live/ws');
     await feed.message((m) => m.type === 'snapshot');
     await feed.close();
-    // The default path is now nobody's: the core answers (401 for a route that needs a client key).
+    // The default path is now nobody's: the core answers (401 for a route that needs a client key),
+    // to an upgrade as to a request.
     assert.notEqual((await get(g.url, '/dashboard/login')).status, 200);
-    assert.equal(await refusal(g.url, { authorization: `Bearer ${ADMIN_TOKEN}` }), 404);
+    assert.equal(await refusal(g.url, { authorization: `Bearer ${ADMIN_TOKEN}` }), 401);
   });
 
   it('shuts down with viewers connected: they are told the gateway is going away', async () => {

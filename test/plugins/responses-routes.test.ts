@@ -110,20 +110,20 @@ describe('plugin responses-routes', () => {
     });
 
     for (const path of ['/v1/responses', '/responses', '/backend-api/codex/responses']) {
-      it(`a WebSocket upgrade on ${path} gets 426, never 404`, async () => {
+      it(`a WebSocket upgrade on ${path} with the client key gets 426, never 404`, async () => {
         const head = await rawRequest(
           gateway.url,
-          `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+          `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CLIENT_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
         );
         assert.match(head, /^HTTP\/1\.1 426 /);
         assert.match(head, /websocket_not_supported/);
       });
     }
 
-    it('a WebSocket upgrade elsewhere gets 404', async () => {
+    it('a WebSocket upgrade elsewhere with the client key gets 404', async () => {
       const head = await rawRequest(
         gateway.url,
-        `GET /elsewhere HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+        `GET /elsewhere HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CLIENT_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
       );
       assert.match(head, /^HTTP\/1\.1 404 /);
     });
