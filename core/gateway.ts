@@ -70,6 +70,10 @@ export class Gateway {
       headersTimeout: config.server.headersTimeout,
       requestTimeout: config.server.requestTimeout,
       keepAliveTimeout: config.server.keepAliveTimeout,
+      connectionsCheckingInterval: checkingInterval(
+        config.server.headersTimeout,
+        config.server.requestTimeout,
+      ),
     });
   }
 
@@ -345,4 +349,15 @@ function refuseUnauthenticatedUpgrade(socket: Duplex, req: http.IncomingMessage)
     `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
       `www-authenticate: Bearer\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * Node enforces headersTimeout and requestTimeout only when it sweeps its connections (every 30 s
+ * by default), so a slow client could hold a connection that long past a short timeout. Sweep at a
+ * quarter of the shorter one, within 250 ms … 30 s.
+ */
+function checkingInterval(headersTimeout: number, requestTimeout: number): number {
+  const set = [headersTimeout, requestTimeout].filter((t) => t > 0);
+  if (set.length === 0) return 30_000;
+  return Math.min(30_000, Math.max(250, Math.floor(Math.min(...set) / 4)));
 }

@@ -87,3 +87,26 @@ function connectionNamed(headers: IncomingHttpHeaders): string[] | undefined {
         .map((s) => s.trim())
     : undefined;
 }
+
+/** Asked of every upstream: the gateway reads bodies (SSE frames, error JSON), so it takes them unencoded. */
+export const UPSTREAM_ACCEPT_ENCODING = 'identity';
+
+/**
+ * Why a successful upstream body cannot go to the client, or undefined when it can. An event stream
+ * in any content-coding cannot be framed; on a JSON API route, a coding the gateway did not ask for
+ * or a body that is neither JSON nor an event stream (an HTML page from a proxy) is not the API's
+ * answer. A missing content-type is let through.
+ */
+export function unreadableBody(
+  headers: IncomingHttpHeaders,
+  sse: boolean,
+  jsonApi: boolean,
+): string | undefined {
+  const encoding = headers['content-encoding']?.trim().toLowerCase().slice(0, 64);
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity' && (sse || jsonApi))
+    return `upstream sent its answer in content-encoding "${encoding}", which the gateway did not ask for and cannot read`;
+  const type = headers['content-type'];
+  if (jsonApi && !sse && type !== undefined && !/^application\/(.+\+)?json\b/i.test(type.trim()))
+    return `upstream answered with ${type.split(';')[0]!.trim().slice(0, 64)}, not JSON or an event stream`;
+  return undefined;
+}

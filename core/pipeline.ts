@@ -19,7 +19,7 @@ import {
   toGatewayError,
   UpstreamHttpError,
 } from './errors.js';
-import { forwardableRequestHeaders } from './headers.js';
+import { forwardableRequestHeaders, UPSTREAM_ACCEPT_ENCODING } from './headers.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Logger } from './logger.js';
 import type { UpstreamPool } from './pool.js';
@@ -197,6 +197,7 @@ export class Pipeline {
       const headers = forwardableRequestHeaders(ctx.req.headers);
       delete headers['content-encoding'];
       if (encoding !== undefined) headers['content-encoding'] = String(encoding);
+      headers['accept-encoding'] = UPSTREAM_ACCEPT_ENCODING;
       const base: OutgoingRequest = {
         // The upstream's own origin, then a path: a client path like `//host/x` stays a path.
         url: new URL(
