@@ -3,11 +3,12 @@
  * Stage.FALLBACK, so a plugin tapping at DEFAULT replaces it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ClientAuth } from './auth.js';
+import { isLoopbackHost, type ClientAuth } from './auth.js';
 import type { RequestContext } from './context.js';
 import {
   AuthenticationError,
   type GatewayError,
+  PermissionDeniedError,
   openAIErrorBody,
   UpstreamConnectionRefusedError,
   UpstreamConnectTimeoutError,
@@ -55,7 +56,12 @@ export interface CoreTapOptions {
 
 export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   hooks.request.tap({ name: CORE, stage: Stage.GUARD }, (ctx) => {
-    if (ctx.route?.auth === 'none' || !opts.auth.enabled) return undefined;
+    if (ctx.route?.auth === 'none') return undefined;
+    if (!opts.auth.enabled) {
+      const refusal = browserRefusal(ctx.req.headers);
+      if (refusal !== undefined) throw new PermissionDeniedError(refusal, { phase: 'admission' });
+      return undefined;
+    }
     const name = opts.auth.authenticate(ctx.req.headers);
     if (name === undefined) throw authenticationError(ctx.req.headers);
     ctx.clientName = name;
@@ -132,6 +138,29 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
       opts.logger.info(fields, 'request');
     }
   });
+}
+
+/**
+ * With no client keys the gateway listens on loopback only, but a web page in the user's browser
+ * can still reach loopback: a cross-site POST that needs no preflight, or DNS rebinding (a page's
+ * own host name re-pointed at 127.0.0.1). Browsers mark both (Origin, Sec-Fetch-Site, a foreign
+ * Host); CLI and SDK clients send none of them. Why the request is refused, or undefined.
+ */
+export function browserRefusal(headers: IncomingHttpHeaders): string | undefined {
+  if (headers.origin !== undefined || (headers['sec-fetch-site'] ?? 'none') !== 'none')
+    return 'Browser requests are refused when no client keys are configured (set auth.keys to allow them)';
+  const host = hostName(headers.host ?? '');
+  if (host !== '' && !isLoopbackHost(host))
+    return `Host "${host.slice(0, 64)}" is not a loopback name; with no client keys only loopback names are served`;
+  return undefined;
+}
+
+/** The host part of a Host header (`[::1]:8787` → `[::1]`, `localhost:8787` → `localhost`). */
+function hostName(host: string): string {
+  const h = host.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
+  const colon = h.indexOf(':');
+  return colon === -1 ? h : h.slice(0, colon);
 }
 
 /** The 401 for a request (or upgrade) without a valid client key: says whether a key was sent at all. */

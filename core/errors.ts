@@ -82,6 +82,14 @@ export const AuthenticationError = defineError(
   'Missing or invalid API key',
   'invalid_api_key',
 );
+export const PermissionDeniedError = defineError(
+  'PermissionDeniedError',
+  'PERMISSION_DENIED',
+  403,
+  'permission_error',
+  'Permission denied',
+  'permission_denied',
+);
 export const NotFoundError = defineError(
   'NotFoundError',
   'NOT_FOUND',

@@ -110,3 +110,20 @@ export function unreadableBody(
     return `upstream answered with ${type.split(';')[0]!.trim().slice(0, 64)}, not JSON or an event stream`;
   return undefined;
 }
+
+/** Query parameters that carry a credential (`?api_key=`, `?access_token=`…): never forwarded. */
+const CREDENTIAL_PARAM = /^(?:api[-_]?key|key|access[-_]?token|token|auth|authorization|secret|password)$/i;
+
+/** A query string (with its `?`) minus credential parameters; unchanged when it has none. */
+export function withoutCredentials(search: string): string {
+  const params = new URLSearchParams(search);
+  let dropped = false;
+  for (const name of [...params.keys()])
+    if (CREDENTIAL_PARAM.test(name)) {
+      params.delete(name);
+      dropped = true;
+    }
+  if (!dropped) return search;
+  const rest = params.toString();
+  return rest === '' ? '' : '?' + rest;
+}

@@ -646,4 +646,91 @@ describe('reliability: security', () => {
       assert.equal(evilConnections, 0, 'the evil server was reached');
     });
   });
+
+  describe('with no client keys (loopback only), a web page in the browser cannot use the gateway', () => {
+    let up: TestUpstream;
+    let g: TestGateway;
+    before(async () => {
+      up = h.track(
+        await startUpstream((_req, res) => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{"id":"resp_1","object":"response","status":"completed"}');
+        }),
+      );
+      // No keys: a browser needs no key either, so whatever marks its requests is refused.
+      g = h.track(
+        await startGateway(
+          proxyConfig([up.url]).replace(/auth:\n  keys:\n(    .*\n)+/, 'auth:\n  keys: []\n'),
+        ),
+      );
+    });
+    after(() => h.cleanup());
+
+    it('a CLI or SDK request (no Origin, a loopback Host) is served', async () => {
+      const r = await send(g.url, 'POST', '/v1/responses', JSON_TYPE, BODY);
+      assert.equal(r.status, 200, r.body.toString());
+    });
+
+    it('a cross-site POST (Origin / Sec-Fetch-Site), typeless or JSON: 403, nothing goes upstream', async () => {
+      const before = up.requests.length;
+      const marks: Record<string, string>[] = [
+        { origin: 'https://evil.example' },
+        { origin: 'null' },
+        { 'sec-fetch-site': 'cross-site' },
+        { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'no-cors' },
+      ];
+      for (const mark of marks) {
+        for (const type of [{}, JSON_TYPE]) {
+          const r = await send(g.url, 'POST', '/v1/responses', { ...type, ...mark }, BODY);
+          const what = `${JSON.stringify(mark)} ${JSON.stringify(type)}: ${r.status}`;
+          assert.equal(r.status, 403, what);
+          assert.equal(errorOf(r).type, 'permission_error', what);
+        }
+      }
+      assert.equal(up.requests.length, before, 'a browser request reached the upstream');
+    });
+
+    it('DNS rebinding (a foreign Host name on loopback): 403, nothing goes upstream', async () => {
+      const before = up.requests.length;
+      const port = new URL(g.url).port;
+      for (const host of [`evil.example:${port}`, 'evil.example', `127.0.0.1.evil.example:${port}`]) {
+        const r = await send(g.url, 'POST', '/v1/responses', JSON_TYPE, BODY, host);
+        assert.equal(r.status, 403, `${host}: ${r.status}`);
+        assert.match(String(errorOf(r).message), /not a loopback name/);
+      }
+      for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]) {
+        const r = await send(g.url, 'POST', '/v1/responses', JSON_TYPE, BODY, host);
+        assert.equal(r.status, 200, `${host}: ${r.status}`);
+      }
+      assert.equal(up.requests.length, before + 3);
+    });
+  });
+
+  it('credentials in the query string (?api_key=, ?access_token=…) are not forwarded; other parameters are', async () => {
+    const up = h.track(
+      await startUpstream((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"id":"resp_1","object":"response","status":"completed"}');
+      }),
+    );
+    const g = h.track(await startGateway(proxyConfig([up.url])));
+    const cases: [string, string][] = [
+      [`?api_key=${CLIENT_KEY}&api-version=2025-01-01`, '?api-version=2025-01-01'],
+      [`?api-version=1&Access_Token=${CLIENT_KEY}&key=${CLIENT_KEY}`, '?api-version=1'],
+      [`?token=${CLIENT_KEY}`, ''],
+      ['?api-version=1', '?api-version=1'],
+    ];
+    for (const [query, forwarded] of cases) {
+      const r = await send(
+        g.url,
+        'POST',
+        `/v1/responses${query}`,
+        { ...JSON_TYPE, authorization: `Bearer ${CLIENT_KEY}` },
+        BODY,
+      );
+      assert.equal(r.status, 200, query);
+      assert.equal(up.requests.at(-1)!.url, `/v1/responses${forwarded}`, query);
+    }
+    await h.cleanup();
+  });
 });
