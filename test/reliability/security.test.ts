@@ -660,7 +660,7 @@ describe('reliability: security', () => {
       // No keys: a browser needs no key either, so whatever marks its requests is refused.
       g = h.track(
         await startGateway(
-          proxyConfig([up.url]).replace(/auth:\n  keys:\n(    .*\n)+/, 'auth:\n  keys: []\n'),
+          proxyConfig([up.url]).replace(/auth:\n {2}keys:\n( {4}.*\n)+/, 'auth:\n  keys: []\n'),
         ),
       );
     });
