@@ -94,7 +94,7 @@ export class Pipeline {
     /** After `same`/`refresh`, the next attempt goes to this upstream again. */
     let pinned: Upstream | undefined;
     for (;;) {
-      if (ctx.clientGone) return;
+      if (responseOver(ctx)) return;
       const candidates = this.pool.candidates(ctx.model, ctx.tried, Date.now());
       if (candidates instanceof QueueFullError) {
         await this.waitForSlot(ctx, candidates);
@@ -224,7 +224,9 @@ export class Pipeline {
           'server_error',
           'a plugin pointed the request away from its upstream',
         );
-      if (ctx.clientGone) return { kind: 'aborted' };
+      // Preparing may take long (a token refresh): the client may have left, or been answered by a
+      // shutdown meanwhile. Then nothing goes upstream.
+      if (responseOver(ctx)) return { kind: 'aborted' };
       this.hooks.upstreamAttempt.call(ctx, upstream, outgoing);
       return await this.transport.send(ctx, upstream, outgoing);
     } finally {
@@ -299,6 +301,11 @@ export class Pipeline {
       };
     });
   }
+}
+
+/** Nothing more can reach the client: it left, or its answer is already written (a shutdown cut it). */
+function responseOver(ctx: RequestContext): boolean {
+  return ctx.clientGone || ctx.res.writableEnded;
 }
 
 function writeReply(ctx: RequestContext, reply: Exclude<Reply, typeof HANDLED>): void {
