@@ -25,20 +25,14 @@ import {
   type ParsedHttpResponse,
 } from '../helpers/raw.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { RESPONSES_POST_ROUTES } from '../helpers/routes.js';
 
 const LIMIT = 2 * 1024 * 1024;
 const KEY = { authorization: `Bearer ${CLIENT_KEY}` };
 const JSON_HEADERS = { ...KEY, 'content-type': 'application/json' };
 const OK_BODY = JSON.stringify({ model: 'gpt-test', input: 'hi' });
 
-const ROUTES = [
-  '/v1/responses',
-  '/v1/responses/compact',
-  '/responses',
-  '/responses/compact',
-  '/backend-api/codex/responses',
-  '/backend-api/codex/responses/compact',
-];
+const ROUTES = RESPONSES_POST_ROUTES;
 const MODEL_ROUTES = ['/v1/models', '/models'];
 
 /** Text that would show a file outside the dashboard's public folder was served. */

@@ -46,15 +46,9 @@ import {
   type RecordedRequest,
   type TestUpstream,
 } from '../helpers/upstream.js';
+import { RESPONSES_POST_ROUTES } from '../helpers/routes.js';
 
-const POST_ROUTES = [
-  '/v1/responses',
-  '/v1/responses/compact',
-  '/responses',
-  '/responses/compact',
-  '/backend-api/codex/responses',
-  '/backend-api/codex/responses/compact',
-];
+const POST_ROUTES = RESPONSES_POST_ROUTES;
 const BODY = JSON.stringify({ model: 'gpt-test', input: 'hi' });
 const JSON_TYPE = { 'content-type': 'application/json' };
 const WS_HEADERS = {

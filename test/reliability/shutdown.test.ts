@@ -16,7 +16,14 @@ import { accessToken, idToken, writeAuthFile, type CodexLogin } from '../helpers
 import { startTokenServer, type TokenServer } from '../helpers/codex-token-server.js';
 import { CLIENT_KEY } from '../helpers/gateway.js';
 import { deadline, parseSse } from '../helpers/raw.js';
-import { frame, MESSAGE_ITEM, responseObject, USAGE, writeSseHead } from '../helpers/upstream.js';
+import {
+  frame,
+  happyStream,
+  MESSAGE_ITEM,
+  responseObject,
+  USAGE,
+  writeSseHead,
+} from '../helpers/upstream.js';
 
 const STREAMS = 100;
 const DRAIN_MS = 1500;
@@ -36,19 +43,7 @@ const part = { item_id: 'msg_1', output_index: 0, content_index: 0 };
 
 /** The opening of a stream: two pre-output events, then the item, its part and a first delta. */
 function opening(id: string): string[] {
-  return [
-    frame('response.created', 0, { response: responseObject(id, 'in_progress') }),
-    frame('response.in_progress', 1, { response: responseObject(id, 'in_progress') }),
-    frame('response.output_item.added', 2, {
-      output_index: 0,
-      item: { ...MESSAGE_ITEM, status: 'in_progress', content: [] },
-    }),
-    frame('response.content_part.added', 3, {
-      ...part,
-      part: { type: 'output_text', text: '', annotations: [] },
-    }),
-    frame('response.output_text.delta', 4, { ...part, delta: 'tok ' }),
-  ];
+  return [...happyStream(id).slice(0, 4), frame('response.output_text.delta', 4, { ...part, delta: 'tok ' })];
 }
 
 /** The end of a stream whose deltas came up to sequence `seq - 1`. */
