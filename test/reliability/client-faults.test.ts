@@ -108,7 +108,8 @@ describe('fault injection: clients', function () {
         (JSON.parse(res.body.toString()) as { error: { type: string } }).error.type,
         'invalid_request_error',
       );
-      assert.ok(ms >= 350 && ms < 1500, `cut off after ${Math.round(ms)}ms (headersTimeout 400ms)`);
+      // Node's own sweep would take 30 s; the upper bound leaves room for a loaded machine.
+      assert.ok(ms >= 350 && ms < 5000, `cut off after ${Math.round(ms)}ms (headersTimeout 400ms)`);
       assert.equal(up.requests.length, 1, 'only the normal request reached the upstream');
       await expectGatewayIdle(g.gw);
       await expectNoLeaks(base, 'after the slowloris');
@@ -141,7 +142,7 @@ describe('fault injection: clients', function () {
       const bytes = await deadline(answer, 3000, 'the slow-body connection to be closed');
       const ms = performance.now() - t0;
       assert.equal(parseHttpResponse(bytes).status, 408);
-      assert.ok(ms >= 700 && ms < 2000, `cut off after ${Math.round(ms)}ms (requestTimeout 800ms)`);
+      assert.ok(ms >= 700 && ms < 5000, `cut off after ${Math.round(ms)}ms (requestTimeout 800ms)`);
       assert.equal(up.requests.length, 1, 'the slow request never reached the upstream');
       await expectGatewayIdle(g.gw);
       await expectClientAbortLogged(g);
@@ -212,10 +213,9 @@ describe('fault injection: clients', function () {
 
       const ex = await openExchange(g.url, STREAM_BODY);
       await until(() => up.requests.length === 1, 'the request to reach the upstream');
-      const t0 = performance.now();
       ex.socket.destroy();
-      await deadline(up.exchanges[0]!.closed, 1000, 'the upstream request to be aborted');
-      assert.ok(performance.now() - t0 < 1000);
+      // With LONG timeouts nothing but the client's leaving can end it; the margin is for a loaded CI machine.
+      await deadline(up.exchanges[0]!.closed, 3000, 'the upstream request to be aborted');
       await expectGatewayIdle(g.gw);
       await expectClientAbortLogged(g);
       up.closeIdle();
@@ -233,10 +233,9 @@ describe('fault injection: clients', function () {
 
         const ex = await openExchange(g.url, { ...STREAM_BODY, stream });
         await ex.waitFor(stream ? 'response.output_text.delta' : '"id":"resp_fault"');
-        const t0 = performance.now();
         ex.socket.destroy();
-        await deadline(up.exchanges[0]!.closed, 1000, 'the upstream request to be aborted');
-        assert.ok(performance.now() - t0 < 1000);
+        // With LONG timeouts nothing but the client's leaving can end it; the margin is for a loaded CI machine.
+        await deadline(up.exchanges[0]!.closed, 3000, 'the upstream request to be aborted');
         await expectGatewayIdle(g.gw);
         await expectClientAbortLogged(g);
         up.closeIdle();
