@@ -3,6 +3,7 @@
  * Stage.FALLBACK, so a plugin tapping at DEFAULT replaces it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { AccessLog } from './access-log.js';
 import { isLoopbackHost, type ClientAuth } from './auth.js';
 import type { RequestContext } from './context.js';
 import {
@@ -26,7 +27,6 @@ import { exhaustedWindowMs, limitSignal } from './cooldown-signals.js';
 import type { UpstreamPool } from './pool.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import type { GatewayHooks } from './hooks.js';
-import type { Logger } from './logger.js';
 import { Stage } from './stages.js';
 import type { Classification } from './types.js';
 
@@ -47,8 +47,8 @@ const ERROR_PASS_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry', '
 export interface CoreTapOptions {
   auth: ClientAuth;
   transientCooldownMs: number;
-  /** Where the per-request access line goes. */
-  logger: Logger;
+  /** The per-request access line. */
+  access: AccessLog;
   scheduler: SchedulerOptions;
   /** The pool exists only after plugins are applied; taps reach it at request time. */
   pool: () => UpstreamPool;
@@ -110,34 +110,9 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     return true;
   });
 
-  hooks.finish.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, outcome) => {
-    const fields: Record<string, unknown> = {
-      reqId: ctx.id,
-      method: ctx.method,
-      path: ctx.pathname,
-      route: ctx.route?.kind,
-      status: outcome.status,
-      outcome: outcome.kind,
-      ms: Math.round(outcome.durationMs * 10) / 10,
-    };
-    if (ctx.clientName !== undefined) fields.client = ctx.clientName;
-    if (ctx.model !== undefined) fields.model = ctx.model;
-    if (ctx.upstream !== undefined) fields.upstream = ctx.upstream.name;
-    if (ctx.attempts > 1) fields.attempts = ctx.attempts;
-    if (ctx.firstByteAt !== undefined)
-      fields.ttfbMs = Math.round((ctx.firstByteAt - ctx.startedAt) * 10) / 10;
-    if (outcome.error !== undefined) {
-      const e = outcome.error;
-      const error: Record<string, unknown> = { code: e.code, errorCode: e.errorCode, message: e.message };
-      // An internal error is a gateway bug: keep where it came from.
-      if (e.status >= 500 && e.cause instanceof Error)
-        error.cause = e.cause.stack?.split('\n').slice(0, 4).join(' | ');
-      fields.error = error;
-      opts.logger.warn(fields, 'request failed');
-    } else {
-      opts.logger.info(fields, 'request');
-    }
-  });
+  hooks.finish.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, outcome) =>
+    opts.access.request(ctx, outcome),
+  );
 }
 
 /**

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { dirname } from 'node:path';
 import type { DestinationStream } from 'pino';
+import type { AccessLog } from './access-log.js';
 import { ClientAuth, isLoopbackHost } from './auth.js';
 import type { ConfigSource, LoadedConfig } from './config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config-schema.js';
@@ -42,7 +43,7 @@ export class Gateway {
   /** Every secret the gateway knows: scrubbed from log lines, error bodies and plugin output. */
   readonly secrets: Secrets;
   /** The per-request access line (see createLoggers). */
-  private readonly accessLog: Logger;
+  private readonly accessLog: AccessLog;
   readonly upstreamTypes = new UpstreamTypeRegistry();
   readonly container: DependencyContainer;
   readonly server: http.Server;
@@ -118,7 +119,7 @@ export class Gateway {
     tapCore(this.hooks, {
       auth,
       transientCooldownMs: config.proxy.transientCooldown,
-      logger: this.accessLog,
+      access: this.accessLog,
       scheduler: { strategy: config.pool.strategy, affinity: config.pool.affinity },
       pool: () => this.pool,
     });

@@ -80,6 +80,8 @@ export function clientResponseHeaders(
 /** The names a `Connection` header lists: hop-by-hop for this one connection (RFC 9110 §7.6.1). */
 function connectionNamed(headers: IncomingHttpHeaders): string[] | undefined {
   const connection = headers.connection;
+  // The usual values name no other header (and both are hop-by-hop themselves).
+  if (connection === 'keep-alive' || connection === 'close') return undefined;
   return connection
     ? connection
         .toLowerCase()

@@ -201,7 +201,7 @@ export class Pipeline {
       const base: OutgoingRequest = {
         // The upstream's own origin, then a path: a client path like `//host/x` stays a path.
         url: new URL(
-          upstream.baseUrl.origin +
+          upstream.origin +
             upstream.basePath +
             (ctx.route!.upstreamPath ?? ctx.pathname) +
             ctx.search,
@@ -217,7 +217,7 @@ export class Pipeline {
         return { kind: 'failed', error: toGatewayError(err), committed: false };
       }
       // The origin is the upstream's, whatever a tap did: the gateway never proxies to a client-chosen host.
-      if (outgoing.url.origin !== upstream.baseUrl.origin)
+      if (!sameOrigin(outgoing.url, upstream.origin))
         throw new GatewayError(
           'BAD_UPSTREAM_URL',
           500,
@@ -328,4 +328,10 @@ function scrubError(error: GatewayError, secrets: Secrets): void {
     const clean = secrets.scrub(text);
     if (clean !== text) error.body = Buffer.from(clean);
   }
+}
+
+/** Whether `url` is on `origin`. `href` is stored by the URL (no string is built, unlike `origin`). */
+function sameOrigin(url: URL, origin: string): boolean {
+  const href = url.href;
+  return href.startsWith(origin) && href.charCodeAt(origin.length) === 47; // '/'
 }

@@ -41,6 +41,8 @@ export class Upstream {
   readonly baseUrl: URL;
   /** Base path without a trailing slash, e.g. `/v1`. */
   readonly basePath: string;
+  /** `scheme://host:port`, once: compared with every outgoing URL. */
+  readonly origin: string;
   readonly models: readonly string[];
   readonly maxConcurrency: number;
   readonly weight: number;
@@ -62,6 +64,7 @@ export class Upstream {
     this.type = base.type;
     this.baseUrl = new URL(settings.baseUrl);
     this.basePath = this.baseUrl.pathname.replace(/\/+$/, '');
+    this.origin = this.baseUrl.origin;
     this.models = base.models;
     this.maxConcurrency = base.maxConcurrency;
     this.weight = base.weight;

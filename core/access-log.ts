@@ -1,0 +1,85 @@
+/**
+ * The one line per request. It is on every request's path, so it is written by hand rather than
+ * through pino: the same JSON shape as pino's lines (level, time, name, the fields, msg), built as one
+ * string with no intermediate objects. Values that come from outside (the path, the model, error
+ * messages and codes) are scrubbed for secrets; the rest are names and numbers the core chose.
+ */
+import type { RequestContext } from './context.js';
+import type { Secrets } from './secrets.js';
+import type { Outcome } from './types.js';
+
+/** pino's level numbers: an access line is `info` (30), or `warn` (40) for a failed request. */
+const LEVELS: Record<string, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: Infinity,
+};
+
+export interface LineSink {
+  write(line: string): unknown;
+}
+
+export class AccessLog {
+  private readonly threshold: number;
+  private lastMs = -1;
+  private lastIso = '';
+
+  constructor(
+    level: string,
+    private readonly sink: LineSink,
+    private readonly secrets: Secrets | undefined,
+  ) {
+    this.threshold = LEVELS[level] ?? LEVELS.info!;
+  }
+
+  request(ctx: RequestContext, outcome: Outcome): void {
+    const error = outcome.error;
+    const level = error === undefined ? 30 : 40;
+    if (level < this.threshold) return;
+    let line =
+      `{"level":${level},"time":"${this.isoNow()}","name":"tapgate","reqId":${this.text(ctx.id)}` +
+      `,"method":${JSON.stringify(ctx.method)},"path":${this.text(ctx.pathname)}`;
+    if (ctx.route !== undefined) line += `,"route":${JSON.stringify(ctx.route.kind)}`;
+    line +=
+      `,"status":${outcome.status},"outcome":"${outcome.kind}"` +
+      `,"ms":${Math.round(outcome.durationMs * 10) / 10}`;
+    if (ctx.clientName !== undefined) line += `,"client":${JSON.stringify(ctx.clientName)}`;
+    if (ctx.model !== undefined) line += `,"model":${this.text(ctx.model)}`;
+    if (ctx.upstream !== undefined) line += `,"upstream":${JSON.stringify(ctx.upstream.name)}`;
+    if (ctx.attempts > 1) line += `,"attempts":${ctx.attempts}`;
+    if (ctx.firstByteAt !== undefined)
+      line += `,"ttfbMs":${Math.round((ctx.firstByteAt - ctx.startedAt) * 10) / 10}`;
+    if (error !== undefined) {
+      line +=
+        `,"error":{"code":${JSON.stringify(error.code)}` +
+        `,"errorCode":${error.errorCode === null ? 'null' : this.text(error.errorCode)}` +
+        `,"message":${this.text(error.message)}`;
+      // An internal error is a gateway bug: keep where it came from.
+      if (error.status >= 500 && error.cause instanceof Error && error.cause.stack !== undefined)
+        line += `,"cause":${this.text(error.cause.stack.split('\n').slice(0, 4).join(' | '))}`;
+      line += '},"msg":"request failed"}\n';
+    } else {
+      line += ',"msg":"request"}\n';
+    }
+    this.sink.write(line);
+  }
+
+  /** A JSON string of outside text, with any secret in it masked. */
+  private text(value: string): string {
+    return JSON.stringify(this.secrets === undefined ? value : this.secrets.scrub(value));
+  }
+
+  /** The ISO time, formatted once per millisecond however many lines share it. */
+  private isoNow(): string {
+    const now = Date.now();
+    if (now !== this.lastMs) {
+      this.lastMs = now;
+      this.lastIso = new Date(now).toISOString();
+    }
+    return this.lastIso;
+  }
+}
