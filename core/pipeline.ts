@@ -201,10 +201,7 @@ export class Pipeline {
       const base: OutgoingRequest = {
         // The upstream's own origin, then a path: a client path like `//host/x` stays a path.
         url: new URL(
-          upstream.origin +
-            upstream.basePath +
-            (ctx.route!.upstreamPath ?? ctx.pathname) +
-            ctx.search,
+          upstream.origin + upstream.basePath + (ctx.route!.upstreamPath ?? ctx.pathname) + ctx.search,
         ),
         headers,
         body: ctx.body!,
