@@ -88,17 +88,20 @@ function assertUnauthenticated(r: ParsedHttpResponse, what: string): void {
 
 const h = new Harness();
 
+/** An upstream that answers every request with a small completed Response. */
+function completedUpstream(): Promise<TestUpstream> {
+  return startUpstream((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"id":"resp_1","object":"response","status":"completed"}');
+  });
+}
+
 describe('reliability: security', () => {
   describe('every route needs a valid client key', () => {
     let up: TestUpstream;
     let g: TestGateway;
     before(async () => {
-      up = h.track(
-        await startUpstream((_req, res) => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end('{"id":"resp_1","object":"response","status":"completed"}');
-        }),
-      );
+      up = h.track(await completedUpstream());
       g = h.track(
         await startGateway(
           dashboardConfig({
@@ -282,12 +285,7 @@ describe('reliability: security', () => {
     }
 
     it('openai upstream: on all six routes, in every form, the upstream sees only its own key', async () => {
-      const up = h.track(
-        await startUpstream((_req, res) => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end('{"id":"resp_1","object":"response","status":"completed"}');
-        }),
-      );
+      const up = h.track(await completedUpstream());
       const g = h.track(await startGateway(proxyConfig([up.url])));
       for (const route of POST_ROUTES) {
         for (const [form, headers] of FORMS) {
@@ -645,12 +643,7 @@ describe('reliability: security', () => {
     let up: TestUpstream;
     let g: TestGateway;
     before(async () => {
-      up = h.track(
-        await startUpstream((_req, res) => {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end('{"id":"resp_1","object":"response","status":"completed"}');
-        }),
-      );
+      up = h.track(await completedUpstream());
       // No keys: a browser needs no key either, so whatever marks its requests is refused.
       g = h.track(
         await startGateway(
@@ -701,12 +694,7 @@ describe('reliability: security', () => {
   });
 
   it('credentials in the query string (?api_key=, ?access_token=…) are not forwarded; other parameters are', async () => {
-    const up = h.track(
-      await startUpstream((_req, res) => {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"id":"resp_1","object":"response","status":"completed"}');
-      }),
-    );
+    const up = h.track(await completedUpstream());
     const g = h.track(await startGateway(proxyConfig([up.url])));
     const cases: [string, string][] = [
       [`?api_key=${CLIENT_KEY}&api-version=2025-01-01`, '?api-version=2025-01-01'],
