@@ -4,20 +4,10 @@
  * string with no intermediate objects. Values that come from outside (the path, the model, error
  * messages and codes) are scrubbed for secrets; the rest are names and numbers the core chose.
  */
+import { pino } from 'pino';
 import type { RequestContext } from './context.js';
 import type { Secrets } from './secrets.js';
 import type { Outcome } from './types.js';
-
-/** pino's level numbers: an access line is `info` (30), or `warn` (40) for a failed request. */
-const LEVELS: Record<string, number> = {
-  trace: 10,
-  debug: 20,
-  info: 30,
-  warn: 40,
-  error: 50,
-  fatal: 60,
-  silent: Infinity,
-};
 
 export interface LineSink {
   write(line: string): unknown;
@@ -33,7 +23,8 @@ export class AccessLog {
     private readonly sink: LineSink,
     private readonly secrets: Secrets | undefined,
   ) {
-    this.threshold = LEVELS[level] ?? LEVELS.info!;
+    // pino's level numbers: an access line is `info` (30), or `warn` (40) for a failed request.
+    this.threshold = level === 'silent' ? Infinity : (pino.levels.values[level] ?? pino.levels.values.info!);
   }
 
   request(ctx: RequestContext, outcome: Outcome): void {

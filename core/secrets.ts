@@ -41,15 +41,12 @@ export class Secrets {
   private upstreams: (() => readonly Upstream[]) | undefined;
   private refreshedAt = 0;
 
-  /** Secrets known at boot: client keys, upstream credentials, secret-named plugin options, `extra`. */
-  constructor(config: Readonly<GatewayConfig> | undefined, extra: readonly string[] = []) {
-    for (const s of extra) this.addFixed(s);
-    if (config !== undefined) {
-      for (const k of config.auth.keys) this.addFixed(k.key);
-      for (const u of config.upstreams) collect(u, this.fixed, 0, false, new Set());
-      for (const p of config.plugins)
-        if (typeof p === 'object') collect(p.options, this.fixed, 0, false, new Set());
-    }
+  /** Secrets known at boot: client keys, upstream credentials, secret-named plugin options. */
+  constructor(config: Readonly<GatewayConfig>) {
+    for (const k of config.auth.keys) this.addFixed(k.key);
+    for (const u of config.upstreams) collect(u, this.fixed, 0, false, new Set());
+    for (const p of config.plugins)
+      if (typeof p === 'object') collect(p.options, this.fixed, 0, false, new Set());
     this.rebuild();
   }
 
@@ -65,10 +62,10 @@ export class Secrets {
   }
 
   /**
-   * Adds the credentials an upstream type keeps at run time (`upstream.state`, e.g. refreshed OAuth
-   * tokens). Bounded walk; call it now and then (the feed does, once a second).
+   * Re-collects the credentials the upstream types keep at run time (`upstream.state`, e.g.
+   * refreshed OAuth tokens). A bounded walk, done from `scrub` at most once a second.
    */
-  refresh(upstreams: readonly Upstream[]): void {
+  private refresh(upstreams: readonly Upstream[]): void {
     const found = new Set<string>();
     const seen = new Set<object>();
     for (const u of upstreams) {
@@ -78,11 +75,6 @@ export class Secrets {
     this.refreshedAt = Date.now();
     this.runtime = found;
     this.rebuild();
-  }
-
-  /** How many distinct secrets are known (for tests and logs). */
-  get size(): number {
-    return this.list.length;
   }
 
   /** `text` with every known secret and credential-shaped string replaced by `[redacted]`. */

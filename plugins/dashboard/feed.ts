@@ -225,13 +225,8 @@ export class Feed {
     return JSON.stringify(message);
   }
 
-  /** Once a second: learn credentials minted at run time; end viewers whose session expired. */
+  /** Once a second: end viewers whose session expired. */
   private everySecond(now: number): void {
-    try {
-      this.secrets.refresh(this.source.pool.upstreams);
-    } catch {
-      // The pool is not built yet.
-    }
     for (const v of this.viewers) {
       if (v.identity.kind === 'session' && !this.auth.alive(v.identity.key, now))
         v.ws.close(CLOSE_LOGGED_OUT, 'session expired');

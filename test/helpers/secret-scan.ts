@@ -14,6 +14,8 @@ export interface RecordedOutput {
 
 const secrets = new Set<string>();
 const outputs: RecordedOutput[] = [];
+/** Outputs read at the end of the suite (a log capture keeps growing until then). */
+const lazy: { kind: string; test: string; read: () => string }[] = [];
 let currentTest = '(outside a test)';
 
 /** Secrets shorter than this are too likely to occur by chance (e.g. a test's `k1`). */
@@ -43,8 +45,6 @@ export function recordOutput(kind: string, text: string | (() => string)): void 
   if (typeof text === 'string') outputs.push({ kind, test, text });
   else lazy.push({ kind, test, read: text });
 }
-
-const lazy: { kind: string; test: string; read: () => string }[] = [];
 
 export function setCurrentTest(title: string): void {
   currentTest = title;
