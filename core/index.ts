@@ -20,3 +20,4 @@ export {
 export { Upstream, type UpstreamTypeDefinition } from './upstream.js';
 export { ConfigError, parseConfig, loadConfigFile } from './config.js';
 export { retryAfterMs } from './retry-after.js';
+export { truncate, MAX_ECHO_CHARS } from './truncate.js';
