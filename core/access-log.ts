@@ -7,7 +7,12 @@
 import { pino } from 'pino';
 import type { RequestContext } from './context.js';
 import type { Secrets } from './secrets.js';
+import { MAX_ECHO_CHARS, truncate } from './truncate.js';
 import type { Outcome } from './types.js';
+
+/** Bounds of the outside values in an access line: a path or a model name, and a message. */
+const MAX_FIELD_CHARS = MAX_ECHO_CHARS;
+const MAX_MESSAGE_CHARS = 1024;
 
 export interface LineSink {
   write(line: string): unknown;
@@ -48,10 +53,10 @@ export class AccessLog {
       line +=
         `,"error":{"code":${JSON.stringify(error.code)}` +
         `,"errorCode":${error.errorCode === null ? 'null' : this.text(error.errorCode)}` +
-        `,"message":${this.text(error.message)}`;
+        `,"message":${this.text(error.message, MAX_MESSAGE_CHARS)}`;
       // An internal error is a gateway bug: keep where it came from.
       if (error.status >= 500 && error.cause instanceof Error && error.cause.stack !== undefined)
-        line += `,"cause":${this.text(error.cause.stack.split('\n').slice(0, 4).join(' | '))}`;
+        line += `,"cause":${this.text(error.cause.stack.split('\n').slice(0, 4).join(' | '), MAX_MESSAGE_CHARS)}`;
       line += '},"msg":"request failed"}\n';
     } else {
       line += ',"msg":"request"}\n';
@@ -59,9 +64,9 @@ export class AccessLog {
     this.sink.write(line);
   }
 
-  /** A JSON string of outside text, with any secret in it masked. */
-  private text(value: string): string {
-    return JSON.stringify(this.secrets === undefined ? value : this.secrets.scrub(value));
+  /** A JSON string of outside text, with any secret in it masked, cut to `max` characters. */
+  private text(value: string, max = MAX_FIELD_CHARS): string {
+    return JSON.stringify(this.secrets === undefined ? truncate(value, max) : this.secrets.clip(value, max));
   }
 
   /** The ISO time, formatted once per millisecond however many lines share it. */

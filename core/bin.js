@@ -4,6 +4,10 @@
 import { fileURLToPath } from 'node:url';
 import { register } from 'tsx/esm/api';
 
+// Until the CLI installs its own handlers (core/signals.ts): a SIGHUP or SIGUSR2 must not end a
+// booting gateway, and SIGUSR1 must not open the inspector.
+for (const signal of ['SIGHUP', 'SIGUSR1', 'SIGUSR2']) process.on(signal, () => {});
+
 // Our tsconfig (decorators), not one found from the working directory: tapgate may run from anywhere.
 register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
 const { main } = await import('./cli.ts');

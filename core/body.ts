@@ -8,6 +8,7 @@ import {
   InvalidRequestError,
   UnsupportedMediaTypeError,
 } from './errors.js';
+import { truncate } from './truncate.js';
 
 const READER = Symbol('tapgate.body-reader');
 type Reading = IncomingMessage & { [READER]?: BodyReader };
@@ -102,7 +103,9 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
   const decoder = DECODERS[encoding.trim().toLowerCase()];
   if (decoder === undefined) {
     if (encoding.trim().toLowerCase() === 'zstd') return { body, opaque: true };
-    throw new InvalidRequestError(`Unsupported Content-Encoding: ${encoding}`, { param: 'content-encoding' });
+    throw new InvalidRequestError(`Unsupported Content-Encoding: ${truncate(encoding)}`, {
+      param: 'content-encoding',
+    });
   }
   let out: Buffer;
   try {
@@ -118,7 +121,7 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
 export function parseJsonBody(body: Buffer, contentType: string | undefined): Record<string, unknown> {
   if (contentType !== undefined && !/^application\/(.+\+)?json\b/i.test(contentType.trim())) {
     throw new UnsupportedMediaTypeError(
-      `Content-Type must be application/json, got ${contentType.split(';')[0]}`,
+      `Content-Type must be application/json, got ${truncate(contentType.split(';')[0]!)}`,
     );
   }
   if (body.length === 0) throw new InvalidRequestError('Request body is empty: expected a JSON object');

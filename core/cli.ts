@@ -4,9 +4,10 @@ import { parseArgs } from 'node:util';
 import cluster from 'node:cluster';
 import { Writable } from 'node:stream';
 import { ConfigError, loadConfigFile } from './config.js';
-import { multiProcessProblem, runPrimary, SHUTDOWN, workerCount } from './workers.js';
+import { multiProcessProblem, runPrimary, SHUTDOWN, STOP_SIGNALS, workerCount } from './workers.js';
 import { Gateway } from './gateway.js';
 import { PluginError } from './plugin-errors.js';
+import { ignoreSignals, type SignalLog } from './signals.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N]
 
@@ -18,10 +19,20 @@ Options:
   -h, --help          show this help
   -v, --version       print the version
 
-Signals: SIGTERM or SIGINT stop accepting connections, let in-flight requests
-finish within server.drainTimeout, then exit 0.`;
+Signals: SIGTERM, SIGINT or SIGQUIT stop accepting connections, let in-flight
+requests finish within server.drainTimeout, then exit 0. SIGHUP, SIGUSR1 and
+SIGUSR2 are logged and ignored.`;
+
+/** One pino-shaped line, for what is said before (or outside) a gateway's logger. */
+function plainLog(level: number, msg: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(
+    JSON.stringify({ level, time: new Date().toISOString(), name: 'tapgate', ...fields, msg }) + '\n',
+  );
+}
 
 export async function main(argv: string[]): Promise<number> {
+  let signalLog: SignalLog = (signal, message) => plainLog(40, `${signal} ${message}`, { signal });
+  ignoreSignals(() => signalLog);
   let args;
   try {
     args = parseArgs({
@@ -75,22 +86,12 @@ export async function main(argv: string[]): Promise<number> {
       await (
         await Gateway.create(loaded, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) })
       ).close(0);
-      process.stdout.write(
-        JSON.stringify({
-          level: 30,
-          time: new Date().toISOString(),
-          name: 'tapgate',
-          workers,
-          msg: 'starting workers',
-        }) + '\n',
-      );
-      return runPrimary(workers, (msg) =>
-        process.stdout.write(
-          JSON.stringify({ level: 30, time: new Date().toISOString(), name: 'tapgate', msg }) + '\n',
-        ),
-      );
+      plainLog(30, 'starting workers', { workers });
+      return runPrimary(workers, (msg) => plainLog(30, msg));
     }
     gateway = await Gateway.create(loaded);
+    const logger = gateway.logger;
+    signalLog = (signal, message) => logger.warn({ signal }, `${signal} ${message}`);
     await gateway.listen();
   } catch (err) {
     if (err instanceof ConfigError || err instanceof PluginError) {
@@ -123,8 +124,7 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM', true));
-    process.on('SIGINT', () => stop('SIGINT', true));
+    for (const signal of STOP_SIGNALS) process.on(signal, () => stop(signal, true));
     // In a worker, the primary asks by message; it never counts as a second signal.
     if (cluster.isWorker) process.on('message', (m) => m === SHUTDOWN && stop('primary', false));
   });

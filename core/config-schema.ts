@@ -1,6 +1,6 @@
 /** The schema of config.yaml. Every object is strict: an unknown key fails at boot. */
 import { z } from 'zod';
-import { duration, integer, size } from './units.js';
+import { duration, headerToken, integer, size } from './units.js';
 
 export const pluginEntrySchema = z.union([
   z.string().min(1),
@@ -49,6 +49,15 @@ export const configSchema = z.strictObject({
       /** Processes serving the port (node:cluster): a number, or `auto` for one per core. */
       workers: z.union([z.literal('auto'), integer(1, 256)]).default(1),
     })
+    .superRefine((s, ctx) => {
+      // Node refuses to create the server otherwise; say so with both keys instead of a stack trace.
+      if (s.requestTimeout > 0 && s.headersTimeout > s.requestTimeout)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['headersTimeout'],
+          message: `must not be longer than server.requestTimeout (${s.headersTimeout} ms > ${s.requestTimeout} ms): the whole request cannot take less time than its headers`,
+        });
+    })
     .prefault({}),
   auth: z
     .strictObject({
@@ -57,9 +66,10 @@ export const configSchema = z.strictObject({
           z.strictObject({
             name: z.string().min(1),
             // Empty (an unset `${VAR:-}`) means "no key": skipped at boot with a warning.
-            key: z
-              .string()
-              .refine((k) => k.length === 0 || k.length >= 8, 'a client key needs at least 8 characters'),
+            key: headerToken().refine(
+              (k) => k.length === 0 || k.length >= 8,
+              'a client key needs at least 8 characters',
+            ),
           }),
         )
         .default([]),

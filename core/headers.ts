@@ -39,6 +39,45 @@ export const CLIENT_ONLY = new Set([
   'x-real-ip',
   'content-length',
   'expect',
+  // Billing: the gateway owns the account, so a client does not choose whose organization or project
+  // pays (an upstream type may allow it; see openai-upstream's passBillingHeaders).
+  'openai-organization',
+  'openai-project',
+]);
+
+/**
+ * Whether a header name with underscores spells a header the gateway must drop: `content_length`,
+ * `transfer_encoding` or `x_forwarded_host` become their dashed twins in servers and CGI-style
+ * frameworks that fold `_` into `-`, which would let a client smuggle framing or routing past the
+ * filters above.
+ */
+function underscoreTwin(name: string): boolean {
+  if (name.indexOf('_') < 0) return false;
+  const dashed = name.replace(/_/g, '-');
+  return HOP_BY_HOP.has(dashed) || CLIENT_ONLY.has(dashed);
+}
+
+/**
+ * Upstream response headers that speak for the origin that sends them, and so are not the upstream's
+ * to set on the gateway's origin: redirects and content locations (which would point clients at the
+ * upstream's host), CORS grants (the gateway's own policy is to send none), authentication challenges
+ * (they are about the gateway's upstream credentials, not the client's), and origin-wide policies
+ * (HSTS, Alt-Svc, Clear-Site-Data, Refresh). `set-cookie` likewise. `access-control-*` is matched by
+ * prefix.
+ */
+export const ORIGIN_ONLY = new Set([
+  'set-cookie',
+  'set-cookie2',
+  'location',
+  'content-location',
+  'refresh',
+  'www-authenticate',
+  'strict-transport-security',
+  'alt-svc',
+  'clear-site-data',
+  'public-key-pins',
+  'public-key-pins-report-only',
+  'origin-agent-cluster',
 ]);
 
 /**
@@ -49,7 +88,7 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<
   const out: Record<string, string> = {};
   const named = connectionNamed(headers);
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || CLIENT_ONLY.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || CLIENT_ONLY.has(name) || underscoreTwin(name)) continue;
     if (named !== undefined && named.includes(name)) continue;
     const value = headers[name];
     if (value === undefined) continue;
@@ -60,7 +99,7 @@ export function forwardableRequestHeaders(headers: IncomingHttpHeaders): Record<
 
 /**
  * The upstream's response headers as the client should see them: no hop-by-hop ones (those its
- * `Connection` names included), no set-cookie.
+ * `Connection` names included), none of ORIGIN_ONLY.
  */
 export function clientResponseHeaders(
   headers: IncomingHttpHeaders,
@@ -69,7 +108,7 @@ export function clientResponseHeaders(
   const out: OutgoingHttpHeaders = {};
   const named = connectionNamed(headers);
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || name === 'set-cookie') continue;
+    if (HOP_BY_HOP.has(name) || ORIGIN_ONLY.has(name) || name.startsWith('access-control-')) continue;
     if (named !== undefined && named.includes(name)) continue;
     if (dropLength && name === 'content-length') continue;
     out[name] = headers[name];

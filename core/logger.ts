@@ -3,6 +3,7 @@ import { pino, type Logger, type DestinationStream } from 'pino';
 import { AccessLog, type LineSink } from './access-log.js';
 import { LineBatcher } from './line-batcher.js';
 import type { Secrets } from './secrets.js';
+import { truncate } from './truncate.js';
 
 export type { Logger };
 
@@ -38,7 +39,9 @@ export function createLoggers(level: string, destination?: DestinationStream, se
   const dest: DestinationStream & LineSink = destination ?? new LineBatcher();
   // The last line of defence: a secret in any value (an upstream's error message, a client-chosen
   // model name) is masked in the written line, whatever field it came in.
-  const hooks = secrets === undefined ? {} : { streamWrite: (line: string) => secrets.scrub(line) };
+  const hooks = {
+    streamWrite: (line: string) => clampLine(secrets === undefined ? line : secrets.scrub(line)),
+  };
   return {
     logger: pino(
       {
@@ -52,4 +55,21 @@ export function createLoggers(level: string, destination?: DestinationStream, se
     ),
     access: new AccessLog(level, dest, secrets),
   };
+}
+
+/** A log line longer than this has its long string values cut (a client-chosen field logged whole). */
+export const MAX_LINE_CHARS = 16 * 1024;
+const MAX_VALUE_CHARS = 2048;
+
+/** The line, or, when it is too long, the same JSON with every long string cut. Rare: only long lines pay. */
+export function clampLine(line: string): string {
+  if (line.length <= MAX_LINE_CHARS) return line;
+  try {
+    const clamped = JSON.stringify(JSON.parse(line), (_key, value: unknown) =>
+      typeof value === 'string' ? truncate(value, MAX_VALUE_CHARS) : value,
+    );
+    return clamped + '\n';
+  } catch {
+    return truncate(line, MAX_LINE_CHARS) + '\n';
+  }
 }

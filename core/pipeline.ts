@@ -25,6 +25,7 @@ import type { Logger } from './logger.js';
 import type { UpstreamPool } from './pool.js';
 import type { Secrets } from './secrets.js';
 import type { Transport } from './transport.js';
+import { truncate } from './truncate.js';
 import { HANDLED, type OutgoingRequest, type Outcome, type Reply } from './types.js';
 import type { Upstream } from './upstream.js';
 
@@ -67,7 +68,9 @@ export class Pipeline {
       } else if (ctx.route?.proxy === true) {
         await this.proxy(ctx);
       } else {
-        throw new NotFoundError(`No route for ${ctx.method} ${ctx.pathname}`, { phase: 'admission' });
+        throw new NotFoundError(`No route for ${ctx.method} ${truncate(ctx.pathname)}`, {
+          phase: 'admission',
+        });
       }
     } catch (err) {
       this.fail(ctx, toGatewayError(err));
@@ -317,8 +320,11 @@ function writeReply(ctx: RequestContext, reply: Exclude<Reply, typeof HANDLED>):
   res.end(body);
 }
 
+/** An error message the client reads (and the log keeps): an upstream's own text can be megabytes. */
+const MAX_ERROR_MESSAGE_CHARS = 4096;
+
 function scrubError(error: GatewayError, secrets: Secrets): void {
-  const message = secrets.scrub(error.message);
+  const message = secrets.clip(error.message, MAX_ERROR_MESSAGE_CHARS);
   if (message !== error.message) error.message = message;
   if (error instanceof UpstreamHttpError && error.body.length > 0) {
     const text = error.body.toString('utf8');

@@ -5,6 +5,8 @@ const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i;
 const SIZE_BYTES: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+/** Node runs a timer longer than this (2^31 − 1 ms, about 24.8 days) after 1 ms instead. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 export function parseDuration(value: string | number): number | undefined {
   if (typeof value === 'number') return value >= 0 ? value : undefined;
@@ -26,6 +28,13 @@ export const duration = () =>
       ctx.addIssue({
         code: 'custom',
         message: `expected a duration such as 500ms, 30s or 5m, got ${JSON.stringify(v)}`,
+      });
+      return z.NEVER;
+    }
+    if (ms > MAX_DURATION_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(v)} is longer than the longest timer Node can run (${MAX_DURATION_MS} ms, about 24 days); use a shorter duration, or 0 where 0 turns the limit off`,
       });
       return z.NEVER;
     }
@@ -51,3 +60,38 @@ export const integer = (min: number, max: number) =>
   z
     .union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)])
     .pipe(z.number().int().min(min).max(max));
+
+/**
+ * A value sent in an HTTP header (a key, a token, an organization id): printable ASCII with no space.
+ * Anything else cannot be sent (Node throws ERR_INVALID_CHAR on every request) or never matches what a
+ * client sends, so it fails at boot, naming the character and where it is.
+ */
+export const headerToken = () =>
+  z.string().superRefine((v, ctx) => {
+    const bad = unsafeHeaderChar(v, false);
+    if (bad !== undefined) ctx.addIssue({ code: 'custom', message: bad });
+  });
+
+/** Like headerToken, but spaces are allowed (a User-Agent). */
+export const headerText = () =>
+  z.string().superRefine((v, ctx) => {
+    const bad = unsafeHeaderChar(v, true);
+    if (bad !== undefined) ctx.addIssue({ code: 'custom', message: bad });
+  });
+
+/** Why `value` cannot go in a header, or undefined. Never quotes the value: it may be a secret. */
+export function unsafeHeaderChar(value: string, spaces: boolean): string | undefined {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c > 0x20 && c < 0x7f) || (spaces && c === 0x20)) continue;
+    const code = 'U+' + c.toString(16).toUpperCase().padStart(4, '0');
+    const hint =
+      c === 0xfffd
+        ? ' (a byte that is not UTF-8 was read here: save the file as UTF-8)'
+        : c <= 0x20 || c === 0x7f
+          ? ' (a space or control character: check for stray quotes or line breaks)'
+          : '';
+    return `contains ${code} at position ${i + 1}, which cannot be sent in an HTTP header: use printable ASCII${spaces ? '' : ' without spaces'}${hint}`;
+  }
+  return undefined;
+}

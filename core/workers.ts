@@ -8,6 +8,9 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { GatewayConfig } from './config-schema.js';
 
+/** Signals that stop the gateway gracefully (SIGQUIT as nginx reads it: finish what is running). */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
+
 /** The primary's request to a worker: drain and exit, like a first SIGTERM. */
 export const SHUTDOWN = 'tapgate:shutdown';
 
@@ -52,7 +55,6 @@ export function runPrimary(count: number, log: (msg: string) => void): Promise<n
       // second signal would make them skip the drain.
       for (const w of Object.values(cluster.workers ?? {})) w?.send(SHUTDOWN);
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    for (const signal of STOP_SIGNALS) process.on(signal, () => stop(signal));
   });
 }

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { PluginError } from '../../core/plugin-errors.js';
+import { unsafeHeaderChar } from '../../core/units.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { jwtAccountId, jwtExpiryMs } from './jwt.js';
 import type { CodexTokensConfig } from './schema.js';
@@ -98,6 +99,14 @@ function validateTokens(raw: Record<string, unknown>, at: string): CodexTokens {
         ? 'there is no id_token'
         : 'the id_token has no https://api.openai.com/auth chatgpt_account_id claim (or is not a JWT)';
     throw new CodexCredentialsError(`${at}account_id is missing and ${idNote}`);
+  }
+  // Both go out in headers on every request: a value Node cannot send would fail each one with a 500.
+  for (const [key, value] of [
+    ['access_token', accessToken],
+    ['account_id', accountId],
+  ] as const) {
+    const bad = unsafeHeaderChar(value, false);
+    if (bad !== undefined) throw new CodexCredentialsError(`${at}${key} ${bad}`);
   }
   return { accessToken, refreshToken, idToken, accountId, expiresAt };
 }

@@ -1,9 +1,11 @@
 /** Upstream type `openai`: an OpenAI-compatible API with an API key. */
+import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import { inject, injectable, TOKENS } from '../../core/di.js';
 import type { Gateway } from '../../core/gateway.js';
 import type { TapgatePlugin } from '../../core/plugin-api.js';
 import { Stage } from '../../core/stages.js';
+import { headerToken, unsafeHeaderChar } from '../../core/units.js';
 
 const NAME = 'openai-upstream';
 
@@ -12,10 +14,15 @@ export const openaiUpstreamSchema = z.object({
     .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
     .default('https://api.openai.com/v1'),
   /** Empty (an unset `${OPENAI_API_KEY:-}`): the upstream starts disabled, saying why. */
-  apiKey: z.string(),
+  apiKey: headerToken(),
   /** Sent as OpenAI-Organization / OpenAI-Project when set. */
-  organization: z.string().optional(),
-  project: z.string().optional(),
+  organization: headerToken().optional(),
+  project: headerToken().optional(),
+  /**
+   * The gateway owns the account, so a client's own OpenAI-Organization / OpenAI-Project headers are
+   * dropped. `true` lets them through when this upstream sets none itself.
+   */
+  passBillingHeaders: z.boolean().default(false),
 });
 
 @injectable()
@@ -37,15 +44,25 @@ export default class OpenAIUpstreamPlugin implements TapgatePlugin {
     });
     gateway.hooks.prepareUpstreamRequest.tap(
       { name: NAME, stage: Stage.DEFAULT },
-      (outgoing, _ctx, upstream) => {
+      (outgoing, ctx, upstream) => {
         if (upstream.type !== 'openai') return outgoing;
         const h = outgoing.headers;
         h.authorization = (upstream.state as { authorization: string }).authorization;
         const s = upstream.settings;
         if (typeof s.organization === 'string') h['openai-organization'] = s.organization;
         if (typeof s.project === 'string') h['openai-project'] = s.project;
+        if (s.passBillingHeaders === true) passBilling(h, ctx.req.headers);
         return outgoing;
       },
     );
+  }
+}
+
+/** The client's billing headers, where the upstream set none and they are header-safe values. */
+function passBilling(out: Record<string, string>, from: IncomingHttpHeaders): void {
+  for (const name of ['openai-organization', 'openai-project']) {
+    const v = from[name];
+    if (out[name] === undefined && typeof v === 'string' && unsafeHeaderChar(v, false) === undefined)
+      out[name] = v;
   }
 }

@@ -35,7 +35,12 @@ export default class RequestIdPlugin implements TapgatePlugin {
       ctx.res.setHeader('x-request-id', ctx.id);
     });
     hooks.prepareUpstreamRequest.tap({ name: NAME, stage: Stage.LATE }, (outgoing, ctx) => {
-      outgoing.headers['x-request-id'] = ctx.id;
+      const headers = outgoing.headers;
+      headers['x-request-id'] = ctx.id;
+      // The client's own correlation id goes upstream only when it is as sane as one we would adopt.
+      const clientId = headers['x-client-request-id'];
+      if (clientId !== undefined && (saneRequestId(clientId) === undefined || secrets.holdsSecret(clientId)))
+        delete headers['x-client-request-id'];
       return outgoing;
     });
     hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, _upstream, response) => {
