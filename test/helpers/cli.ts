@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import YAML from 'yaml';
 import { recordOutput, registerSecretsIn } from './secret-scan.js';
 
@@ -85,6 +85,9 @@ export function killStrayClis(): void {
 /** The secrets a config file holds must never show in the process's output. */
 function registerConfigSecrets(file: string): void {
   try {
+    // Some tests' point is a FIFO or a device as the config: reading those would hang the test.
+    const st = statSync(file);
+    if (!st.isFile() || st.size > 1024 * 1024) return;
     registerSecretsIn(YAML.parse(readFileSync(file, 'utf8')));
   } catch {
     // A missing or broken config is some tests' point; it holds no secret to register.

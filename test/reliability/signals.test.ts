@@ -1,0 +1,190 @@
+/**
+ * Signals a supervisor or a user may send (issue 11, item 15), through the real CLI. SIGHUP and
+ * SIGUSR2 used to end the process at once (exit 129/140) and cut every open stream; SIGUSR1 opened
+ * Node's inspector on 127.0.0.1:9229. Now each is logged and ignored while a stream runs to its
+ * `response.completed`, no inspector port opens, and SIGQUIT drains like SIGTERM. With two workers,
+ * the same signals to the whole process group (a closed terminal sends SIGHUP to all) leave both
+ * serving.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BIN, killStrayClis, runCli } from '../helpers/cli.js';
+import { deadline, parseSse } from '../helpers/raw.js';
+import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
+
+const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
+
+/** Ports the process `pid` listens on (from `ss`): an inspector would add 9229. */
+function listeningPorts(pid: number): number[] {
+  const out = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .filter((l) => l.includes(`pid=${pid},`))
+    .map((l) => Number(/:(\d+)\s/.exec(l.split(/\s+/)[3] + ' ')?.[1]));
+}
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** A streamed request; resolves with its whole body once it ends. `started` resolves at the first byte. */
+function stream(port: number): { started: Promise<void>; body: Promise<string> } {
+  let started!: () => void;
+  const startedP = new Promise<void>((r) => (started = r));
+  const body = new Promise<string>((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/v1/responses',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          text += d;
+          started();
+        });
+        res.on('end', () => resolve(text));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end('{"model":"gpt-test","input":"hi","stream":true}');
+  });
+  return { started: startedP, body };
+}
+
+describe('reliability: signals (issue 11)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let upstream: TestUpstream;
+  /** Each stream waits for `release()` after its first content events, so a signal lands mid-stream. */
+  const releases: (() => void)[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tapgate-signals-'));
+    upstream = await startUpstream(async (_req, res) => {
+      const frames = happyStream('resp_signals');
+      writeSseHead(res);
+      res.write(frames.slice(0, 5).join(''));
+      await new Promise<void>((r) => releases.push(r));
+      res.end(frames.slice(5).join(''));
+    });
+  });
+  afterEach(() => killStrayClis());
+  after(async () => {
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function config(server: string): string {
+    const file = join(dir, `signals-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(
+      file,
+      `server: { host: 127.0.0.1, ${server} }\nupstreams: [{ name: up1, type: openai, baseUrl: "${upstream.url}/v1", apiKey: sk-upstream-signals-key }]\nplugins: [responses-routes, request-id, error-codes]\n`,
+    );
+    return file;
+  }
+
+  it('SIGHUP, SIGUSR1 and SIGUSR2 mid-stream: logged and ignored, the stream completes, no inspector', async () => {
+    const cli = runCli(['--config', config('port: 0')]);
+    const listening = await cli.logLine('tapgate listening');
+    const port = listening.port as number;
+    const pid = cli.child.pid!;
+    const s = stream(port);
+    await s.started;
+    for (const signal of SIGNALS) process.kill(pid, signal);
+    // Each signal is acknowledged in the log, and the process is still here.
+    for (const signal of SIGNALS) {
+      await deadline(
+        (async () => {
+          while (!cli.stdout().includes(`"signal":"${signal}"`)) await new Promise((r) => setTimeout(r, 20));
+        })(),
+        5000,
+        `${signal} logged`,
+      );
+    }
+    assert.equal(cli.child.exitCode, null, 'the gateway exited');
+    assert.deepEqual(
+      listeningPorts(pid).filter((p) => p === 9229),
+      [],
+      'the inspector opened',
+    );
+    releases.shift()!();
+    const events = parseSse(await deadline(s.body, 5000, 'the stream'));
+    assert.equal(events.at(-1)?.event, 'response.completed');
+    const after = await fetch(`http://127.0.0.1:${port}/v1/models`);
+    assert.equal(after.status, 200);
+    process.kill(pid, 'SIGTERM');
+    assert.equal((await cli.closed).code, 0);
+  });
+
+  it('SIGQUIT drains like SIGTERM: the running stream finishes, then exit 0', async () => {
+    const cli = runCli(['--config', config('port: 0, drainTimeout: 10s')]);
+    const port = (await cli.logLine('tapgate listening')).port as number;
+    const s = stream(port);
+    await s.started;
+    process.kill(cli.child.pid!, 'SIGQUIT');
+    await cli.logLine('shutting down');
+    releases.shift()!();
+    const events = parseSse(await deadline(s.body, 5000, 'the stream'));
+    assert.equal(events.at(-1)?.event, 'response.completed');
+    assert.equal((await deadline(cli.closed, 10_000, 'exit')).code, 0);
+  });
+
+  it('two workers: SIGHUP, SIGUSR1 and SIGUSR2 to the whole process group leave every process serving', async () => {
+    const port = await freePort();
+    // detached: its own process group, as a terminal's job would be.
+    const child = spawn(process.execPath, [BIN, '--config', config(`port: ${port}, workers: 2`)], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await deadline(
+        (async () => {
+          while ((out.match(/"msg":"tapgate listening"/g) ?? []).length < 2)
+            await new Promise((r) => setTimeout(r, 20));
+        })(),
+        20_000,
+        'two workers listening',
+      );
+      for (const signal of SIGNALS) process.kill(-child.pid!, signal);
+      // Three processes (primary and two workers) acknowledge each signal.
+      await deadline(
+        (async () => {
+          while (SIGNALS.some((s) => (out.match(new RegExp(`"signal":"${s}"`, 'g')) ?? []).length < 3))
+            await new Promise((r) => setTimeout(r, 20));
+        })(),
+        10_000,
+        `every process logs each signal\n${out}`,
+      );
+      assert.equal(child.exitCode, null, 'the primary exited');
+      assert.doesNotMatch(out, /exited \(SIG|starting another/, 'a worker died');
+      for (let i = 0; i < 4; i++) {
+        const r = await fetch(`http://127.0.0.1:${port}/v1/models`);
+        assert.equal(r.status, 200);
+      }
+      process.kill(-child.pid!, 'SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number];
+      assert.equal(code, 0, out);
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+  });
+});
