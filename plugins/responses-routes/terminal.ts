@@ -8,7 +8,8 @@ export function responseFailedFrame(ctx: RequestContext, error: GatewayError): s
     type: 'response.failed',
     sequence_number: nextSequence(ctx),
     response: syntheticResponse(ctx, 'failed', {
-      error: { code: error.errorCode ?? 'server_error', message: error.message },
+      code: error.errorCode ?? 'server_error',
+      message: error.message,
     }),
   });
 }

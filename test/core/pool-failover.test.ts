@@ -344,10 +344,12 @@ describe('pool: failover', () => {
       assert.equal(r.complete, true, 'the stream should end with a terminal event');
       assert.ok(r.text().startsWith(sent.join('')), `client got:\n${r.text()}`);
       const events = parseSse(r.text());
-      assert.equal(events.length, 6);
-      const last = events[5]!.json;
+      // The default errorEvent (5) announces it.
+      assert.equal(events.length, 7);
+      assert.equal(events[5]!.json.type, 'error');
+      const last = events[6]!.json;
       assert.equal(last.type, 'response.failed');
-      assert.equal(last.sequence_number, 5);
+      assert.equal(last.sequence_number, 6);
       assert.equal((last.response as { error: { code: string } }).error.code, 'server_error');
       assert.equal(A.requests.length, 1);
       assert.equal(B.requests.length, 0, 'nothing may be replayed after the first byte');
