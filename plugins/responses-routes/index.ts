@@ -27,9 +27,9 @@ const UPGRADE_REFUSAL = JSON.stringify({
 
 const optionsSchema = z.strictObject({
   /**
-   * Also send an `error` event (flat and nested fields) just before a `response.failed` the gateway
-   * writes: clients whose stream converter has no case for `response.failed` (LangChain) then throw
-   * the real reason instead of returning the partial text as a success.
+   * Also send an `error` event (flat and nested fields) just before a `response.failed`, the
+   * gateway's own or a forwarded upstream one: clients whose stream converter has no case for
+   * `response.failed` (LangChain) then throw the real reason instead of returning the partial text.
    */
   errorEvent: z.boolean().default(true),
   /** `structural`: a cut or garbled event is caught without parsing every event; `json`: parse all. */
@@ -63,6 +63,7 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
     const eventOptions: EventOptions = {
       validation: this.options.eventValidation,
       sequenceNumbers: this.options.sequenceNumbers,
+      errorEvent: this.options.errorEvent,
     };
     hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) =>
       isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx, eventOptions) : ev,

@@ -5,9 +5,11 @@
  */
 import type { RequestContext } from '../../core/context.js';
 import { UpstreamMalformedError, UpstreamStreamError } from '../../core/errors.js';
+import { serializeEvent } from '../../core/sse.js';
 import type { SseEvent } from '../../core/types.js';
 import { firstSequenceWarning, rememberResponseEvent, startedByGateway } from './stream-state.js';
 import { createdAtFor, nextSequence, responseIdFor } from './synthetic.js';
+import { errorFrame } from './terminal.js';
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
 /** Events with no output yet: held back so an in-200 failure before any output can fail over. */
@@ -39,6 +41,8 @@ export type SequencePolicy = 'renumber' | 'fail';
 export interface EventOptions {
   validation: EventValidation;
   sequenceNumbers: SequencePolicy;
+  /** Announce a forwarded upstream `response.failed` with an `error` event, as the gateway's own. */
+  errorEvent: boolean;
 }
 
 export function onResponsesEvent(ev: SseEvent, ctx: RequestContext, opts: EventOptions): SseEvent {
@@ -58,7 +62,7 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext, opts: EventO
     type === 'response.failed' ||
     startedByGateway(ctx)
   ) {
-    return onParsedEvent(ev, ctx, opts.sequenceNumbers);
+    return onParsedEvent(ev, ctx, opts);
   }
   if (!looksLikeJsonObject(data)) {
     ev.fail = new UpstreamMalformedError(`upstream sent a malformed event (not JSON): ${preview(data)}`, {
@@ -81,7 +85,14 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext, opts: EventO
 }
 
 /** The full path: the event's JSON is parsed, and its own `type` decides. */
-function onParsedEvent(ev: SseEvent, ctx: RequestContext, policy: SequencePolicy): SseEvent {
+function onParsedEvent(ev: SseEvent, ctx: RequestContext, opts: EventOptions): SseEvent {
+  onParsed(ev, ctx, opts.sequenceNumbers);
+  if (ev.failure !== undefined && opts.errorEvent && ev.fail === undefined && ev.drop !== true)
+    announceFailure(ev, ctx, ev.failure);
+  return ev;
+}
+
+function onParsed(ev: SseEvent, ctx: RequestContext, policy: SequencePolicy): SseEvent {
   const data = ev.data;
   let parsed: unknown;
   try {
@@ -167,6 +178,23 @@ function outOfOrder(
   }
   ev.raw = undefined;
   return false;
+}
+
+/**
+ * An upstream `response.failed`, forwarded: the same `error` event the gateway writes before its own
+ * goes just before it (clients without a case for `response.failed`, like LangChain, then throw the
+ * reason). The error event takes the number the upstream's event had; that one the next.
+ */
+function announceFailure(ev: SseEvent, ctx: RequestContext, failure: UpstreamStreamError): void {
+  const seq = scanSequenceNumber(ev.data);
+  let errorSeq: number;
+  if (seq >= 0 && seq === ctx.lastSequence) {
+    errorSeq = seq;
+    ev.data = ev.data.slice(0, scanned.from) + nextSequence(ctx) + ev.data.slice(scanned.to);
+  } else {
+    errorSeq = nextSequence(ctx);
+  }
+  ev.raw = errorFrame(errorSeq, failure) + serializeEvent(ev);
 }
 
 /** `{…}` after optional white space: a cut frame fails this. */

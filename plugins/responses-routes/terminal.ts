@@ -24,11 +24,11 @@ export function isEventStream(ctx: RequestContext): boolean {
  * An `error` frame with both the documented flat fields and the live API's nested ones, so the
  * raw SDK stream throws an APIError carrying the real reason (Codex ignores it).
  */
-export function errorFrame(ctx: RequestContext, error: GatewayError): string {
+export function errorFrame(sequence: number, error: GatewayError): string {
   const code = error.errorCode ?? 'server_error';
   return sseFrame('error', {
     type: 'error',
-    sequence_number: nextSequence(ctx),
+    sequence_number: sequence,
     code,
     message: error.message,
     param: null,
@@ -49,6 +49,6 @@ export function terminateResponsesStream(
     return true;
   }
   ctx.terminated = true;
-  res.end((withErrorEvent ? errorFrame(ctx, error) : '') + responseFailedFrame(ctx, error));
+  res.end((withErrorEvent ? errorFrame(nextSequence(ctx), error) : '') + responseFailedFrame(ctx, error));
   return true;
 }

@@ -7,7 +7,8 @@
  *   response.created (id, created_at, model) on every route family, for error, drop, end and stall,
  *   with every field the SDKs' schemas require; in the queue's keepalive mode, the upstream's own
  *   events take the id the gateway announced.
- * - 22: a forwarded upstream response.failed is logged (and counted) as a failure with its code.
+ * - 22: a forwarded upstream response.failed is logged (and counted) as a failure with its code,
+ *   and (errorEvent) announced by an error event like the gateway's own.
  */
 import assert from 'node:assert/strict';
 import type http from 'node:http';
@@ -368,7 +369,7 @@ describe('reliability: Responses stream promises (issue 11 items 14, 20, 22)', (
         }),
       });
 
-    it('after output: forwarded verbatim; the access line says outcome error with the upstream code', async () => {
+    it('after output: forwarded, announced by an error event; the access line says outcome error with the upstream code', async () => {
       const sent = [...happyStream().slice(0, 5), upstreamFailed(5)];
       const up = await upstream(async (res) => {
         writeSseHead(res);
@@ -377,7 +378,19 @@ describe('reliability: Responses stream promises (issue 11 items 14, 20, 22)', (
       });
       const g = await gateway([up.url]);
       const r = await stream(g);
-      assert.equal(r.text(), sent.join(''), 'the upstream response.failed goes out as received');
+      assert.ok(r.text().startsWith(sent.slice(0, 5).join('')));
+      const events = parseSse(r.text());
+      assert.deepEqual(
+        events.slice(5).map((e) => [e.event, e.json.sequence_number]),
+        [
+          ['error', 5],
+          ['response.failed', 6],
+        ],
+      );
+      assert.equal(events[5]!.json.code, 'invalid_prompt');
+      assert.equal(events[5]!.json.message, 'the prompt was refused');
+      // The upstream's own event, only renumbered after the error event.
+      assert.deepEqual(withoutSeq(events[6]!), withoutSeq(parseSse(sent[5]!)[0]!));
       const line = await accessLine(g);
       assert.equal(line.status, 200);
       assert.equal(line.outcome, 'error');
@@ -389,6 +402,21 @@ describe('reliability: Responses stream promises (issue 11 items 14, 20, 22)', (
       });
     });
 
+    it('errorEvent: false: forwarded byte for byte, still logged as a failure', async () => {
+      const sent = [...happyStream().slice(0, 5), upstreamFailed(5)];
+      const up = await upstream(async (res) => {
+        writeSseHead(res);
+        await writeEach(res, sent);
+        res.end();
+      });
+      const g = await gateway([up.url], { plugin: { errorEvent: false } });
+      const r = await stream(g);
+      assert.equal(r.text(), sent.join(''), 'the upstream response.failed goes out as received');
+      const line = await accessLine(g);
+      assert.equal(line.outcome, 'error');
+      assert.equal((line.error as Record<string, unknown>).errorCode, 'invalid_prompt');
+    });
+
     it('before output, not retryable: forwarded, and logged as a failure too', async () => {
       const sent = [...happyStream().slice(0, 2), upstreamFailed(2)];
       const up = await upstream((res) => {
@@ -396,8 +424,11 @@ describe('reliability: Responses stream promises (issue 11 items 14, 20, 22)', (
         res.end(sent.join(''));
       });
       const g = await gateway([up.url]);
-      const r = await stream(g);
-      assert.equal(r.text(), sent.join(''));
+      const events = parseSse((await stream(g)).text());
+      assert.deepEqual(
+        events.map((e) => e.event),
+        ['response.created', 'response.in_progress', 'error', 'response.failed'],
+      );
       const line = await accessLine(g);
       assert.equal(line.outcome, 'error');
       assert.equal((line.error as Record<string, unknown>).errorCode, 'invalid_prompt');
