@@ -303,6 +303,8 @@ export class Attempt {
     if (ev.terminal === true) {
       this.ctx.terminated = true;
       this.stopped = true;
+      // The client reads the upstream's own failure; the request still failed, and is logged so.
+      if (ev.failure !== undefined) this.ctx.error ??= ev.failure;
     }
   }
 

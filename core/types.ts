@@ -71,6 +71,11 @@ export interface SseEvent {
   terminal?: boolean;
   /** Taps set this to end the stream with `terminateStream` instead of forwarding the event. */
   fail?: GatewayError;
+  /**
+   * Taps set this on a terminal event that reports a failure (an upstream `response.failed`): it is
+   * forwarded as received, and the request is recorded as failed with this error (access line, finish).
+   */
+  failure?: GatewayError;
 }
 
 export type OutcomeKind = 'ok' | 'error' | 'client_abort';

@@ -10,7 +10,8 @@ import type { TapgatePlugin } from '../../core/plugin-api.js';
 import { Stage } from '../../core/stages.js';
 import { listModels } from './models.js';
 import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS } from './routes.js';
-import { onResponsesEvent } from './stream-events.js';
+import { onResponsesEvent, type EventOptions } from './stream-events.js';
+import { newAttempt } from './stream-state.js';
 import { terminateResponsesStream } from './terminal.js';
 
 const NAME = 'responses-routes';
@@ -25,10 +26,16 @@ const UPGRADE_REFUSAL = JSON.stringify({
 });
 
 const optionsSchema = z.strictObject({
-  /** Also send an `error` event (flat and nested fields) just before `response.failed`. */
-  errorEvent: z.boolean().default(false),
+  /**
+   * Also send an `error` event (flat and nested fields) just before a `response.failed`, the
+   * gateway's own or a forwarded upstream one: clients whose stream converter has no case for
+   * `response.failed` (LangChain) then throw the real reason instead of returning the partial text.
+   */
+  errorEvent: z.boolean().default(true),
   /** `structural`: a cut or garbled event is caught without parsing every event; `json`: parse all. */
   eventValidation: z.enum(['structural', 'json']).default('structural'),
+  /** An upstream `sequence_number` that does not increase: `renumber` it, or `fail` the stream. */
+  sequenceNumbers: z.enum(['renumber', 'fail']).default('renumber'),
 });
 type Options = z.output<typeof optionsSchema>;
 
@@ -49,9 +56,17 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
       return { status: 200, body: listModels(gateway.pool) };
     });
 
-    const validation = this.options.eventValidation;
+    hooks.upstreamAttempt.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => {
+      if (isResponsesRoute(ctx.route)) newAttempt(ctx);
+    });
+
+    const eventOptions: EventOptions = {
+      validation: this.options.eventValidation,
+      sequenceNumbers: this.options.sequenceNumbers,
+      errorEvent: this.options.errorEvent,
+    };
     hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) =>
-      isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx, validation) : ev,
+      isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx, eventOptions) : ev,
     );
 
     const withErrorEvent = this.options.errorEvent;

@@ -8,7 +8,8 @@ export function responseFailedFrame(ctx: RequestContext, error: GatewayError): s
     type: 'response.failed',
     sequence_number: nextSequence(ctx),
     response: syntheticResponse(ctx, 'failed', {
-      error: { code: error.errorCode ?? 'server_error', message: error.message },
+      code: error.errorCode ?? 'server_error',
+      message: error.message,
     }),
   });
 }
@@ -23,11 +24,11 @@ export function isEventStream(ctx: RequestContext): boolean {
  * An `error` frame with both the documented flat fields and the live API's nested ones, so the
  * raw SDK stream throws an APIError carrying the real reason (Codex ignores it).
  */
-export function errorFrame(ctx: RequestContext, error: GatewayError): string {
+export function errorFrame(sequence: number, error: GatewayError): string {
   const code = error.errorCode ?? 'server_error';
   return sseFrame('error', {
     type: 'error',
-    sequence_number: nextSequence(ctx),
+    sequence_number: sequence,
     code,
     message: error.message,
     param: null,
@@ -48,6 +49,6 @@ export function terminateResponsesStream(
     return true;
   }
   ctx.terminated = true;
-  res.end((withErrorEvent ? errorFrame(ctx, error) : '') + responseFailedFrame(ctx, error));
+  res.end((withErrorEvent ? errorFrame(nextSequence(ctx), error) : '') + responseFailedFrame(ctx, error));
   return true;
 }

@@ -2,17 +2,17 @@
  * Frames for a Responses stream that waits for an upstream slot (the queue's keepalive mode):
  * `response.created` (status `queued`) first, then `keepalive` data events — which, unlike `: ping`
  * comments, reset Codex's idle timer (protocol case 12). The upstream's own `response.created` is
- * then dropped and its sequence numbers shifted past ours (see stream-events.ts).
+ * then dropped, its sequence numbers shifted past ours, and the Response it describes given our id
+ * and `created_at`, so nothing later contradicts what the client was told first (see stream-events.ts).
  */
 import type { RequestContext } from '../../core/context.js';
+import { markStartedByGateway } from './stream-state.js';
 import { nextSequence, sseFrame, syntheticResponse } from './synthetic.js';
-
-const KEY = 'responses-routes.renumber';
 
 export const waitingFrames = {
   open(ctx: RequestContext): string {
     ctx.lastSequence = -1;
-    ctx.locals[KEY] = true;
+    markStartedByGateway(ctx);
     return sseFrame('response.created', {
       type: 'response.created',
       sequence_number: nextSequence(ctx),
@@ -23,8 +23,3 @@ export const waitingFrames = {
     return sseFrame(undefined, { type: 'keepalive', sequence_number: nextSequence(ctx) });
   },
 };
-
-/** Whether this stream began with our own frames, so upstream events must be renumbered. */
-export function startedByGateway(ctx: RequestContext): boolean {
-  return ctx.locals[KEY] === true;
-}

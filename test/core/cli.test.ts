@@ -233,7 +233,12 @@ describe('CLI (core/bin.js)', () => {
       assert.equal(data.response.status, 'failed');
       assert.equal(data.response.error.code, 'server_shutting_down');
       assert.equal(data.response.error.message, 'Gateway shut down before the response finished');
-      assert.equal(data.sequence_number, 2, 'numbered after the last forwarded event');
+      // Numbered after the last forwarded event (1) and the default errorEvent (2).
+      assert.match(
+        body,
+        /event: error\ndata: \{"type":"error","sequence_number":2,"code":"server_shutting_down"/,
+      );
+      assert.equal(data.sequence_number, 3, 'numbered after the last forwarded event and the error event');
 
       assert.deepEqual(await cli.closed, { code: 0, signal: null });
       const warn = await cli.logLine('drain timeout: ended requests still in flight');

@@ -306,7 +306,7 @@ describe('pool: failover', () => {
       assert.equal(B.requests.length, 0);
     });
 
-    it('in-200 response.failed context_length_exceeded after created → forwarded verbatim as a 200 stream, B never called', async () => {
+    it('in-200 response.failed context_length_exceeded after created → forwarded as a 200 stream, B never called', async () => {
       const { A, B, g } = await pair();
       const sent = [
         frame('response.created', 0, { response: responseObject('resp_A', 'in_progress') }),
@@ -326,7 +326,21 @@ describe('pool: failover', () => {
       assert.equal(r.status, 200);
       assert.match(String(r.headers['content-type']), /^text\/event-stream/);
       assert.equal(r.complete, true);
-      assert.equal(r.text(), sent.join(''));
+      // Announced by the default errorEvent (2), then the upstream's own event, numbered after it.
+      const events = parseSse(r.text());
+      assert.ok(r.text().startsWith(sent.slice(0, 2).join('')));
+      assert.deepEqual(
+        events.slice(2).map((e) => [e.event, e.json.sequence_number]),
+        [
+          ['error', 2],
+          ['response.failed', 3],
+        ],
+      );
+      assert.equal(events[2]!.json.code, 'context_length_exceeded');
+      assert.equal(
+        events[3]!.data,
+        parseSse(sent[2]!)[0]!.data.replace('"sequence_number":2', '"sequence_number":3'),
+      );
       assert.equal(A.requests.length, 1);
       assert.equal(B.requests.length, 0);
     });
@@ -344,10 +358,12 @@ describe('pool: failover', () => {
       assert.equal(r.complete, true, 'the stream should end with a terminal event');
       assert.ok(r.text().startsWith(sent.join('')), `client got:\n${r.text()}`);
       const events = parseSse(r.text());
-      assert.equal(events.length, 6);
-      const last = events[5]!.json;
+      // The default errorEvent (5) announces it.
+      assert.equal(events.length, 7);
+      assert.equal(events[5]!.json.type, 'error');
+      const last = events[6]!.json;
       assert.equal(last.type, 'response.failed');
-      assert.equal(last.sequence_number, 5);
+      assert.equal(last.sequence_number, 6);
       assert.equal((last.response as { error: { code: string } }).error.code, 'server_error');
       assert.equal(A.requests.length, 1);
       assert.equal(B.requests.length, 0, 'nothing may be replayed after the first byte');

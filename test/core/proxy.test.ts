@@ -456,11 +456,18 @@ describe('proxy', () => {
       const events = parseSse(text);
       assert.deepEqual(
         events.map((e) => e.json.type),
-        ['response.created', 'response.in_progress', 'response.output_text.delta', 'response.failed'],
+        // The default errorEvent announces it.
+        [
+          'response.created',
+          'response.in_progress',
+          'response.output_text.delta',
+          'error',
+          'response.failed',
+        ],
       );
-      const failed = events[3]!;
+      const failed = events[4]!;
       assert.equal(failed.event, 'response.failed');
-      assert.equal(failed.json.sequence_number, 3);
+      assert.equal(failed.json.sequence_number, 4);
       const response = failed.json.response as Record<string, unknown>;
       assert.equal(response.status, 'failed');
       assert.deepEqual(response.error, { code: 'server_error', message: 'upstream connection lost' });

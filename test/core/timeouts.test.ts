@@ -129,11 +129,12 @@ describe('timeouts', () => {
       const events = parseSse(r.text());
       assert.deepEqual(
         events.map((e) => e.event),
-        ['response.created', 'response.output_text.delta', 'response.failed'],
+        // The default errorEvent announces it.
+        ['response.created', 'response.output_text.delta', 'error', 'response.failed'],
       );
-      const failed = events[2]!.json;
+      const failed = events[3]!.json;
       assert.equal(failed.type, 'response.failed');
-      assert.equal(failed.sequence_number, 2);
+      assert.equal(failed.sequence_number, 3);
       const error = (failed.response as Record<string, unknown>).error as Record<string, unknown>;
       assert.match(String(error.message), /stall/i);
       assert.equal(error.code, 'upstream_error');

@@ -117,7 +117,7 @@ describe('e2e: openai SDK through the gateway', () => {
     assert.deepEqual(deltas, ['Hello!']);
   });
 
-  it('an upstream that dies mid-stream gives the helper a failed response, not a silent success', async () => {
+  it('an upstream that dies mid-stream makes the helper throw the real reason, not a silent success', async () => {
     const client = await setup(async (_req, res) => {
       writeSseHead(res);
       // Output has started (an item was added), so the loss can only end the stream.
@@ -125,10 +125,17 @@ describe('e2e: openai SDK through the gateway', () => {
       await new Promise<void>((r) => res.write(created! + inProgress! + itemAdded!, () => r()));
       (res.socket as Socket).destroy();
     });
-    const final = await client.responses.stream({ model: 'gpt-test', input: 'x' }).finalResponse();
-    assert.equal(final.status, 'failed');
-    assert.equal(final.error?.code, 'server_error');
-    assert.equal(final.error?.message, 'upstream connection lost');
+    // The default errorEvent comes just before response.failed: the SDK throws it.
+    const err = await client.responses
+      .stream({ model: 'gpt-test', input: 'x' })
+      .finalResponse()
+      .then(
+        () => assert.fail('expected an APIError'),
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof OpenAI.APIError, `got ${String(err)}`);
+    assert.equal(err.code, 'server_error');
+    assert.equal(err.message, 'upstream connection lost');
   });
 
   it('an upstream that drops the connection right after its head gives the SDK a 502 APIError, not a broken stream', async () => {

@@ -164,8 +164,16 @@ async function streamVia(client: OpenAI, route: Route, scenario: string): Promis
 
 const types = (c: Collected) => c.events.map((e) => e.type);
 const seqs = (c: Collected) => c.events.map((e) => e.sequence_number);
-const failure = (c: Collected) =>
-  (c.events.at(-1)?.response as { error: { code: string; message: string } }).error;
+/**
+ * A failure after output, as the SDK reports it: the gateway's `error` event (errorEvent, on by
+ * default) just before its `response.failed` makes the SDK's stream throw the real reason.
+ */
+const failure = (c: Collected) => {
+  assert.ok(c.error instanceof OpenAI.APIError, String(c.error));
+  return { code: c.error.code, message: c.error.message };
+};
+/** What the client read before a failure after output. */
+const BEFORE_FAILURE = ['response.created', 'response.in_progress', 'response.output_text.delta'];
 
 describe('Responses conformance (real openai SDK, all six routes)', function () {
   let upstream: TestUpstream;
@@ -244,30 +252,18 @@ describe('Responses conformance (real openai SDK, all six routes)', function () 
         assert.deepEqual(c.events, []);
       });
 
-      it('TCP drop mid-stream: response.failed "upstream connection lost", next sequence number', async () => {
+      it('TCP drop mid-stream: the SDK throws "upstream connection lost"', async () => {
         const c = await streamVia(client(), route, 'tcp-drop');
-        assert.equal(c.error, undefined);
-        assert.deepEqual(types(c), [
-          'response.created',
-          'response.in_progress',
-          'response.output_text.delta',
-          'response.failed',
-        ]);
-        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
+        assert.deepEqual(types(c), BEFORE_FAILURE);
+        assert.deepEqual(seqs(c), [0, 1, 2]);
         assert.deepEqual(failure(c), { code: 'server_error', message: 'upstream connection lost' });
         assert.ok(c.closeLagMs < 1000);
       });
 
-      it('event: error mid-stream becomes one response.failed with the mapped code and the real message', async () => {
+      it('event: error mid-stream: the SDK throws the mapped code and the real message', async () => {
         const c = await streamVia(client(), route, 'error-event');
-        assert.equal(c.error, undefined);
-        assert.deepEqual(types(c), [
-          'response.created',
-          'response.in_progress',
-          'response.output_text.delta',
-          'response.failed',
-        ]);
-        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
+        assert.deepEqual(types(c), BEFORE_FAILURE);
+        assert.deepEqual(seqs(c), [0, 1, 2]);
         assert.deepEqual(failure(c), {
           code: 'rate_limit_exceeded',
           message: 'Rate limit reached: try again in 1.5s',
@@ -275,44 +271,28 @@ describe('Responses conformance (real openai SDK, all six routes)', function () 
         assert.ok(c.closeLagMs < 1000, `closed ${c.closeLagMs}ms after response.failed`);
       });
 
-      it('EOF without a terminal event: response.failed, not a silent end', async () => {
+      it('EOF without a terminal event: the SDK throws, not a silent end', async () => {
         const c = await streamVia(client(), route, 'eof-no-terminal');
-        assert.deepEqual(types(c), [
-          'response.created',
-          'response.in_progress',
-          'response.output_text.delta',
-          'response.failed',
-        ]);
-        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
+        assert.deepEqual(types(c), BEFORE_FAILURE);
+        assert.deepEqual(seqs(c), [0, 1, 2]);
         assert.deepEqual(failure(c), {
           code: 'server_error',
           message: 'upstream closed the stream without a terminal event',
         });
       });
 
-      it('a stall past the idle timeout: response.failed naming the stall', async () => {
+      it('a stall past the idle timeout: the SDK throws, naming the stall', async () => {
         const c = await streamVia(client(), route, 'stall');
-        assert.deepEqual(types(c), [
-          'response.created',
-          'response.in_progress',
-          'response.output_text.delta',
-          'response.failed',
-        ]);
-        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
+        assert.deepEqual(types(c), BEFORE_FAILURE);
+        assert.deepEqual(seqs(c), [0, 1, 2]);
         assert.equal(failure(c).code, 'upstream_error');
         assert.match(failure(c).message, /stalled/);
       });
 
-      it('a malformed frame is not forwarded: response.failed instead', async () => {
+      it('a malformed frame is not forwarded: the SDK throws instead', async () => {
         const c = await streamVia(client(), route, 'malformed');
-        assert.equal(c.error, undefined, String(c.error));
-        assert.deepEqual(types(c), [
-          'response.created',
-          'response.in_progress',
-          'response.output_text.delta',
-          'response.failed',
-        ]);
-        assert.deepEqual(seqs(c), [0, 1, 2, 3]);
+        assert.deepEqual(types(c), BEFORE_FAILURE);
+        assert.deepEqual(seqs(c), [0, 1, 2]);
         assert.equal(failure(c).code, 'upstream_error', failure(c).message);
         assert.match(failure(c).message, /malformed event/);
       });

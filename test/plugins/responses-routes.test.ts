@@ -140,7 +140,9 @@ describe('plugin responses-routes', () => {
         response: { error: { code: string } };
       };
       assert.equal(failed.response.error.code, 'bad_gateway');
-      assert.equal(failed.sequence_number, 3);
+      // The default errorEvent takes number 3, just before it.
+      assert.match(text, /event: error\ndata: \{"type":"error","sequence_number":3,"code":"bad_gateway"/);
+      assert.equal(failed.sequence_number, 4);
     });
 
     it('codes without a mapping pass through unchanged', async () => {
@@ -231,7 +233,7 @@ function rawRequest(base: string, text: string): Promise<string> {
   });
 }
 
-describe('plugin responses-routes, errorEvent mode', () => {
+describe('plugin responses-routes, errorEvent (the default)', () => {
   let upstream: TestUpstream;
   let gateway: TestGateway;
   before(async () => {
@@ -239,12 +241,7 @@ describe('plugin responses-routes, errorEvent mode', () => {
       writeSseHead(res);
       res.write(happyStream().slice(0, 3).join(''), () => res.socket?.destroy());
     });
-    gateway = await startGateway(
-      basicConfig(upstream.url).replace(
-        '  - responses-routes',
-        '  - name: responses-routes\n    options: { errorEvent: true }',
-      ),
-    );
+    gateway = await startGateway(basicConfig(upstream.url));
   });
   after(async () => {
     await gateway.close();
@@ -277,6 +274,35 @@ describe('plugin responses-routes, errorEvent mode', () => {
       message: 'upstream connection lost',
       param: null,
     });
+  });
+
+  it('errorEvent: false leaves response.failed alone', async () => {
+    const g = await startGateway(
+      basicConfig(upstream.url).replace(
+        '  - responses-routes',
+        '  - name: responses-routes\n    options: { errorEvent: false }',
+      ),
+    );
+    try {
+      const res = await fetch(`${g.url}/v1/responses`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
+      });
+      const frames = (await res.text()).trim().split('\n\n');
+      const data = frames.map((f) => JSON.parse(f.split('data: ')[1]!) as Record<string, unknown>);
+      assert.deepEqual(
+        data.map((d) => [d.type, d.sequence_number]),
+        [
+          ['response.created', 0],
+          ['response.in_progress', 1],
+          ['response.output_item.added', 2],
+          ['response.failed', 3],
+        ],
+      );
+    } finally {
+      await g.close();
+    }
   });
 });
 
@@ -316,7 +342,8 @@ describe('responses-routes event validation', () => {
           sequence_number: number;
           response: { error: { message: string } };
         };
-        assert.equal(failed.sequence_number, 3);
+        // After the default errorEvent (3).
+        assert.equal(failed.sequence_number, 4);
         assert.match(failed.response.error.message, /malformed event/);
       } finally {
         await g.close();

@@ -90,7 +90,10 @@ function expectHttpError(r: RawResponse, status: number, code: string, message: 
   assert.equal(error.code, code);
 }
 
-/** One `response.failed` last, after exactly `before`, on a cleanly ended stream. */
+/**
+ * One `response.failed` last, after exactly `before` and the `error` event that announces it
+ * (responses-routes' errorEvent, on by default), on a cleanly ended stream.
+ */
 function expectFailedStream(
   r: RawResponse,
   before: (string | undefined)[],
@@ -103,7 +106,7 @@ function expectFailedStream(
   const events = parseSse(r.text());
   assert.deepEqual(
     events.map((e) => e.event),
-    [...before, 'response.failed'],
+    [...before, 'error', 'response.failed'],
   );
   assert.equal(events.filter((e) => TERMINAL.has(String(e.json.type))).length, 1);
   const seqs = events.map((e) => e.json.sequence_number as number);
@@ -113,6 +116,9 @@ function expectFailedStream(
   const error = (failed.response as Record<string, unknown>).error as Record<string, unknown>;
   assert.equal(error.code, code);
   assert.match(String(error.message), message);
+  const announced = events.at(-2)!.json;
+  assert.equal(announced.code, code);
+  assert.equal(announced.message, error.message);
 }
 
 /** A JSON body already under way, cut short: the truncation shows, nothing is appended. */

@@ -252,7 +252,11 @@ describe('graceful shutdown: SIGTERM with 100 streams in flight and a token refr
       assert.equal(response.status, 'failed');
       assert.equal(response.error.code, 'server_shutting_down');
       assert.equal(response.error.message, 'Gateway shut down before the response finished');
-      const forwarded = r.body.slice(0, r.body.lastIndexOf('event: response.failed'));
+      // The default errorEvent announces it, with the same reason.
+      const announced = events.at(-2)!;
+      assert.equal(announced.event, 'error', `${name}: an error event just before response.failed`);
+      assert.equal(announced.json.code, 'server_shutting_down');
+      const forwarded = r.body.slice(0, r.body.lastIndexOf('event: error'));
       assert.ok(sent.startsWith(forwarded), `${name}: the events before it are the upstream's, unchanged`);
       assert.ok(events.length > opening('x').length + 1, `${name}: it kept streaming while draining`);
       // Cut by the gateway's drain timer, which started when the signal arrived, after `sigterm`.
