@@ -7,9 +7,9 @@
  * serving.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,13 +20,29 @@ import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../
 
 const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
 
-/** Ports the process `pid` listens on (from `ss`): an inspector would add 9229. */
+/**
+ * TCP ports the process `pid` listens on (an inspector would add 9229): its socket inodes from
+ * /proc/<pid>/fd, matched against the LISTEN rows of /proc/net/tcp and tcp6.
+ */
 function listeningPorts(pid: number): number[] {
-  const out = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' });
-  return out
-    .split('\n')
-    .filter((l) => l.includes(`pid=${pid},`))
-    .map((l) => Number(/:(\d+)\s/.exec(l.split(/\s+/)[3] + ' ')?.[1]));
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m !== null) inodes.add(m[1]!);
+    } catch {
+      // The descriptor closed meanwhile.
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const row of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = row.trim().split(/\s+/);
+      // f[1] local address:port (hex), f[3] state (0A = LISTEN), f[9] inode.
+      if (f[3] === '0A' && inodes.has(f[9]!)) ports.push(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return ports;
 }
 
 async function freePort(): Promise<number> {
@@ -119,6 +135,7 @@ describe('reliability: signals (issue 11)', function () {
       );
     }
     assert.equal(cli.child.exitCode, null, 'the gateway exited');
+    assert.ok(listeningPorts(pid).includes(port), 'the port check sees the gateway’s own listener');
     assert.deepEqual(
       listeningPorts(pid).filter((p) => p === 9229),
       [],
