@@ -116,14 +116,8 @@ describe('reliability: connections and failed logins', () => {
       const host = new URL(g.url).host;
       socket.write(
         Buffer.concat([
-          rawHttpRequest(
-            'POST',
-            '/v1/responses',
-            host,
-            { authorization: `Bearer ${WRONG_KEY}`, 'content-type': 'application/json' },
-            BODY,
-          ),
-          rawHttpRequest('POST', '/v1/responses', host, { ...KEY, 'content-type': 'application/json' }, BODY),
+          rawHttpRequest('GET', '/v1/models', host, { authorization: `Bearer ${WRONG_KEY}` }),
+          rawHttpRequest('GET', '/v1/models', host, KEY),
         ]),
       );
       // Before: the socket stayed open for keepAliveTimeout (65 s), and the second request was proxied.
@@ -136,7 +130,9 @@ describe('reliability: connections and failed logins', () => {
 
       // A request without a key, sent alone, is closed after its answer too.
       const alone = await connectRaw(g.url);
-      alone.write(rawHttpRequest('GET', '/v1/models', host, {}));
+      alone.write(
+        rawHttpRequest('POST', '/v1/responses', host, { 'content-type': 'application/json' }, BODY),
+      );
       const r = parseHttpResponse(await deadline(readToEnd(alone), 3000, 'close after a keyless 401'));
       assert.equal(r.status, 401);
       assert.equal(r.headers.connection, 'close');
