@@ -33,6 +33,7 @@ export class AccessLog {
   }
 
   request(ctx: RequestContext, outcome: Outcome): void {
+    if (ctx.skipAccessLog) return;
     const error = outcome.error;
     const level = error === undefined ? 30 : 40;
     if (level < this.threshold) return;

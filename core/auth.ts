@@ -47,6 +47,20 @@ export class ClientAuth {
   }
 }
 
+/**
+ * Connections whose request was refused for its credentials (or throttled). The answer closes the
+ * connection, and a request pipelined behind it on the same connection is refused unread.
+ */
+const refused = new WeakSet<object>();
+
+export function markRefused(socket: object): void {
+  refused.add(socket);
+}
+
+export function isRefused(socket: object): boolean {
+  return refused.has(socket);
+}
+
 export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
   const auth = headers.authorization;
   if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ')

@@ -46,6 +46,11 @@ export const configSchema = z.strictObject({
       /** Time allowed to send the whole request. */
       requestTimeout: duration().default(120_000),
       keepAliveTimeout: duration().default(65_000),
+      /**
+       * Client connections held at once; more are closed as they arrive. Omitted: derived from the
+       * process's file-descriptor limit (see core/connection-limit.ts).
+       */
+      maxConnections: integer(1, 10_000_000).optional(),
       /** Processes serving the port (node:cluster): a number, or `auto` for one per core. */
       workers: z.union([z.literal('auto'), integer(1, 256)]).default(1),
     })
@@ -73,6 +78,14 @@ export const configSchema = z.strictObject({
           }),
         )
         .default([]),
+      /** Failed authentication per source address: over the limit, its requests get 429 until the window ends. */
+      bruteForce: z
+        .strictObject({
+          /** Failures per window before an address is refused; 0 turns refusing off. */
+          maxFailures: integer(0, 1_000_000).default(10),
+          window: duration().pipe(z.number().min(1000, 'the window must be at least 1s')).default(60_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   proxy: z

@@ -55,6 +55,8 @@ export class RequestContext {
   /** The client went away before the response finished. */
   clientGone = false;
   finished = false;
+  /** No access line: a repeated authentication failure, counted in its address's summary instead. */
+  skipAccessLog = false;
 
   /** Per-plugin scratch space, keyed by plugin name. */
   readonly locals: Record<string, unknown> = {};

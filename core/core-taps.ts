@@ -4,10 +4,13 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AccessLog } from './access-log.js';
-import { isLoopbackHost, type ClientAuth } from './auth.js';
+import { isLoopbackHost, isRefused, markRefused, type ClientAuth } from './auth.js';
+import type { FailureThrottle } from './auth-throttle.js';
 import type { RequestContext } from './context.js';
 import {
   AuthenticationError,
+  AuthThrottledError,
+  GatewayResourceError,
   type GatewayError,
   PermissionDeniedError,
   openAIErrorBody,
@@ -27,6 +30,8 @@ import { exhaustedWindowMs, limitSignal } from './cooldown-signals.js';
 import type { UpstreamPool } from './pool.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import type { GatewayHooks } from './hooks.js';
+import type { Logger } from './logger.js';
+import { Occasional } from './occasional.js';
 import { Stage } from './stages.js';
 import type { Classification } from './types.js';
 
@@ -46,6 +51,9 @@ const ERROR_PASS_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry', '
 
 export interface CoreTapOptions {
   auth: ClientAuth;
+  /** Failed authentication per source address. */
+  throttle: FailureThrottle;
+  logger: Logger;
   transientCooldownMs: number;
   /** The per-request access line. */
   access: AccessLog;
@@ -55,15 +63,35 @@ export interface CoreTapOptions {
 }
 
 export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
+  const throttle = opts.throttle;
   hooks.request.tap({ name: CORE, stage: Stage.GUARD }, (ctx) => {
     if (ctx.route?.auth === 'none') return undefined;
+    const socket = ctx.req.socket;
+    if (isRefused(socket)) {
+      // Pipelined behind a refused request: never served, and its answer is never sent.
+      ctx.skipAccessLog = true;
+      throw new AuthenticationError('The connection closes after a refused request', { phase: 'admission' });
+    }
     if (!opts.auth.enabled) {
       const refusal = browserRefusal(ctx.req.headers);
-      if (refusal !== undefined) throw new PermissionDeniedError(refusal, { phase: 'admission' });
-      return undefined;
+      if (refusal === undefined) return undefined;
+      markRefused(socket);
+      throw new PermissionDeniedError(refusal, { phase: 'admission' });
+    }
+    const address = socket.remoteAddress ?? '';
+    // Before the key is checked: while over the limit, even the right key is refused.
+    const wait = throttle.refusal(address);
+    if (wait > 0) {
+      markRefused(socket);
+      ctx.skipAccessLog = true;
+      throw throttledError(wait);
     }
     const name = opts.auth.authenticate(ctx.req.headers);
-    if (name === undefined) throw authenticationError(ctx.req.headers);
+    if (name === undefined) {
+      markRefused(socket);
+      if (!throttle.fail(address)) ctx.skipAccessLog = true;
+      throw authenticationError(ctx.req.headers);
+    }
     ctx.clientName = name;
     return undefined;
   });
@@ -93,6 +121,16 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
         'rate_limit',
       );
     ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
+  });
+
+  // The gateway's own lack of resources: no plugin may cool an upstream for it. Logged once in a while.
+  const outOfResources = new Occasional<string>(10_000, (count, message) =>
+    opts.logger.error({ count }, `gateway out of resources: ${message}`),
+  );
+  hooks.classifyError.tap({ name: CORE, stage: Stage.EARLY }, (error) => {
+    if (!(error instanceof GatewayResourceError)) return undefined;
+    outOfResources.hit(error.message);
+    return NO_RETRY;
   });
 
   hooks.classifyError.tap({ name: CORE, stage: Stage.FALLBACK }, (error) =>
@@ -149,6 +187,16 @@ export function authenticationError(headers: IncomingHttpHeaders): GatewayError 
   );
 }
 
+/** The 429 for an address over the failed-authentication limit. */
+export function throttledError(retryAfter: number): GatewayError {
+  return new AuthThrottledError(
+    `Too many failed authentication attempts from this address; retry in ${retryAfter}s`,
+    { retryAfter, phase: 'admission' },
+  );
+}
+
+const NO_RETRY: Classification = { retry: 'none' };
+
 /** A parsed "try again in 1.5s" (OpenAI's rate-limit wording, which Codex also reads). */
 const TRY_AGAIN = /try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)/i;
 const OVERLOADED = new Set(['server_is_overloaded', 'slow_down']);
@@ -162,6 +210,8 @@ export function classify(error: GatewayError, transientCooldownMs: number): Clas
     cooldownScope: 'model',
     cooldownKind: 'transient',
   };
+  // The gateway could not open a socket: another upstream would need one too, and none is at fault.
+  if (error instanceof GatewayResourceError) return NO_RETRY;
   if (error instanceof UpstreamHttpError) {
     const status = error.status;
     if (

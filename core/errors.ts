@@ -224,6 +224,24 @@ export const InternalError = defineError(
   'server_error',
   'Internal gateway error',
 );
+/** The gateway's own resources ran out (file descriptors, socket memory): not the upstream's fault. */
+export const GatewayResourceError = defineError(
+  'GatewayResourceError',
+  'GATEWAY_RESOURCES_EXHAUSTED',
+  503,
+  'server_error',
+  'The gateway is out of resources; retry shortly',
+  'server_is_overloaded',
+);
+/** Too many failed authentications from the client's address: refused before any key is checked. */
+export const AuthThrottledError = defineError(
+  'AuthThrottledError',
+  'AUTH_THROTTLED',
+  429,
+  'rate_limit_error',
+  'Too many failed authentication attempts from this address',
+  'too_many_auth_failures',
+);
 export const ShuttingDownError = defineError(
   'ShuttingDownError',
   'SHUTTING_DOWN',
@@ -263,6 +281,13 @@ export class UpstreamStreamError extends GatewayError {
 }
 Object.defineProperty(UpstreamStreamError, 'name', { value: 'UpstreamStreamError' });
 
+const RESOURCE: Record<string, string> = {
+  EMFILE: 'file descriptors',
+  ENFILE: 'file descriptors system-wide',
+  ENOBUFS: 'socket buffer space',
+  ENOMEM: 'memory',
+};
+
 /** Turns a Node socket error into the matching typed error. */
 export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): GatewayError {
   if (err instanceof GatewayError) return err;
@@ -273,6 +298,15 @@ export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): 
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return new UpstreamDnsError(undefined, opts);
+    // The gateway could not open a socket: its own limit, never the upstream's failure.
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'ENOBUFS':
+    case 'ENOMEM':
+      return new GatewayResourceError(
+        `The gateway is out of ${RESOURCE[err.code]} (${err.code}): it could not open a connection to the upstream; retry shortly`,
+        { ...opts, retryAfter: 1 },
+      );
     default:
       return phase === 'stream' || phase === 'body'
         ? new UpstreamConnectionLostError(undefined, opts)

@@ -10,13 +10,16 @@ import { dirname } from 'node:path';
 import type { DestinationStream } from 'pino';
 import type { AccessLog } from './access-log.js';
 import { ClientAuth, isLoopbackHost } from './auth.js';
+import { FailureThrottle } from './auth-throttle.js';
 import type { ConfigSource, LoadedConfig } from './config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config-schema.js';
-import { authenticationError, tapCore } from './core-taps.js';
+import { authenticationError, tapCore, throttledError } from './core-taps.js';
+import { defaultMaxConnections, fdSoftLimit } from './connection-limit.js';
 import { container, TOKENS, type DependencyContainer } from './di.js';
-import { openAIErrorBody, ShuttingDownError } from './errors.js';
+import { openAIErrorBody, ShuttingDownError, type GatewayError } from './errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './hooks.js';
 import { createLoggers, type Logger } from './logger.js';
+import { Occasional } from './occasional.js';
 import { PluginApplyError } from './plugin-errors.js';
 import { Secrets } from './secrets.js';
 import { loadPlugins, type LoadedPlugin } from './plugins.js';
@@ -54,6 +57,12 @@ export class Gateway {
   private closing: Promise<void> | undefined;
   /** Client keys: upgrades are checked here, requests by the core's `request` tap. */
   private auth: ClientAuth | undefined;
+  /** Client connections held at once (`server.maxConnections`, or derived from the fd limit). */
+  readonly maxConnections: number;
+  /** The fd soft limit the default was derived from (undefined when the config set it). */
+  private readonly fdLimit: number | undefined;
+  /** Failed client authentication per source address. */
+  private readonly throttle: FailureThrottle;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
@@ -76,6 +85,21 @@ export class Gateway {
         config.server.requestTimeout,
       ),
     });
+    // Node closes a connection beyond the cap as soon as it is accepted (the client sees a reset).
+    this.fdLimit = config.server.maxConnections === undefined ? fdSoftLimit() : undefined;
+    this.maxConnections = config.server.maxConnections ?? defaultMaxConnections(this.fdLimit!);
+    this.server.maxConnections = this.maxConnections;
+    const dropped = new Occasional<undefined>(10_000, (count) =>
+      this.logger.warn(
+        { dropped: count, maxConnections: this.maxConnections },
+        'connection limit reached: new connections closed (server.maxConnections)',
+      ),
+    );
+    this.server.on('drop', () => dropped.hit(undefined));
+    const brute = config.auth.bruteForce;
+    this.throttle = new FailureThrottle({ maxFailures: brute.maxFailures, windowMs: brute.window }, (s) =>
+      this.logger.warn(s, 'authentication failures'),
+    );
   }
 
   /** The pool, available once boot has built it (plugins use it at request time). */
@@ -93,6 +117,7 @@ export class Gateway {
     try {
       await gw.boot(loaded.source, options);
     } catch (err) {
+      gw.throttle.close();
       await gw.closePlugins();
       throw err;
     }
@@ -116,8 +141,11 @@ export class Gateway {
       ]);
     }
     this.auth = auth;
+    this.throttle.start();
     tapCore(this.hooks, {
       auth,
+      throttle: this.throttle,
+      logger: this.logger,
       transientCooldownMs: config.proxy.transientCooldown,
       access: this.accessLog,
       scheduler: { strategy: config.pool.strategy, affinity: config.pool.affinity },
@@ -240,12 +268,15 @@ export class Gateway {
     try {
       route = this.hooks.matchRoute.call(probe) ?? undefined;
       // An upgrade needs the client key like any request; a route with `auth: 'none'` checks its own.
-      if (
-        route?.auth !== 'none' &&
-        this.auth?.enabled === true &&
-        this.auth.authenticate(req.headers) === undefined
-      )
-        return refuseUnauthenticatedUpgrade(socket, req);
+      if (route?.auth !== 'none' && this.auth?.enabled === true) {
+        const address = req.socket.remoteAddress ?? '';
+        const wait = this.throttle.refusal(address);
+        if (wait > 0) return refuseUpgrade(socket, throttledError(wait));
+        if (this.auth.authenticate(req.headers) === undefined) {
+          this.throttle.fail(address);
+          return refuseUpgrade(socket, authenticationError(req.headers));
+        }
+      }
       if (this.hooks.upgrade.call({ req, socket, head, route, pathname }) === true) return;
     } catch (err) {
       this.logger.error({ err }, 'upgrade handler failed');
@@ -261,6 +292,12 @@ export class Gateway {
       this.server.once('error', onError);
       this.server.listen(port, host, () => {
         this.server.off('error', onError);
+        // After listening, an error is an accept that failed (out of descriptors, when libuv's
+        // reserve descriptor could not absorb it): the server goes on; without a listener it would crash.
+        const acceptFailed = new Occasional<NodeJS.ErrnoException>(10_000, (count, err) =>
+          this.logger.error({ code: err.code, count }, 'accepting a connection failed'),
+        );
+        this.server.on('error', (err: NodeJS.ErrnoException) => acceptFailed.hit(err));
         const addr = this.server.address() as AddressInfo;
         if (!this.config.auth.keys.some((k) => k.key !== '')) {
           this.logger.warn(
@@ -274,6 +311,8 @@ export class Gateway {
             port: addr.port,
             upstreams: this.pool.upstreams.map((u) => u.name),
             plugins: this.plugins.map((p) => p.name),
+            maxConnections: this.maxConnections,
+            ...(this.fdLimit === undefined ? {} : { fdLimit: this.fdLimit }),
           },
           'tapgate listening',
         );
@@ -323,6 +362,7 @@ export class Gateway {
     // Requests are done. Plugins close now: the sockets they took over (WebSocket viewers) are not
     // HTTP connections, so server.close() would wait for them forever.
     await this.closePlugins();
+    this.throttle.close();
     this.server.closeAllConnections();
     await closed;
     this.transport?.close();
@@ -342,13 +382,14 @@ export class Gateway {
   }
 }
 
-/** Answers an upgrade without a valid client key with the 401 a request gets, then closes. */
-function refuseUnauthenticatedUpgrade(socket: Duplex, req: http.IncomingMessage): void {
-  const error = authenticationError(req.headers);
+/** Answers an upgrade without a valid client key (or over the failure limit) as a request would be, then closes. */
+function refuseUpgrade(socket: Duplex, error: GatewayError): void {
   const body = JSON.stringify(openAIErrorBody(error.message, error.type, error.errorCode, error.param));
+  const extra =
+    error.retryAfter === undefined ? 'www-authenticate: Bearer\r\n' : `retry-after: ${error.retryAfter}\r\n`;
   socket.end(
     `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
-      `www-authenticate: Bearer\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `${extra}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 

@@ -21,3 +21,4 @@ export { Upstream, type UpstreamTypeDefinition } from './upstream.js';
 export { ConfigError, parseConfig, loadConfigFile } from './config.js';
 export { retryAfterMs } from './retry-after.js';
 export { truncate, MAX_ECHO_CHARS } from './truncate.js';
+export { FailureThrottle, type FailureThrottleOptions, type FailureSummary } from './auth-throttle.js';

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AttemptResult } from './attempt.js';
+import { isRefused } from './auth.js';
 import { decodeBody, parseJsonBody, readBody } from './body.js';
 import { RequestContext } from './context.js';
 import type { GatewayConfig } from './config-schema.js';
@@ -247,8 +248,10 @@ export class Pipeline {
     error.errorCode = this.hooks.mapErrorCode.call(error.errorCode ?? error.type, error.type, ctx);
     // An upstream's message may quote a credential ("Incorrect API key provided: sk-…"); never pass it on.
     scrubError(error, this.secrets);
-    // Refused before its body was read (too large, no key…): close rather than read the rest to reuse it.
-    if (!res.headersSent && !ctx.req.complete) res.setHeader('connection', 'close');
+    // Refused before its body was read (too large…): close rather than read the rest to reuse it. Refused
+    // for its credentials: close, so a client without a key cannot hold the connection (and a descriptor).
+    if (!res.headersSent && (!ctx.req.complete || isRefused(ctx.req.socket)))
+      res.setHeader('connection', 'close');
     try {
       if (res.headersSent) this.hooks.terminateStream.call(ctx, error);
       else this.hooks.errorResponse.call(ctx, error);

@@ -6,6 +6,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { FailureThrottle } from '../../core/auth-throttle.js';
+import type { RequestContext } from '../../core/context.js';
 import type { Reply } from '../../core/types.js';
 
 export const COOKIE_NAME = 'tapgate_dash';
@@ -18,6 +20,18 @@ const SESSION_ID = /^[0-9a-f]{64}$/;
 
 /** How a request proved it may watch: the bearer token, or a session (by its key). */
 export type Identity = { kind: 'bearer' } | { kind: 'session'; key: string };
+
+/** Why a request may not watch. */
+export interface Denied {
+  kind: 'denied';
+  /** Seconds to wait: its address failed too often (0: it may try again). */
+  retryAfter: number;
+  /** Its access line is written: no wrong token, or the first of its address's window. */
+  logged: boolean;
+}
+
+const BEARER: Identity = { kind: 'bearer' };
+const NO_CREDENTIALS: Denied = { kind: 'denied', retryAfter: 0, logged: true };
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
 
@@ -32,6 +46,8 @@ export class DashboardAuth {
     token: string,
     /** The dashboard's path, e.g. `/dashboard`: the cookie's Path. */
     readonly path: string,
+    /** Wrong tokens per source address (login form and bearer): its own, apart from the client keys'. */
+    private readonly throttle: FailureThrottle,
   ) {
     this.digest = sha256(token);
   }
@@ -41,14 +57,22 @@ export class DashboardAuth {
     return timingSafeEqual(sha256(presented), this.digest);
   }
 
-  /** The request's identity, or undefined when it shows neither the token nor a live session. */
-  identify(headers: IncomingHttpHeaders, now = Date.now()): Identity | undefined {
+  /**
+   * The request's identity, or why it has none. A bearer token is checked only while its address is
+   * under the failure limit, and a wrong one counts; a session cookie (unguessable) is not throttled.
+   */
+  identify(req: IncomingMessage, now = Date.now()): Identity | Denied {
+    const headers = req.headers;
     const auth = headers.authorization;
     if (auth !== undefined && auth.length > 7 && auth.slice(0, 7).toLowerCase() === 'bearer ') {
-      return this.checkToken(auth.slice(7).trim()) ? { kind: 'bearer' } : undefined;
+      const address = req.socket.remoteAddress ?? '';
+      const wait = this.throttle.refusal(address, now);
+      if (wait > 0) return { kind: 'denied', retryAfter: wait, logged: false };
+      if (this.checkToken(auth.slice(7).trim())) return BEARER;
+      return { kind: 'denied', retryAfter: 0, logged: this.throttle.fail(address, now) };
     }
     const key = this.sessionKey(headers);
-    return key !== undefined && this.alive(key, now) ? { kind: 'session', key } : undefined;
+    return key !== undefined && this.alive(key, now) ? { kind: 'session', key } : NO_CREDENTIALS;
   }
 
   /** Whether a session is still live. */
@@ -60,15 +84,30 @@ export class DashboardAuth {
     return false;
   }
 
-  /** POST {path}/login with a form field `token`: a session cookie and 303 to the page, or the form with 401. */
-  async login(req: IncomingMessage): Promise<Exclude<Reply, symbol>> {
+  /**
+   * POST {path}/login with a form field `token`: a session cookie and 303 to the page, or the form
+   * with 401 (429 while the address is over the failure limit), closing the connection.
+   */
+  async login(ctx: RequestContext): Promise<Exclude<Reply, symbol>> {
+    const req = ctx.req;
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/x-www-form-urlencoded')
       return this.form(415, 'Send the form as application/x-www-form-urlencoded.');
+    const address = req.socket.remoteAddress ?? '';
+    // Before the form is read: while over the limit, even the right token is refused.
+    const wait = this.throttle.refusal(address);
+    if (wait > 0) {
+      ctx.skipAccessLog = true;
+      const reply = this.form(429, `Too many failed logins from this address: try again in ${wait}s.`);
+      return { ...reply, headers: { ...closeHeaders(), 'retry-after': String(wait) } };
+    }
     const body = await readLimited(req, MAX_FORM_BYTES);
     if (body === undefined) return { ...this.form(413, 'The form is too large.'), headers: closeHeaders() };
     const token = new URLSearchParams(body).get('token') ?? '';
-    if (token === '' || !this.checkToken(token)) return this.form(401, 'Wrong token.');
+    if (token === '' || !this.checkToken(token)) {
+      if (!this.throttle.fail(address)) ctx.skipAccessLog = true;
+      return { ...this.form(401, 'Wrong token.'), headers: closeHeaders() };
+    }
     const id = randomBytes(32).toString('hex');
     this.store(sha256(id).toString('hex'), Date.now() + SESSION_TTL_MS);
     return {

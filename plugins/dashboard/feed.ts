@@ -122,8 +122,11 @@ export class Feed {
   /** The `upgrade` tap's work for `{path}/ws`: auth, then Origin, then the handshake. */
   upgrade({ req, socket, head }: UpgradeRequest): void {
     if (this.closed || !this.source.listening) return refuse(socket, 503);
-    const identity = this.auth.identify(req.headers);
-    if (identity === undefined) return refuse(socket, 401, 'www-authenticate: Bearer\r\n');
+    const identity = this.auth.identify(req);
+    if (identity.kind === 'denied')
+      return identity.retryAfter > 0
+        ? refuse(socket, 429, `retry-after: ${identity.retryAfter}\r\n`)
+        : refuse(socket, 401, 'www-authenticate: Bearer\r\n');
     if (!sameOrigin(req.headers)) return refuse(socket, 403);
     if (this.viewers.size >= this.opts.maxViewers) return refuse(socket, 503, 'retry-after: 5\r\n');
     this.wss.handleUpgrade(req, socket, head, (ws) => this.add(ws, identity));

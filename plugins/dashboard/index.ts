@@ -10,6 +10,7 @@ import type { TapgatePlugin } from '../../core/plugin-api.js';
 import { Stage } from '../../core/stages.js';
 import type { Reply } from '../../core/types.js';
 import { duration, integer, size } from '../../core/units.js';
+import { FailureThrottle } from '../../core/auth-throttle.js';
 import { DashboardAuth } from './auth.js';
 import { Collector } from './collector.js';
 import { Feed } from './feed.js';
@@ -19,6 +20,9 @@ const NAME = 'dashboard';
 
 export const TOKEN_MISSING =
   'dashboard: options.token is empty: set TAPGATE_ADMIN_TOKEN (the admin token for the page and the feed)';
+/** More than a client key's 8: the token opens every request's details, and it is typed into a form. */
+export const MIN_TOKEN_LENGTH = 16;
+export const TOKEN_TOO_SHORT = `dashboard: the admin token needs at least ${MIN_TOKEN_LENGTH} characters, so it cannot be guessed (e.g. \`openssl rand -hex 24\`)`;
 
 /** The gateway's own routes start with these: the dashboard must not take them over. */
 const RESERVED = new Set(['v1', 'responses', 'models', 'backend-api']);
@@ -36,7 +40,8 @@ export const optionsSchema = z.strictObject({
   /** The admin token, for the page (`Authorization: Bearer` or the login form) and the feed. */
   token: z
     .string({ error: (issue) => (issue.input === undefined ? TOKEN_MISSING : 'expected a string') })
-    .refine((t) => t.trim() !== '', TOKEN_MISSING),
+    .refine((t) => t.trim() !== '', TOKEN_MISSING)
+    .refine((t) => t.trim() === '' || t.length >= MIN_TOKEN_LENGTH, TOKEN_TOO_SHORT),
   /** How often changes go out to viewers, batched. */
   batchMs: duration().pipe(z.number().min(10).max(10_000)).default(250),
   /** Recent requests kept (and sent in a snapshot). */
@@ -54,10 +59,12 @@ export type DashboardOptions = z.output<typeof optionsSchema>;
 export default class DashboardPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
   private feed: Feed | undefined;
+  private throttle: FailureThrottle | undefined;
 
   constructor(@inject(TOKENS.PluginOptions) private readonly options: DashboardOptions) {
     // The schema says so too; this guards a plugin constructed by hand.
     if (typeof options.token !== 'string' || options.token.trim() === '') throw new Error(TOKEN_MISSING);
+    if (options.token.length < MIN_TOKEN_LENGTH) throw new Error(TOKEN_TOO_SHORT);
   }
 
   apply(gateway: Gateway): void {
@@ -66,7 +73,14 @@ export default class DashboardPlugin implements TapgatePlugin {
     const log = gateway.logger.child({ plugin: NAME });
     const secrets = gateway.secrets;
     secrets.add(o.token);
-    const auth = new DashboardAuth(o.token, o.path);
+    // The client keys' limits, in an instance of its own: a wrong admin token is not a wrong client key.
+    const brute = gateway.config.auth.bruteForce;
+    const throttle = new FailureThrottle({ maxFailures: brute.maxFailures, windowMs: brute.window }, (s) =>
+      log.warn(s, 'authentication failures'),
+    );
+    this.throttle = throttle;
+    throttle.start();
+    const auth = new DashboardAuth(o.token, o.path, throttle);
     const routes = new DashboardRoutes(o.path, auth, log);
     const collector = new Collector({ recent: o.recent, secrets, ignore: (p) => routes.owns(p) });
     const feed = new Feed(
@@ -131,5 +145,7 @@ export default class DashboardPlugin implements TapgatePlugin {
   close(): void {
     this.feed?.close();
     this.feed = undefined;
+    this.throttle?.close();
+    this.throttle = undefined;
   }
 }

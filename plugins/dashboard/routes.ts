@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RequestContext } from '../../core/context.js';
 import type { Reply, RouteMatch } from '../../core/types.js';
-import { htmlHeaders, sameOrigin, type DashboardAuth } from './auth.js';
+import { htmlHeaders, sameOrigin, type DashboardAuth, type Denied, type Identity } from './auth.js';
 
 const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
 
@@ -60,6 +60,16 @@ function text(status: number, body: string, extra: Record<string, string> = {}):
   };
 }
 
+/** A refused request: 429 while its address is over the failure limit, else `unauthorized`; both close. */
+function refuse(denied: Denied, unauthorized: Exclude<Reply, symbol>): Exclude<Reply, symbol> {
+  if (denied.retryAfter > 0)
+    return text(429, `Too many failed attempts from this address; retry in ${denied.retryAfter}s`, {
+      'retry-after': String(denied.retryAfter),
+      connection: 'close',
+    });
+  return { ...unauthorized, headers: { ...unauthorized.headers, connection: 'close' } };
+}
+
 export class DashboardRoutes {
   /** `{path}/ws`: the feed. */
   readonly feedPath: string;
@@ -99,19 +109,23 @@ export class DashboardRoutes {
     const headers = ctx.req.headers;
     const read = method === 'GET' || method === 'HEAD';
     switch (r) {
-      case PAGE:
+      case PAGE: {
         if (!read) return text(405, 'Method not allowed', { allow: 'GET, HEAD' });
-        if (this.auth.identify(headers) === undefined) return this.auth.form(401);
+        const who = this.identify(ctx);
+        if (who.kind === 'denied') return refuse(who, this.auth.form(401));
         return this.page(headers.host);
-      case LOGIN:
+      }
+      case LOGIN: {
         if (method === 'POST') {
           if (!sameOrigin(headers, true)) return text(403, 'Cross-origin form post refused');
-          return this.auth.login(ctx.req);
+          return this.auth.login(ctx);
         }
         if (!read) return text(405, 'Method not allowed', { allow: 'GET, HEAD, POST' });
-        if (this.auth.identify(headers) !== undefined)
+        const who = this.identify(ctx);
+        if (who.kind !== 'denied')
           return { status: 303, headers: { location: this.path, ...SECURITY_HEADERS } };
-        return this.auth.form(200);
+        return who.retryAfter > 0 ? refuse(who, this.auth.form(401)) : this.auth.form(200);
+      }
       case LOGOUT:
         if (method !== 'POST') return text(405, 'Method not allowed', { allow: 'POST' });
         if (!sameOrigin(headers, true)) return text(403, 'Cross-origin form post refused');
@@ -120,16 +134,26 @@ export class DashboardRoutes {
         if (!read) return text(405, 'Method not allowed', { allow: 'GET, HEAD' });
         const asset = ASSETS.get(ctx.pathname.slice(this.prefix.length + 'assets/'.length));
         if (asset === undefined) return text(404, 'Not found');
-        if (this.auth.identify(headers) === undefined) return text(401, 'Log in first');
+        const who = this.identify(ctx);
+        if (who.kind === 'denied') return refuse(who, text(401, 'Log in first'));
         return this.asset(asset);
       }
-      case FEED:
+      case FEED: {
         // A plain GET: the page asks whether its session still holds before reconnecting.
-        if (this.auth.identify(headers) === undefined) return text(401, 'Log in first');
+        const who = this.identify(ctx);
+        if (who.kind === 'denied') return refuse(who, text(401, 'Log in first'));
         return text(426, 'Upgrade to a WebSocket', { upgrade: 'websocket', connection: 'Upgrade' });
+      }
       default:
         return text(404, 'Not found');
     }
+  }
+
+  /** The request's identity; a repeated wrong token is left out of the access log (it is summarised). */
+  private identify(ctx: RequestContext): Identity | Denied {
+    const who = this.auth.identify(ctx.req);
+    if (who.kind === 'denied' && !who.logged) ctx.skipAccessLog = true;
+    return who;
   }
 
   private async page(host: string | undefined): Promise<Reply> {

@@ -33,12 +33,14 @@ export interface DashboardConfigOptions {
   pool?: Record<string, unknown>;
   /** Client keys (default: `tester` with ${TAPGATE_TEST_KEY}). */
   keys?: { name: string; key: string }[];
+  /** Other `auth` keys, e.g. `bruteForce`. */
+  auth?: Record<string, unknown>;
 }
 
 export function dashboardConfig(opts: DashboardConfigOptions): string {
   return YAML.stringify({
     server: { host: '127.0.0.1', port: 0 },
-    auth: { keys: opts.keys ?? [{ name: 'tester', key: '${TAPGATE_TEST_KEY}' }] },
+    auth: { keys: opts.keys ?? [{ name: 'tester', key: '${TAPGATE_TEST_KEY}' }], ...opts.auth },
     ...(opts.proxy === undefined ? {} : { proxy: opts.proxy }),
     ...(opts.pool === undefined ? {} : { pool: opts.pool }),
     upstreams: opts.upstreams.map((u) => ({ type: 'openai', ...u })),

@@ -83,7 +83,7 @@ describe('plugin dashboard: boot', () => {
       yamlWith(
         `  - name: dashboard
     options:
-      token: t0ken-abcdef
+      token: t0ken-abcdef-0123456
       path: dashboard/
       batchMs: soon
       maxViewers: 0
@@ -102,7 +102,7 @@ describe('plugin dashboard: boot', () => {
   it("refuses a path that would take over the gateway's own routes", async () => {
     for (const path of ['/v1', '/v1/dash', '/responses', '/backend-api/x']) {
       const err = await bootError(
-        yamlWith(`  - name: dashboard\n    options: { token: t0ken-abcdef, path: ${path} }`),
+        yamlWith(`  - name: dashboard\n    options: { token: t0ken-abcdef-0123456, path: ${path} }`),
       );
       assert.equal(err.name, 'PluginOptionsError', path);
       assert.match(err.message, /options\.path: this path belongs to the gateway/, path);

@@ -135,6 +135,8 @@ describe('reliability: bad input', () => {
     });
     const yaml = dashboardConfig({
       upstreams: [{ name: 'up1', baseUrl: `${up.url}/v1`, apiKey: 'sk-upstream-bad-input-secret' }],
+      // Many requests without credentials from one address: the failure limit (connections.test.ts) is off here.
+      auth: { bruteForce: { maxFailures: 0 } },
     }).replace('  port: 0\n', '  port: 0\n  bodyLimit: 2mb\n');
     g = await startGateway(yaml);
     g.gw.server.on('connection', (socket: Socket) => {
