@@ -119,7 +119,7 @@ describe('reliability: hardening, request bodies (issue 11 items 1-2)', function
         r.text(),
         /^Request body nests JSON deeper than 128 levels \(server\.maxJsonDepth\)$/,
       );
-      // JSON.parse of this body blocks the loop ~2 s (idle machine); the scan stops at byte 150.
+      // JSON.parse of this body blocks the loop ~2 s; the scan stops at the 129th bracket.
       assert.ok(stallMs < 500, `event loop stalled ${stallMs.toFixed(0)} ms`);
       await assertServes();
     });
