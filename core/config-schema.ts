@@ -39,6 +39,10 @@ export const configSchema = z.strictObject({
       port: integer(0, 65535).default(8787),
       /** Largest request body accepted (413 beyond). */
       bodyLimit: size().default(16 * 1024 * 1024),
+      /** Deepest nesting of a JSON body (the top-level object is level 1); 400 beyond, before parsing. */
+      maxJsonDepth: integer(1, 10_000).default(128),
+      /** Most values (array elements, object members) in a JSON body; 400 beyond, before parsing. */
+      maxJsonValues: integer(1, 100_000_000).default(1_000_000),
       /** On SIGTERM, how long in-flight requests may take to finish. */
       drainTimeout: duration().default(30_000),
       /** Slow-client guard: time allowed to send the request headers. */

@@ -82,12 +82,14 @@ export class Pipeline {
 
   private async proxy(ctx: RequestContext): Promise<void> {
     const route = ctx.route!;
-    const limit = this.config.server.bodyLimit;
+    const server = this.config.server;
+    const limit = server.bodyLimit;
     const raw = await readBody(ctx.req, limit);
     const decoded = decodeBody(raw, ctx.req.headers['content-encoding'], limit);
     ctx.body = decoded.body;
     if (route.jsonBody === true && !decoded.opaque) {
-      const json = parseJsonBody(ctx.body, ctx.req.headers['content-type']);
+      const type = ctx.req.headers['content-type'];
+      const json = parseJsonBody(ctx.body, type, server.maxJsonDepth, server.maxJsonValues);
       ctx.json = json;
       if (typeof json.model === 'string') ctx.model = json.model;
       ctx.stream = json.stream === true;
