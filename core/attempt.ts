@@ -355,7 +355,17 @@ export class Attempt {
   private end(): void {
     if (this.phase !== 'body') return;
     if (this.framer !== undefined) {
-      const rest = this.framer.rest();
+      const rest = this.framer.rest(this);
+      // A frame whose blank line ended in the body's last byte (a CR) completes only now.
+      if (this.out.length > 0 || this.stopped !== undefined) {
+        const out = this.out;
+        this.out = '';
+        if (out.length > 0) {
+          this.commit();
+          this.ctx.res.write(out);
+        }
+        if (this.stopped !== undefined) return this.afterStop();
+      }
       if (rest.trim().length > 0) {
         // The stream ended inside a frame: that frame never completed.
         return this.fail(
