@@ -3,7 +3,7 @@
  * idle), the guard for an upstream that dies mid-response, and the relay to the client with
  * backpressure. It never writes an error itself; it reports one, and whether headers had gone out.
  */
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { RequestContext } from './context.js';
@@ -20,7 +20,7 @@ import {
   UpstreamTooLargeError,
   InternalError,
 } from './errors.js';
-import { clientResponseHeaders, unreadableBody } from './headers.js';
+import { clientResponseHeaders, notJsonBody, unreadableBody } from './headers.js';
 import type { GatewayHooks } from './hooks.js';
 import { parseFrame, serializeEvent, SseFramer, SseFrameTooLargeError } from './sse.js';
 import type { OutgoingRequest } from './types.js';
@@ -105,6 +105,9 @@ export class Attempt {
   private boundaryClean = true;
   private errorChunks: Buffer[] | undefined;
   private errorBytes = 0;
+  /** A JSON answer on a JSON API route, held until complete and checked (see holdJson). */
+  private jsonChunks: Buffer[] | undefined;
+  private jsonBytes = 0;
   private resolve!: (r: AttemptResult) => void;
   readonly done: Promise<AttemptResult>;
 
@@ -144,6 +147,15 @@ export class Attempt {
   private static onErrorEnd(this: Owned<IncomingMessage>): void {
     this[OWNER]!.errorEnd();
   }
+  private static onUpgrade(this: Owned<ClientRequest>, _res: IncomingMessage, socket: Socket): void {
+    // The socket is the gateway's to close now: Node handed it over with the 101.
+    socket.destroy();
+    this[OWNER]?.interim(101);
+  }
+  private static onInformation(this: Owned<ClientRequest>, info: { statusCode: number }): void {
+    // 100 Continue and 103 Early Hints come before a real answer; any other 1xx never ends in one.
+    if (info.statusCode !== 100 && info.statusCode !== 103) this[OWNER]?.interim(info.statusCode);
+  }
   private static onDrain(this: Owned<ServerResponse>): void {
     const attempt = this[OWNER];
     this[OWNER] = undefined;
@@ -163,6 +175,9 @@ export class Attempt {
       proxyReq.destroy();
       return;
     }
+    (proxyReq as Owned<ClientRequest>)[OWNER] = this;
+    proxyReq.on('upgrade', Attempt.onUpgrade);
+    proxyReq.on('information', Attempt.onInformation);
     const socket = proxyReq.socket as Owned<Socket> | null;
     if (socket === null || !socket.connecting) return this.connected();
     socket[OWNER] = this;
@@ -203,15 +218,39 @@ export class Attempt {
       proxyRes.on('end', Attempt.onErrorEnd);
       return;
     }
-    const unreadable = unreadableBody(proxyRes.headers, sse, ctx.route?.jsonBody === true);
+    // A 101 without an Upgrade header reaches here as a response (with one, see onUpgrade).
+    if (status < 200) return this.interim(status);
+    const jsonApi = ctx.route?.jsonBody === true;
+    const stream = ctx.stream && ctx.route?.unary !== true;
+    const unreadable = unreadableBody(proxyRes.headers, sse, jsonApi, status, stream);
     if (unreadable !== undefined)
       return this.fail(new UpstreamMalformedError(unreadable, { phase: 'headers' }));
     if (sse) this.framer = new SseFramer(this.deps.maxEventBytes);
+    else if (jsonApi) {
+      // Held until complete: an empty, cut or non-JSON answer is still an error before any output.
+      const declared = Number(proxyRes.headers['content-length']);
+      if (declared > this.deps.maxEventBytes) return this.fail(this.jsonTooLarge('headers'));
+      this.jsonChunks = [];
+    }
     // The head goes out with the first body byte: an upstream that fails before sending any body
     // gets an HTTP error, never a 200 stream whose first event is a failure (protocol §5 case 8).
     this.status = status;
     proxyRes.on('data', Attempt.onData);
     proxyRes.on('end', Attempt.onEnd);
+  }
+
+  /** An interim (1xx) status that no final answer follows on a plain request. */
+  private interim(status: number): void {
+    if (this.phase === 'settled') return;
+    const name = STATUS_CODES[status] ?? 'interim response';
+    this.fail(
+      new UpstreamMalformedError(
+        status === 101
+          ? 'upstream answered HTTP 101 Switching Protocols to a plain request'
+          : `upstream answered HTTP ${status} ${name}, an interim status with no answer after it`,
+        { phase: 'headers' },
+      ),
+    );
   }
 
   /** A socket error reported by http-proxy-3 (connect refused, reset, hang up). */
@@ -234,6 +273,7 @@ export class Attempt {
     if (this.phase !== 'body') return; // draining after a terminal event
     this.timer?.refresh();
     const ctx = this.ctx;
+    if (this.jsonChunks !== undefined) return this.holdJson(chunk);
     let ok: boolean;
     if (this.framer === undefined) {
       this.commit();
@@ -354,10 +394,49 @@ export class Attempt {
     }
   }
 
+  /** Keeps a JSON answer's chunk back, within maxEventBytes. */
+  private holdJson(chunk: Buffer): void {
+    this.jsonChunks!.push(chunk);
+    this.jsonBytes += chunk.length;
+    if (this.jsonBytes > this.deps.maxEventBytes) this.fail(this.jsonTooLarge('stream'));
+  }
+
+  private jsonTooLarge(phase: 'headers' | 'stream'): GatewayError {
+    return new UpstreamTooLargeError(`upstream JSON answer over ${this.deps.maxEventBytes} bytes`, { phase });
+  }
+
+  /** The held JSON answer is complete: checked, then sent whole with its length. */
+  private endJson(chunks: Buffer[]): void {
+    const status = this.status;
+    const why = notJsonBody(chunks, this.jsonBytes, status);
+    if (why !== undefined) return this.fail(new UpstreamMalformedError(why, { phase: 'stream' }));
+    this.jsonChunks = undefined;
+    const ctx = this.ctx;
+    (ctx.responseHeaders ??= {})['content-length'] = this.jsonBytes;
+    this.commit();
+    // The chunks as received, in one corked write: no copy into one buffer.
+    const res = ctx.res;
+    res.cork();
+    for (const chunk of chunks) res.write(chunk);
+    res.end();
+    this.settle({ kind: 'ok' });
+  }
+
   private end(): void {
     if (this.phase !== 'body') return;
+    if (this.jsonChunks !== undefined) return this.endJson(this.jsonChunks);
     if (this.framer !== undefined) {
-      const rest = this.framer.rest();
+      const rest = this.framer.rest(this);
+      // A frame whose blank line ended in the body's last byte (a CR) completes only now.
+      if (this.out.length > 0 || this.stopped !== undefined) {
+        const out = this.out;
+        this.out = '';
+        if (out.length > 0) {
+          this.commit();
+          this.ctx.res.write(out);
+        }
+        if (this.stopped !== undefined) return this.afterStop();
+      }
       if (rest.trim().length > 0) {
         // The stream ended inside a frame: that frame never completed.
         return this.fail(

@@ -97,7 +97,7 @@ export const configSchema = z.strictObject({
       /** Attempts per request across upstreams, before the first byte reaches the client. */
       maxAttempts: integer(1, 20).default(3),
       timeouts: timeoutsSchema.prefault({}),
-      /** Largest single SSE event accepted from an upstream. */
+      /** Largest single SSE event accepted from an upstream; also bounds a JSON answer held for its check. */
       maxEventBytes: size().default(16 * 1024 * 1024),
       /** Short cooldown after a transient upstream failure (5xx, network). */
       transientCooldown: duration().default(30_000),

@@ -3,7 +3,7 @@
  * HTTP status, OpenAI error `type` and internal code, so classifiers and writers switch on the
  * class (or `code`) instead of parsing messages.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import http, { type IncomingHttpHeaders } from 'node:http';
 
 export type ErrorPhase = 'admission' | 'connect' | 'headers' | 'body' | 'stream' | 'internal';
 
@@ -308,10 +308,23 @@ export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): 
         { ...opts, retryAfter: 1 },
       );
     default:
+      if (err.code?.startsWith('HPE_') === true) return httpParseError(err.code, opts);
       return phase === 'stream' || phase === 'body'
         ? new UpstreamConnectionLostError(undefined, opts)
         : new UpstreamResetError(undefined, opts);
   }
+}
+
+/**
+ * Node's HTTP parser refused the upstream's answer (`HPE_*`): an upstream fault with a real cause,
+ * not a reset. The parser's text and the offending bytes are not repeated.
+ */
+function httpParseError(code: string, opts: GatewayErrorOptions): GatewayError {
+  const message =
+    code === 'HPE_HEADER_OVERFLOW'
+      ? `upstream response headers are larger than the ${Math.round(http.maxHeaderSize / 1024)} KB limit`
+      : `upstream sent a malformed HTTP response (${code.slice(0, 64)})`;
+  return new UpstreamMalformedError(message, opts);
 }
 
 export function toGatewayError(err: unknown): GatewayError {

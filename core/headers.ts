@@ -133,22 +133,58 @@ function connectionNamed(headers: IncomingHttpHeaders): string[] | undefined {
 export const UPSTREAM_ACCEPT_ENCODING = 'identity';
 
 /**
- * Why a successful upstream body cannot go to the client, or undefined when it can. An event stream
- * in any content-coding cannot be framed; on a JSON API route, a coding the gateway did not ask for
- * or a body that is neither JSON nor an event stream (an HTML page from a proxy) is not the API's
- * answer. A missing content-type is let through.
+ * Why a successful upstream answer cannot go to the client, or undefined when it can. An event
+ * stream in any content-coding cannot be framed. On a JSON API route: a coding the gateway did not
+ * ask for, a redirect (never relayed: it points at the upstream's side), a streamed request answered
+ * without an event stream, or a body that is neither JSON nor an event stream (an HTML page from a
+ * proxy) is not the API's answer. A missing content-type is let through (the body is checked).
  */
 export function unreadableBody(
   headers: IncomingHttpHeaders,
   sse: boolean,
   jsonApi: boolean,
+  status = 200,
+  stream = false,
 ): string | undefined {
   const encoding = headers['content-encoding']?.trim().toLowerCase().slice(0, 64);
   if (encoding !== undefined && encoding !== '' && encoding !== 'identity' && (sse || jsonApi))
     return `upstream sent its answer in content-encoding "${encoding}", which the gateway did not ask for and cannot read`;
+  if (!jsonApi || sse) return undefined;
+  if (status >= 300 && status !== 304)
+    return `upstream answered HTTP ${status} (a redirect), which the gateway does not follow`;
   const type = headers['content-type'];
-  if (jsonApi && !sse && type !== undefined && !/^application\/(.+\+)?json\b/i.test(type.trim()))
-    return `upstream answered with ${type.split(';')[0]!.trim().slice(0, 64)}, not JSON or an event stream`;
+  const shown = type?.split(';')[0]!.trim().slice(0, 64);
+  if (stream)
+    return shown === undefined || shown === '' || status !== 200
+      ? `upstream answered a streamed request with HTTP ${status}${shown ? ` (${shown})` : ''} and no event stream`
+      : `upstream answered a streamed request with ${shown}, not an event stream`;
+  if (type !== undefined && !/^application\/(.+\+)?json\b/i.test(type.trim()))
+    return `upstream answered with ${shown}, not JSON or an event stream`;
+  return undefined;
+}
+
+/**
+ * Why a held JSON answer is not one, or undefined when it looks like one: not empty, its first and
+ * last non-blank bytes `{` and `}`. Structural only: the body is not parsed again.
+ */
+export function notJsonBody(chunks: Buffer[], bytes: number, status: number): string | undefined {
+  const first = edgeByte(chunks, true);
+  if (bytes === 0 || first === undefined)
+    return `upstream answered HTTP ${status} with an empty body, not a Response`;
+  if (first !== 0x7b || edgeByte(chunks, false) !== 0x7d)
+    return `upstream answered HTTP ${status} with a body that is not JSON`;
+  return undefined;
+}
+
+/** The first (or last) byte of the chunks that is not JSON whitespace. */
+function edgeByte(chunks: Buffer[], fromStart: boolean): number | undefined {
+  for (let c = 0; c < chunks.length; c++) {
+    const chunk = chunks[fromStart ? c : chunks.length - 1 - c]!;
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[fromStart ? i : chunk.length - 1 - i]!;
+      if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) return b;
+    }
+  }
   return undefined;
 }
 

@@ -15,110 +15,131 @@ export interface FrameSink {
 
 export class SseFramer {
   private readonly decoder = new StringDecoder('utf8');
-  private pending = '';
-  private pendingHasCR = false;
-  /**
-   * Text after `pending` in which no frame can end: a long event's chunks wait here unjoined, so
-   * the pending text is not copied and rescanned on every chunk (quadratic on a multi-MB event).
-   */
-  private tail: string[] = [];
-  private tailChars = 0;
+  /** The incomplete frame's text, in the pieces it came in: joined once, when the frame completes. */
+  private pieces: string[] = [];
+  private pendingChars = 0;
+  /** The scan's state at the end of the text seen so far, so each chunk's text is scanned once. */
+  /** The current line has no character yet (true at a frame's start). */
+  private lineEmpty = true;
+  /** The text seen so far ends in a CR: an LF first in the next chunk is the rest of a CRLF. */
+  private afterCR = false;
+  /** The frame is complete but ended in a CR at the end of a chunk: it waits for a possible LF. */
+  private ended = false;
 
   constructor(private readonly maxFrameChars: number) {}
 
   /** Nothing is waiting for more bytes. */
   get idle(): boolean {
-    return this.pending.length === 0 && this.tailChars === 0;
+    return this.pendingChars === 0;
   }
 
   /** Feeds one chunk; hands the text of each complete frame (blank line included) to `sink.frame`. */
   push(chunk: Buffer, sink: FrameSink): void {
     const text = this.decoder.write(chunk);
     if (text.length === 0) return;
-    if (this.pending.length > 0 && !this.pendingHasCR && !mayEndFrame(this.lastChar(), text)) {
-      this.tail.push(text);
-      this.tailChars += text.length;
-      if (this.pending.length + this.tailChars > this.maxFrameChars)
-        throw new SseFrameTooLargeError(`SSE event over ${this.maxFrameChars} characters`);
-      return;
-    }
-    this.joinTail();
-    // Resume the search just before the new text: a blank line may straddle the chunk boundary.
-    let from = this.pending.length > 2 ? this.pending.length - 2 : 0;
-    let s = this.pending.length === 0 ? text : this.pending + text;
+    // `start`: where the open frame's text begins in this chunk; `from`: where the scan resumes.
     let start = 0;
-    const hasCR = this.pendingHasCR || text.indexOf('\r') !== -1;
-    for (;;) {
-      const end = hasCR ? generalBoundary(s, start) : simpleBoundary(s, from, start);
-      if (end < 0) break;
-      sink.frame(start === 0 && end === s.length ? s : s.slice(start, end));
-      start = end;
-      from = end;
+    let from = 0;
+    if (this.afterCR) {
+      this.afterCR = false;
+      if (text.charCodeAt(0) === 10) from = 1;
+      if (this.ended) {
+        this.ended = false;
+        this.emit(text, 0, from, sink);
+        start = from;
+      }
     }
-    s = start === 0 ? s : s.slice(start);
-    if (s.length > this.maxFrameChars)
+    start =
+      text.indexOf('\r', from) === -1
+        ? this.scanLf(text, start, from, sink)
+        : this.scanAny(text, start, from, sink);
+    if (start === text.length) return;
+    this.pendingChars += text.length - start;
+    if (this.pendingChars > this.maxFrameChars)
       throw new SseFrameTooLargeError(`SSE event over ${this.maxFrameChars} characters`);
-    this.pending = s;
-    this.pendingHasCR = hasCR && s.indexOf('\r') !== -1;
+    this.pieces.push(start === 0 ? text : text.slice(start));
   }
 
-  /** Whatever is left when the stream ends: a frame without its closing blank line. */
-  rest(): string {
-    this.joinTail();
-    const rest = this.pending + this.decoder.end();
-    this.pending = '';
+  /**
+   * Whatever is left when the stream ends: a frame without its closing blank line. A frame that was
+   * complete but for a possible LF (its blank line ended in a CR at the very end) goes to `sink`.
+   */
+  rest(sink: FrameSink): string {
+    if (this.ended) this.emit('', 0, 0, sink);
+    const rest = this.pieces.join('') + this.decoder.end();
+    this.pieces = [];
+    this.pendingChars = 0;
+    this.lineEmpty = true;
+    this.afterCR = this.ended = false;
     return rest;
   }
 
-  private lastChar(): number {
-    const last = this.tailChars > 0 ? this.tail[this.tail.length - 1]! : this.pending;
-    return last.charCodeAt(last.length - 1);
-  }
-
-  private joinTail(): void {
-    if (this.tailChars === 0) return;
-    this.pending += this.tail.join('');
-    this.tail = [];
-    this.tailChars = 0;
-  }
-}
-
-/** Whether a frame may end in `text`, given the character before it (LF-only pending text). */
-function mayEndFrame(before: number, text: string): boolean {
-  if (text.indexOf('\r') !== -1) return true;
-  if (before === 10 && text.charCodeAt(0) === 10) return true;
-  return text.indexOf('\n\n') !== -1;
-}
-
-/** LF-only text: the end index of the first frame (after "\n\n"), or -1. */
-function simpleBoundary(s: string, from: number, start: number): number {
-  // A frame that starts with "\n" is a stray blank line: it ends right there.
-  if (s.charCodeAt(start) === 10) return start + 1;
-  const i = s.indexOf('\n\n', from > start ? from : start);
-  return i < 0 ? -1 : i + 2;
-}
-
-/** Any mix of CR, LF and CRLF. A trailing CR waits for the next chunk: it may be half of a CRLF. */
-function generalBoundary(s: string, start: number): number {
-  let lineStart = start;
-  let i = start;
-  const n = s.length;
-  while (i < n) {
-    const c = s.charCodeAt(i);
-    if (c !== 10 && c !== 13) {
-      i++;
-      continue;
+  /** LF-only text: native searches for the blank lines. Returns where the open frame starts. */
+  private scanLf(text: string, start: number, from: number, sink: FrameSink): number {
+    const n = text.length;
+    while (from < n) {
+      let end: number;
+      // A blank line right where the scan resumes (the line before it ended in the previous chunk).
+      if (this.lineEmpty && text.charCodeAt(from) === 10) end = from + 1;
+      else {
+        const i = text.indexOf('\n\n', from);
+        if (i < 0) {
+          this.lineEmpty = text.charCodeAt(n - 1) === 10;
+          break;
+        }
+        end = i + 2;
+      }
+      this.emit(text, start, end, sink);
+      start = from = end;
+      this.lineEmpty = true;
     }
-    let next = i + 1;
-    if (c === 13) {
-      if (next === n) return -1;
-      if (s.charCodeAt(next) === 10) next++;
-    }
-    if (i === lineStart) return next;
-    lineStart = next;
-    i = next;
+    return start;
   }
-  return -1;
+
+  /** Any mix of CR, LF and CRLF, one character at a time. Returns where the open frame starts. */
+  private scanAny(text: string, start: number, from: number, sink: FrameSink): number {
+    let lineEmpty = this.lineEmpty;
+    const n = text.length;
+    for (let i = from; i < n;) {
+      const c = text.charCodeAt(i);
+      if (c !== 10 && c !== 13) {
+        lineEmpty = false;
+        i++;
+        continue;
+      }
+      let next = i + 1;
+      if (c === 13) {
+        if (next === n) {
+          // Half of a CRLF, maybe: the next chunk tells.
+          this.afterCR = true;
+          this.ended = lineEmpty;
+          lineEmpty = true;
+          break;
+        }
+        if (text.charCodeAt(next) === 10) next++;
+      }
+      if (lineEmpty) {
+        this.emit(text, start, next, sink);
+        start = next;
+      }
+      lineEmpty = true;
+      i = next;
+    }
+    this.lineEmpty = lineEmpty;
+    return start;
+  }
+
+  /** Hands over the frame made of the pieces so far and `text[start, end)`. */
+  private emit(text: string, start: number, end: number, sink: FrameSink): void {
+    const last = start === 0 && end === text.length ? text : text.slice(start, end);
+    const pieces = this.pieces;
+    if (pieces.length === 0) return sink.frame(last);
+    // One join for the whole frame, however many chunks it came in.
+    const raw = pieces.length === 1 ? pieces[0]! + last : (pieces.push(last), pieces.join(''));
+    this.pieces = [];
+    this.pendingChars = 0;
+    sink.frame(raw);
+  }
 }
 
 /** Parses one frame's fields. Returns undefined for a frame of comments only. */

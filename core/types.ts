@@ -19,6 +19,11 @@ export interface RouteMatch {
   /** The protocol requires a terminal event: an EOF without one is a failure. */
   requiresTerminalEvent?: boolean;
   /**
+   * A unary endpoint: a JSON answer is valid even when the client sent `stream: true`. Otherwise, on
+   * a `jsonBody` route, a streamed request answered without an event stream is an upstream error.
+   */
+  unary?: boolean;
+  /**
    * The protocol's frames for a streamed request that waits for a slot in the queue's keepalive
    * mode: `open` starts the stream, `tick` keeps an idle client alive. Without them, waits hold headers.
    */

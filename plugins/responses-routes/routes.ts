@@ -20,8 +20,9 @@ export const RESPONSES_COMPACT: RouteMatch = {
   auth: 'client',
   upstreamPath: '/responses/compact',
   jsonBody: true,
-  // Compact is unary JSON; if an upstream streams it anyway, the same terminal rule holds.
+  // Compact is unary JSON (Codex drops `stream`); if an upstream streams it anyway, the same terminal rule holds.
   requiresTerminalEvent: true,
+  unary: true,
 };
 
 export const MODELS: RouteMatch = { kind: 'models', proxy: false, auth: 'client' };

@@ -497,7 +497,8 @@ describe('proxy', () => {
       assert.equal((failedLog(g).error as Record<string, unknown>).code, 'UPSTREAM_CONNECTION_LOST');
     });
 
-    it('cuts a JSON response that dies mid-body (content-length) instead of hanging', async () => {
+    // A JSON answer is held until complete (issue 11 item 9): a cut one is an error before any output.
+    it('a JSON response that dies mid-body (content-length) → 502, none of the cut body, no hang', async () => {
       const full = JSON.stringify(
         responseObject('resp_cut', 'completed', { output: [MESSAGE_ITEM], usage: USAGE }),
       );
@@ -516,13 +517,13 @@ describe('proxy', () => {
         5000,
         'the client response never ended',
       );
-      assert.equal(r.status, 200);
-      assert.equal(r.complete, false);
-      assert.ok(r.error instanceof Error, 'the client should see the truncation as an error');
-      assert.equal(r.text(), part);
+      assert.equal(r.status, 502, r.text());
+      assert.equal(r.complete, true);
+      assert.match(String((r.json().error as Record<string, unknown>).message), /upstream connection lost/);
+      assert.ok(!r.text().includes('resp_cut'));
     });
 
-    it('cuts a chunked JSON response that dies mid-body instead of ending it cleanly', async () => {
+    it('a chunked JSON response that dies mid-body → 502, never a clean 200', async () => {
       const part = '{"id":"resp_cut","object":"response","output":[';
       const up = await upstream(async (_req, res) => {
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -535,10 +536,10 @@ describe('proxy', () => {
         5000,
         'the client response never ended',
       );
-      assert.equal(r.status, 200);
-      assert.equal(r.complete, false);
-      assert.ok(r.error instanceof Error, 'the client should see the truncation as an error');
-      assert.equal(r.text(), part);
+      assert.equal(r.status, 502, r.text());
+      assert.equal(r.complete, true);
+      assert.match(String((r.json().error as Record<string, unknown>).message), /upstream connection lost/);
+      assert.ok(!r.text().includes('resp_cut'));
     });
   });
 });

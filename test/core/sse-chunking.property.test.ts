@@ -8,22 +8,36 @@ import type http from 'node:http';
 import { basicConfig, CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
 
-/** A stream with LF and CRLF frames, a comment, multi-byte text and a multi-line data field. */
-const STREAM = Buffer.from(
-  happyStream()
-    .map((f, i) => (i === 4 ? f.replace('Hello!', 'Héllo ✓ — ok') : f))
-    .map((f, i) => (i === 3 ? f.replace(/\n/g, '\r\n') : f))
-    .join('')
-    .replace(
-      'event: response.output_item.added',
-      ': keep-alive comment\n\nevent: response.output_item.added',
+/** The happy stream with a comment, multi-byte text and a multi-line data field, LF line ends. */
+const LF_TEXT = happyStream()
+  .map((f, i) => (i === 4 ? f.replace('Hello!', 'Héllo ✓ — ok') : f))
+  .join('')
+  .replace('event: response.output_item.added', ': keep-alive comment\n\nevent: response.output_item.added');
+
+/** The same stream with LF and CRLF frames mixed, all CR, or all CRLF. */
+const STREAMS: [string, Buffer][] = [
+  [
+    'mixed LF and CRLF',
+    Buffer.from(
+      happyStream()
+        .map((f, i) => (i === 4 ? f.replace('Hello!', 'Héllo ✓ — ok') : f))
+        .map((f, i) => (i === 3 ? f.replace(/\n/g, '\r\n') : f))
+        .join('')
+        .replace(
+          'event: response.output_item.added',
+          ': keep-alive comment\n\nevent: response.output_item.added',
+        ),
     ),
-);
+  ],
+  ['CR only', Buffer.from(LF_TEXT.replace(/\n/g, '\r'))],
+  ['CRLF only', Buffer.from(LF_TEXT.replace(/\n/g, '\r\n'))],
+];
 
 describe('SSE relay under any chunking (property)', () => {
   let upstream: TestUpstream;
   let gateway: TestGateway;
   let cuts: number[] = [];
+  let STREAM = STREAMS[0]![1];
 
   before(async () => {
     upstream = await startUpstream(async (_req, res: http.ServerResponse) => {
@@ -53,17 +67,19 @@ describe('SSE relay under any chunking (property)', () => {
     return Buffer.from(await res.arrayBuffer());
   }
 
-  it('the client receives the upstream bytes unchanged, for any split points', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.uniqueArray(fc.integer({ min: 1, max: STREAM.length - 1 }), { maxLength: 12 }),
-        async (points) => {
-          cuts = [...points].sort((a, b) => a - b);
-          const got = await through();
-          assert.equal(got.toString('utf8'), STREAM.toString('utf8'), `cuts at ${cuts.join(',')}`);
-        },
-      ),
-      { numRuns: 60 },
-    );
-  });
+  for (const [name, bytes] of STREAMS)
+    it(`the client receives the upstream bytes unchanged, for any split points (${name})`, async () => {
+      STREAM = bytes;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uniqueArray(fc.integer({ min: 1, max: STREAM.length - 1 }), { maxLength: 12 }),
+          async (points) => {
+            cuts = [...points].sort((a, b) => a - b);
+            const got = await through();
+            assert.equal(got.toString('utf8'), STREAM.toString('utf8'), `cuts at ${cuts.join(',')}`);
+          },
+        ),
+        { numRuns: 60 },
+      );
+    });
 });

@@ -28,6 +28,24 @@ describe('SSE framing', () => {
     }
   });
 
+  it('a CR that ends the body ends its frame: rest() hands the frame over, nothing is left', () => {
+    const f = new SseFramer(1 << 20);
+    const out: string[] = [];
+    const sink = { frame: (s: string) => out.push(s) };
+    f.push(Buffer.from('data: 1\r\rdata: 2\r'), sink);
+    f.push(Buffer.from('\r'), sink);
+    assert.deepEqual(out, ['data: 1\r\r']);
+    assert.equal(f.rest(sink), '');
+    assert.deepEqual(out, ['data: 1\r\r', 'data: 2\r\r']);
+  });
+
+  it('keeps the LF of a CRLF split between chunks in the frame it ends a line of', () => {
+    const text = 'event: a\r\ndata: x\r\n\r\n';
+    for (let i = 1; i < text.length; i++)
+      for (let j = i + 1; j < text.length; j++)
+        assert.deepEqual(frames([text.slice(0, i), text.slice(i, j), text.slice(j)]), [text], `${i},${j}`);
+  });
+
   it('parses fields: event, multi-line data, comments, optional space', () => {
     assert.deepEqual(parseFrame('event: x\ndata: a\ndata:b\n\n'), {
       event: 'x',

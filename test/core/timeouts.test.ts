@@ -157,17 +157,18 @@ describe('timeouts', () => {
       assert.equal(loggedError(g).code, 'UPSTREAM_IDLE_TIMEOUT');
     });
 
-    it('a JSON body that stalls mid-way → the client connection is cut, not left hanging', async () => {
+    // A JSON answer is held until complete (issue 11 item 9): a stalled one is a 504 before any output.
+    it('a JSON body that stalls mid-way → 504 naming the stall, none of the body, not left hanging', async () => {
       const up = await upstream((_req, res) => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
         res.write('{"id":"resp_idle","object":"response",');
       });
       const g = await gateway([up.url]);
       const r = await postJson(g.url, '/v1/responses', { model: 'm', input: 'x' });
-      assert.equal(r.status, 200);
-      assert.equal(r.complete, false);
-      assert.ok(r.error instanceof Error);
-      assert.equal(r.text(), '{"id":"resp_idle","object":"response",');
+      assert.equal(r.status, 504, r.text());
+      assert.equal(r.complete, true);
+      assert.match(String((r.json().error as Record<string, unknown>).message), /stalled/);
+      assert.ok(!r.text().includes('resp_idle'));
       assert.equal(loggedError(g).code, 'UPSTREAM_IDLE_TIMEOUT');
     });
 
