@@ -26,5 +26,10 @@ export function stateKey(key: string): string {
  * keeps the whole original alive in V8, so a 256-character cut of a 2 MB model name would hold 2 MB.
  */
 export function stateText(text: string, max: number = MAX_ECHO_CHARS): string {
-  return Buffer.from(truncate(text, max), 'utf8').toString('utf8');
+  return detached(truncate(text, max));
+}
+
+/** A copy of `text` that refers to no other string (a slice or concatenation refers to its parts). */
+export function detached(text: string): string {
+  return Buffer.from(text, 'utf8').toString('utf8');
 }

@@ -5,14 +5,16 @@
  * fixed-size digests, so the heap does not grow with what clients send; affinity bindings are capped
  * by `pool.affinity.maxEntries` (least recently used goes first) and per-model cooldowns per upstream
  * (soft ones go before rate limits); expired cooldowns are swept without the same model being looked
- * up again. Item 21: a 429 answered locally while an upstream's Retry-After runs carries that
- * upstream's reason, bounded and scrubbed.
+ * up again; the dashboard's recent requests keep a cut copy of a long model name, not the name.
+ * Item 21: a 429 answered locally while an upstream's Retry-After runs carries that upstream's
+ * reason, bounded and scrubbed.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { CLIENT_KEY, type TestGateway } from '../helpers/gateway.js';
+import { dashboardConfig } from '../helpers/dashboard-feed.js';
+import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
 import {
   jsonError,
   poolHarness,
@@ -310,6 +312,38 @@ describe('reliability: state a client can make the gateway keep is bounded', fun
       // The account-wide cooldown is apart: no model name stands for it.
       state.cool('A', '*', now + 60_000, 'model star', 'rate_limit');
       assert.equal(state.cooldown('A', 'other', now), undefined);
+    });
+  });
+
+  describe('other state that outlives a request (item 4 audit)', () => {
+    it('the dashboard’s recent requests keep a cut copy of a long model name, not the name', async () => {
+      const A = await h.upstream('A');
+      A.fallback = tinyResponse('A');
+      const g = await startGateway(
+        dashboardConfig({
+          upstreams: [{ name: 'A', baseUrl: `${A.url}/v1`, apiKey: upstreamKey('A') }],
+          dashboard: { recent: 40 },
+        }),
+      );
+      try {
+        assert.equal(await lean(g, { model: 'warm-up', input: 'hi' }), 200);
+        A.requests.length = 0;
+        const logChars = () => g.rawLogs().length;
+        const logsBefore = logChars();
+        const before = heapUsed();
+        await spread(40, 4, async (i) => {
+          assert.equal(
+            await lean(g, { model: String(i).padStart(3, '0') + 'd'.repeat(MB), input: 'hi' }),
+            200,
+          );
+        });
+        A.requests.length = 0;
+        const growth = heapUsed() - before - (logChars() - logsBefore);
+        // Unbounded, the 40 recent requests would hold 40 MB of model names.
+        assert.ok(growth < 8 * MB, `heap grew by ${(growth / MB).toFixed(1)} MB`);
+      } finally {
+        await g.close();
+      }
     });
   });
 
