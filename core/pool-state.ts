@@ -68,7 +68,10 @@ export interface MemoryPoolStateOptions {
 
 export const DEFAULT_MAX_BINDINGS = 100_000;
 export const DEFAULT_MAX_MODEL_COOLDOWNS = 1000;
-/** Expired cooldowns are swept on a write at least this often, and every SWEEP_EVERY_WRITES writes. */
+/**
+ * Expired bindings are swept on a bind at most this often (and whenever over the cap); expired
+ * cooldowns on a write at least this often, and every SWEEP_EVERY_WRITES writes.
+ */
 const SWEEP_EVERY_MS = 1000;
 const SWEEP_EVERY_WRITES = 256;
 /** A long model name is shown cut to this in views. */
@@ -88,6 +91,8 @@ interface UpstreamCooldowns {
 interface Binding {
   upstream: string;
   until: number;
+  /** Used again since it was last put at the back of the map. */
+  renewed: boolean;
 }
 
 /**
@@ -99,12 +104,13 @@ export class MemoryPoolState implements PoolStateStore {
   private readonly inflight = new Map<string, number>();
   private readonly cooldowns = new Map<string, UpstreamCooldowns>();
   private readonly disabledReasons = new Map<string, string>();
-  /** Least recently used first: a binding is re-inserted whenever it is used or renewed. */
+  /** In order of insertion, renewed ones moved to the back as the sweep meets them (second chance). */
   private readonly bindings = new Map<string, Binding>();
   private readonly maxBindings: number;
   private readonly maxModelCooldowns: number;
   private writesSinceSweep = 0;
-  private sweptAt = 0;
+  private bindingsSweptAt = 0;
+  private cooldownsSweptAt = 0;
 
   constructor(options: MemoryPoolStateOptions = {}) {
     this.maxBindings = options.maxBindings ?? DEFAULT_MAX_BINDINGS;
@@ -174,7 +180,7 @@ export class MemoryPoolState implements PoolStateStore {
         cs.models.set(key, { until, reason: stateText(reason), kind, label });
       }
     }
-    if (++this.writesSinceSweep >= SWEEP_EVERY_WRITES || now - this.sweptAt >= SWEEP_EVERY_MS)
+    if (++this.writesSinceSweep >= SWEEP_EVERY_WRITES || now - this.cooldownsSweptAt >= SWEEP_EVERY_MS)
       this.sweepCooldowns(now);
   }
   clearCooldown(upstream: string, model: string | undefined): void {
@@ -203,22 +209,19 @@ export class MemoryPoolState implements PoolStateStore {
   }
   bind(key: string, upstream: string, until: number): void {
     const k = stateKey(key);
-    let b = this.bindings.get(k);
-    if (b === undefined) b = { upstream, until };
+    const b = this.bindings.get(k);
+    if (b === undefined) this.bindings.set(k, { upstream, until, renewed: false });
     else {
-      // To the back: the map stays in least-recently-used order.
-      this.bindings.delete(k);
+      // Renewed in place (a delete and re-insert costs more than the rest of the lookup); the sweep
+      // moves it to the back when it reaches the front.
       b.upstream = upstream;
       b.until = until;
+      b.renewed = true;
     }
-    this.bindings.set(k, b);
-    // Every binding lives one TTL from its last use, so the front is also the first to expire: drop
-    // the expired ones there, then the least recently used while over the cap. Amortised O(1).
     const now = Date.now();
-    for (const [k2, v] of this.bindings) {
-      if (v.until > now && this.bindings.size <= this.maxBindings) break;
-      this.bindings.delete(k2);
-    }
+    if (this.bindings.size <= this.maxBindings && now - this.bindingsSweptAt < SWEEP_EVERY_MS) return;
+    this.bindingsSweptAt = now;
+    this.sweepBindings(now);
   }
   unbind(key: string): void {
     this.bindings.delete(stateKey(key));
@@ -248,10 +251,30 @@ export class MemoryPoolState implements PoolStateStore {
     return { bindings: this.bindings.size, bindingKeyChars, cooldowns, cooldownKeyChars };
   }
 
+  /**
+   * From the front: expired bindings go; a renewed one moves to the back (it was used since); while
+   * over the cap, an unrenewed one goes (the least recently used). Stops at the first live, unrenewed
+   * binding within the cap: every binding after it was placed later, and the scheduler binds every
+   * session for the same TTL, so none of them has expired. A binding moves at most once per pass
+   * and only if renewed: amortised O(1) per bind.
+   */
+  private sweepBindings(now: number): void {
+    const bindings = this.bindings;
+    for (const [k, b] of bindings) {
+      if (b.until <= now) bindings.delete(k);
+      else if (b.renewed) {
+        b.renewed = false;
+        bindings.delete(k);
+        bindings.set(k, b);
+      } else if (bindings.size > this.maxBindings) bindings.delete(k);
+      else break;
+    }
+  }
+
   /** Drops every expired cooldown, so a model never looked up again does not keep its entry. */
   private sweepCooldowns(now: number): void {
     this.writesSinceSweep = 0;
-    this.sweptAt = now;
+    this.cooldownsSweptAt = now;
     for (const cs of this.cooldowns.values()) {
       if (cs.account !== undefined && cs.account.until <= now) cs.account = undefined;
       for (const [k, c] of cs.models) if (c.until <= now) cs.models.delete(k);

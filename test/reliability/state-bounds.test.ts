@@ -219,6 +219,21 @@ describe('reliability: state a client can make the gateway keep is bounded', fun
         assert.equal(state.affinity(`s:sess-${i}`, later), served[i], `sess-${i}`);
     });
 
+    it('expired bindings are swept by later binds, without their sessions coming back', async () => {
+      const { g } = await twoUpstreams({ affinity: { ttl: '200ms' } });
+      for (let i = 0; i < 100; i++)
+        assert.equal(
+          (await post(g, { model: MODEL, input: 'hi' }, { 'session-id': `old-${i}` })).status,
+          200,
+        );
+      const boundAt = Date.now();
+      assert.equal(stats(g).bindings, 100);
+      // Past the TTL and the sweep interval (1 s), one new session's bind drops the 100.
+      await until(() => Date.now() > boundAt + 1100, 'the bindings and the sweep interval should pass', 3000);
+      await post(g, { model: MODEL, input: 'hi' }, { 'session-id': 'new' });
+      assert.equal(stats(g).bindings, 1);
+    });
+
     it('is checked at boot: 0 is refused with its key path', async () => {
       await assert.rejects(
         () =>
