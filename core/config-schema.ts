@@ -124,6 +124,8 @@ export const configSchema = z.strictObject({
           /** Keep a session on one upstream (prompt caching): session-id → prompt_cache_key → previous_response_id. */
           enabled: z.boolean().default(true),
           ttl: duration().default(3_600_000),
+          /** Bindings kept at most; beyond, the least recently used goes. */
+          maxEntries: integer(1, 10_000_000).default(100_000),
         })
         .prefault({}),
       queue: z

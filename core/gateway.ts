@@ -174,7 +174,7 @@ export class Gateway {
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
     this.poolRef = new UpstreamPool(
       this.buildUpstreams(source),
-      options.poolState ?? new MemoryPoolState(),
+      options.poolState ?? new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries }),
       queue,
     );
     for (const u of this.poolRef.upstreams) {

@@ -133,7 +133,9 @@ export class Pipeline {
       if (verdict.cooldownMs !== undefined && verdict.cooldownMs > 0) {
         const model = verdict.cooldownScope === 'account' ? undefined : ctx.model;
         const until = Date.now() + verdict.cooldownMs;
-        this.pool.state.cool(upstream.name, model, until, error.message, verdict.cooldownKind ?? 'transient');
+        // Scrubbed before the store cuts it: a cut through a secret would leave a part no scrub knows.
+        const reason = this.secrets.scrub(error.message);
+        this.pool.state.cool(upstream.name, model, until, reason, verdict.cooldownKind ?? 'transient');
       }
       ctx.log.debug({ upstream: upstream.name, code: error.code, retry: verdict.retry }, 'attempt failed');
       if (verdict.retry === 'none' || ctx.attempts >= maxAttempts || ctx.clientGone) throw error;

@@ -2,6 +2,7 @@
  * Per-upstream runtime state: in-flight counts, cooldowns, disabled flags. Behind an interface so a
  * shared store (Redis) can replace the in-memory one when several gateway processes share accounts.
  */
+import { stateKey, stateText } from './state-key.js';
 
 /** `rate_limit`: the upstream said to wait (hard). `transient`: a 5xx or network fault (soft: see UpstreamPool). */
 export type CooldownKind = 'rate_limit' | 'transient';
@@ -20,6 +21,10 @@ export interface UpstreamStateView {
   cooldowns: { model: string | null; until: number; reason: string; kind: CooldownKind }[];
 }
 
+/**
+ * Session keys and model names arrive as the client sent them: a store keeps stateKey() of them and
+ * stateText() of reasons, caps its entries and drops expired ones, so clients cannot grow it at will.
+ */
 export interface PoolStateStore {
   /** A read-only view of one upstream's state. */
   view(upstream: string, now: number): UpstreamStateView;
@@ -44,28 +49,90 @@ export interface PoolStateStore {
   disabled(upstream: string): string | undefined;
 }
 
-const ACCOUNT = '*';
+/** Read-only sizes, for tests and diagnostics: how much a client has made the store keep. */
+export interface PoolStateStats {
+  bindings: number;
+  /** Characters of every binding key together. */
+  bindingKeyChars: number;
+  /** Per-model cooldowns, every upstream together (account-wide ones not counted). */
+  cooldowns: number;
+  cooldownKeyChars: number;
+}
 
+export interface MemoryPoolStateOptions {
+  /** Session bindings kept at most (`pool.affinity.maxEntries`); beyond, the least recently used goes. */
+  maxBindings?: number;
+  /** Per-model cooldowns kept per upstream, besides its account-wide one. */
+  maxModelCooldowns?: number;
+}
+
+export const DEFAULT_MAX_BINDINGS = 100_000;
+export const DEFAULT_MAX_MODEL_COOLDOWNS = 1000;
+/**
+ * Expired bindings are swept on a bind at most this often (and whenever over the cap); expired
+ * cooldowns on a write at least this often, and every SWEEP_EVERY_WRITES writes.
+ */
+const SWEEP_EVERY_MS = 1000;
+const SWEEP_EVERY_WRITES = 256;
+/** A long model name is shown cut to this in views. */
+const MAX_MODEL_LABEL = 64;
+
+interface ModelCooldown extends Cooldown {
+  /** The model as views show it (the key may be a digest). */
+  label: string;
+}
+
+interface UpstreamCooldowns {
+  account: Cooldown | undefined;
+  /** By stateKey(model). Apart from the account's, so no model name can stand for the account. */
+  readonly models: Map<string, ModelCooldown>;
+}
+
+interface Binding {
+  upstream: string;
+  until: number;
+  /** Used again since it was last put at the back of the map. */
+  renewed: boolean;
+}
+
+/**
+ * One gateway process's state. Bounded whatever clients send: keys go through stateKey(), kept text
+ * through stateText(), bindings and per-model cooldowns are capped, and expired entries are swept as
+ * the store is used (no timer: nothing keeps the process alive).
+ */
 export class MemoryPoolState implements PoolStateStore {
   private readonly inflight = new Map<string, number>();
-  private readonly cooldowns = new Map<string, Map<string, Cooldown>>();
+  private readonly cooldowns = new Map<string, UpstreamCooldowns>();
   private readonly disabledReasons = new Map<string, string>();
-  private readonly bindings = new Map<string, { upstream: string; until: number }>();
-  private bindsSinceSweep = 0;
+  /** In order of insertion, renewed ones moved to the back as the sweep meets them (second chance). */
+  private readonly bindings = new Map<string, Binding>();
+  private readonly maxBindings: number;
+  private readonly maxModelCooldowns: number;
+  private writesSinceSweep = 0;
+  private bindingsSweptAt = 0;
+  private cooldownsSweptAt = 0;
+
+  constructor(options: MemoryPoolStateOptions = {}) {
+    this.maxBindings = options.maxBindings ?? DEFAULT_MAX_BINDINGS;
+    this.maxModelCooldowns = options.maxModelCooldowns ?? DEFAULT_MAX_MODEL_COOLDOWNS;
+  }
 
   inFlight(upstream: string): number {
     return this.inflight.get(upstream) ?? 0;
   }
   view(upstream: string, now: number): UpstreamStateView {
     const cooldowns: UpstreamStateView['cooldowns'] = [];
-    for (const [key, c] of this.cooldowns.get(upstream) ?? []) {
-      if (c.until > now)
-        cooldowns.push({
-          model: key === ACCOUNT ? null : key,
-          until: c.until,
-          reason: c.reason,
-          kind: c.kind,
-        });
+    const cs = this.cooldowns.get(upstream);
+    if (cs !== undefined) {
+      const a = cs.account;
+      if (a !== undefined && a.until <= now) cs.account = undefined;
+      else if (a !== undefined)
+        cooldowns.push({ model: null, until: a.until, reason: a.reason, kind: a.kind });
+      // A dashboard reads this every second: it sweeps as it goes.
+      for (const [key, c] of cs.models) {
+        if (c.until <= now) cs.models.delete(key);
+        else cooldowns.push({ model: c.label, until: c.until, reason: c.reason, kind: c.kind });
+      }
     }
     return { inFlight: this.inFlight(upstream), disabled: this.disabledReasons.get(upstream), cooldowns };
   }
@@ -78,68 +145,86 @@ export class MemoryPoolState implements PoolStateStore {
     this.inflight.set(upstream, n - 1);
   }
   cooldown(upstream: string, model: string | undefined, now: number): Cooldown | undefined {
-    const byModel = this.cooldowns.get(upstream);
-    if (byModel === undefined || byModel.size === 0) return undefined;
-    let found: Cooldown | undefined;
-    for (const key of model === undefined ? [ACCOUNT] : [ACCOUNT, model]) {
-      const c = byModel.get(key);
-      if (c === undefined) continue;
-      if (c.until <= now) byModel.delete(key);
-      // A hard cooldown outranks a soft one; otherwise the later reset wins.
-      else if (
-        found === undefined ||
-        (c.kind === 'rate_limit') > (found.kind === 'rate_limit') ||
-        (c.kind === found.kind && c.until > found.until)
-      )
-        found = c;
+    const cs = this.cooldowns.get(upstream);
+    if (cs === undefined) return undefined;
+    let found = cs.account;
+    if (found !== undefined && found.until <= now) found = cs.account = undefined;
+    if (model === undefined || cs.models.size === 0) return found;
+    const key = stateKey(model);
+    const c = cs.models.get(key);
+    if (c === undefined) return found;
+    if (c.until <= now) {
+      cs.models.delete(key);
+      return found;
     }
-    return found;
+    // A hard cooldown outranks a soft one; otherwise the later reset wins.
+    return found === undefined ||
+      (c.kind === 'rate_limit') > (found.kind === 'rate_limit') ||
+      (c.kind === found.kind && c.until > found.until)
+      ? c
+      : found;
   }
   cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void {
-    let byModel = this.cooldowns.get(upstream);
-    if (byModel === undefined) this.cooldowns.set(upstream, (byModel = new Map()));
-    const key = model ?? ACCOUNT;
-    const existing = byModel.get(key);
-    if (
-      existing === undefined ||
-      existing.until < until ||
-      (kind === 'rate_limit' && existing.kind === 'transient')
-    ) {
-      byModel.set(key, { until, reason, kind });
+    let cs = this.cooldowns.get(upstream);
+    if (cs === undefined) this.cooldowns.set(upstream, (cs = { account: undefined, models: new Map() }));
+    const now = Date.now();
+    if (model === undefined) {
+      if (replaces(cs.account, until, kind)) cs.account = { until, reason: stateText(reason), kind };
+    } else {
+      const key = stateKey(model);
+      const existing = cs.models.get(key);
+      if (replaces(existing, until, kind)) {
+        if (existing === undefined && cs.models.size >= this.maxModelCooldowns)
+          makeRoom(cs.models, this.maxModelCooldowns, now);
+        const label = model.length <= MAX_MODEL_LABEL ? model : stateText(model, MAX_MODEL_LABEL);
+        cs.models.set(key, { until, reason: stateText(reason), kind, label });
+      }
     }
+    if (++this.writesSinceSweep >= SWEEP_EVERY_WRITES || now - this.cooldownsSweptAt >= SWEEP_EVERY_MS)
+      this.sweepCooldowns(now);
   }
   clearCooldown(upstream: string, model: string | undefined): void {
-    const byModel = this.cooldowns.get(upstream);
-    if (byModel === undefined || byModel.size === 0) return;
-    byModel.delete(model ?? ACCOUNT);
+    const cs = this.cooldowns.get(upstream);
+    if (cs === undefined) return;
+    if (model === undefined) cs.account = undefined;
+    else if (cs.models.size > 0) cs.models.delete(stateKey(model));
   }
   clearTransient(upstream: string, model: string | undefined): void {
-    const byModel = this.cooldowns.get(upstream);
-    if (byModel === undefined || byModel.size === 0) return;
-    for (const key of model === undefined ? [ACCOUNT] : [ACCOUNT, model]) {
-      if (byModel.get(key)?.kind === 'transient') byModel.delete(key);
-    }
+    const cs = this.cooldowns.get(upstream);
+    if (cs === undefined) return;
+    if (cs.account?.kind === 'transient') cs.account = undefined;
+    if (model === undefined || cs.models.size === 0) return;
+    const key = stateKey(model);
+    if (cs.models.get(key)?.kind === 'transient') cs.models.delete(key);
   }
   affinity(key: string, now: number): string | undefined {
-    const b = this.bindings.get(key);
+    const k = stateKey(key);
+    const b = this.bindings.get(k);
     if (b === undefined) return undefined;
     if (b.until <= now) {
-      this.bindings.delete(key);
+      this.bindings.delete(k);
       return undefined;
     }
     return b.upstream;
   }
   bind(key: string, upstream: string, until: number): void {
-    this.bindings.set(key, { upstream, until });
-    // Expired bindings are dropped as new ones arrive, so the map stays bounded by live sessions.
-    if (++this.bindsSinceSweep >= 1024) {
-      this.bindsSinceSweep = 0;
-      const now = Date.now();
-      for (const [k, v] of this.bindings) if (v.until <= now) this.bindings.delete(k);
+    const k = stateKey(key);
+    const b = this.bindings.get(k);
+    if (b === undefined) this.bindings.set(k, { upstream, until, renewed: false });
+    else {
+      // Renewed in place (a delete and re-insert costs more than the rest of the lookup); the sweep
+      // moves it to the back when it reaches the front.
+      b.upstream = upstream;
+      b.until = until;
+      b.renewed = true;
     }
+    const now = Date.now();
+    if (this.bindings.size <= this.maxBindings && now - this.bindingsSweptAt < SWEEP_EVERY_MS) return;
+    this.bindingsSweptAt = now;
+    this.sweepBindings(now);
   }
   unbind(key: string): void {
-    this.bindings.delete(key);
+    this.bindings.delete(stateKey(key));
   }
   unbindUpstream(upstream: string): void {
     for (const [k, v] of this.bindings) if (v.upstream === upstream) this.bindings.delete(k);
@@ -153,4 +238,77 @@ export class MemoryPoolState implements PoolStateStore {
   disabled(upstream: string): string | undefined {
     return this.disabledReasons.get(upstream);
   }
+
+  stats(): PoolStateStats {
+    let bindingKeyChars = 0;
+    for (const k of this.bindings.keys()) bindingKeyChars += k.length;
+    let cooldowns = 0;
+    let cooldownKeyChars = 0;
+    for (const cs of this.cooldowns.values()) {
+      cooldowns += cs.models.size;
+      for (const k of cs.models.keys()) cooldownKeyChars += k.length;
+    }
+    return { bindings: this.bindings.size, bindingKeyChars, cooldowns, cooldownKeyChars };
+  }
+
+  /**
+   * From the front: expired bindings go; a renewed one moves to the back (it was used since); while
+   * over the cap, an unrenewed one goes (the least recently used). Stops at the first live, unrenewed
+   * binding within the cap: every binding after it was placed later, and the scheduler binds every
+   * session for the same TTL, so none of them has expired. A binding moves at most once per pass
+   * and only if renewed: amortised O(1) per bind.
+   */
+  private sweepBindings(now: number): void {
+    const bindings = this.bindings;
+    for (const [k, b] of bindings) {
+      if (b.until <= now) bindings.delete(k);
+      else if (b.renewed) {
+        b.renewed = false;
+        bindings.delete(k);
+        bindings.set(k, b);
+      } else if (bindings.size > this.maxBindings) bindings.delete(k);
+      else break;
+    }
+  }
+
+  /** Drops every expired cooldown, so a model never looked up again does not keep its entry. */
+  private sweepCooldowns(now: number): void {
+    this.writesSinceSweep = 0;
+    this.cooldownsSweptAt = now;
+    for (const cs of this.cooldowns.values()) {
+      if (cs.account !== undefined && cs.account.until <= now) cs.account = undefined;
+      for (const [k, c] of cs.models) if (c.until <= now) cs.models.delete(k);
+    }
+  }
+}
+
+/** Whether a new cooldown replaces `existing`: it ends later, or it is hard and the existing one soft. */
+function replaces(existing: Cooldown | undefined, until: number, kind: CooldownKind): boolean {
+  return (
+    existing === undefined ||
+    existing.until < until ||
+    (kind === 'rate_limit' && existing.kind === 'transient')
+  );
+}
+
+/**
+ * A full per-model map makes room for one: the expired go, else the soft (transient) one that ends
+ * soonest, else the one that ends soonest. Rate limits go last: they protect the account.
+ */
+function makeRoom(models: Map<string, ModelCooldown>, max: number, now: number): void {
+  for (const [k, c] of models) if (c.until <= now) models.delete(k);
+  if (models.size < max) return;
+  let victim: string | undefined;
+  let best: ModelCooldown | undefined;
+  for (const [k, c] of models) {
+    if (
+      best === undefined ||
+      (c.kind === 'transient') > (best.kind === 'transient') ||
+      (c.kind === best.kind && c.until < best.until)
+    ) {
+      victim = k;
+      best = c;
+    }
+  }
+  if (victim !== undefined) models.delete(victim);
 }

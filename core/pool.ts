@@ -1,8 +1,12 @@
 /** The upstream pool: which upstreams may take an attempt, and leases on their concurrency slots. */
 import { AllUpstreamsCoolingError, NoUpstreamError, QueueFullError, type GatewayError } from './errors.js';
-import type { PoolStateStore } from './pool-state.js';
+import type { Cooldown, PoolStateStore } from './pool-state.js';
 import type { SlotQueue } from './slot-queue.js';
+import { MAX_ECHO_CHARS, truncate } from './truncate.js';
 import type { Upstream } from './upstream.js';
+
+/** A stored reason is already cut to MAX_ECHO_CHARS (stateText); this bounds a store that does not. */
+const REASON_CHARS = MAX_ECHO_CHARS + 64;
 
 export class UpstreamPool {
   private readonly byName = new Map<string, Upstream>();
@@ -33,7 +37,8 @@ export class UpstreamPool {
     const soft: Upstream[] = [];
     let serving = 0;
     let busy = 0;
-    let earliestReset = Infinity;
+    /** The rate limit that ends soonest (it sets Retry-After), and whose it is: its reason goes in the answer. */
+    let earliest: { upstream: Upstream; cooldown: Cooldown } | undefined;
     const disabled: string[] = [];
     for (const u of this.upstreams) {
       if (!u.serves(model)) continue;
@@ -47,13 +52,15 @@ export class UpstreamPool {
       const cooling = this.state.cooldown(u.name, model, now);
       if (u.maxConcurrency > 0 && this.state.inFlight(u.name) >= u.maxConcurrency) {
         // Full and rate limited: a freed slot would not help, so it counts as cooling, not busy.
-        if (cooling?.kind === 'rate_limit') earliestReset = Math.min(earliestReset, cooling.until);
-        else busy++;
+        if (cooling?.kind !== 'rate_limit') busy++;
+        else if (earliest === undefined || cooling.until < earliest.cooldown.until)
+          earliest = { upstream: u, cooldown: cooling };
         continue;
       }
       if (cooling !== undefined) {
         if (cooling.kind === 'transient') soft.push(u);
-        else if (cooling.until < earliestReset) earliestReset = cooling.until;
+        else if (earliest === undefined || cooling.until < earliest.cooldown.until)
+          earliest = { upstream: u, cooldown: cooling };
         continue;
       }
       out.push(u);
@@ -72,10 +79,12 @@ export class UpstreamPool {
         retryAfter: 1,
         phase: 'admission',
       });
-    if (earliestReset !== Infinity) {
-      const retryAfter = Math.max(1, Math.ceil((earliestReset - now) / 1000));
+    if (earliest !== undefined) {
+      const retryAfter = Math.max(1, Math.ceil((earliest.cooldown.until - now) / 1000));
+      // The local answer protects the account; the upstream's own words say why (Pipeline.fail scrubs them).
+      const why = `${earliest.upstream.name}: ${truncate(earliest.cooldown.reason, REASON_CHARS)}`;
       return new AllUpstreamsCoolingError(
-        `Every upstream for ${model ?? 'this request'} is rate limited or cooling down; retry in ${retryAfter}s`,
+        `Every upstream for ${model === undefined ? 'this request' : truncate(model)} is rate limited or cooling down; retry in ${retryAfter}s (${why})`,
         { retryAfter, phase: 'admission' },
       );
     }

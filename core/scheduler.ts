@@ -4,6 +4,7 @@
  */
 import type { RequestContext } from './context.js';
 import type { PoolStateStore } from './pool-state.js';
+import { stateKey } from './state-key.js';
 import type { Upstream } from './upstream.js';
 
 export type StrategyName = 'round-robin' | 'least-in-flight' | 'fill-first';
@@ -22,17 +23,20 @@ export class Scheduler {
     private readonly options: SchedulerOptions,
   ) {}
 
-  /** The session key of a request: `session-id`/`session_id` → `prompt_cache_key` → `previous_response_id`. */
+  /**
+   * The session key of a request: `session-id`/`session_id` → `prompt_cache_key` → `previous_response_id`.
+   * Bounded here (a long one hashed once per request); the store's own stateKey() then leaves it as it is.
+   */
   static sessionKey(ctx: RequestContext): string | undefined {
     const h = ctx.req.headers;
     const header = h['session-id'] ?? h['session_id'];
-    if (typeof header === 'string' && header.length > 0) return 's:' + header;
+    if (typeof header === 'string' && header.length > 0) return stateKey('s:' + header);
     const json = ctx.json;
     if (json === undefined) return undefined;
     if (typeof json.prompt_cache_key === 'string' && json.prompt_cache_key.length > 0)
-      return 'p:' + json.prompt_cache_key;
+      return stateKey('p:' + json.prompt_cache_key);
     if (typeof json.previous_response_id === 'string' && json.previous_response_id.length > 0)
-      return 'r:' + json.previous_response_id;
+      return stateKey('r:' + json.previous_response_id);
     return undefined;
   }
 

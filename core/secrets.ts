@@ -7,6 +7,7 @@
  * token is caught even before a re-collection has seen it.
  */
 import type { GatewayConfig } from './config-schema.js';
+import { detached } from './state-key.js';
 import type { Upstream } from './upstream.js';
 
 export const REDACTED = '[redacted]';
@@ -95,10 +96,15 @@ export class Secrets {
     return out;
   }
 
-  /** `scrub`, then cut to `max` characters (after scrubbing, so a cut never leaves part of a secret). */
+  /**
+   * `scrub`, then cut to `max` characters (after scrubbing, so a cut never leaves part of a secret).
+   * A cut is copied: callers keep it (the dashboard's recent requests), and a slice would keep the
+   * whole original alive, e.g. a model name as long as the body limit.
+   */
   clip(text: string, max: number): string {
     const out = this.scrub(text.length > MAX_INPUT ? text.slice(0, MAX_INPUT) : text);
-    return out.length > max ? out.slice(0, max - 1) + '…' : out;
+    if (out.length > max) return detached(out.slice(0, max - 1) + '…');
+    return text.length > max ? detached(out) : out;
   }
 
   /** Whether `text` is, or holds, a secret (e.g. a client-chosen id that must not be echoed). */
