@@ -170,6 +170,11 @@ export class Attempt {
   private static onHoldTimeout(attempt: Attempt): void {
     attempt.holdTimeout();
   }
+  private static onResponseClose(this: Owned<ServerResponse>): void {
+    const attempt = this[OWNER];
+    this[OWNER] = undefined;
+    attempt?.stopSendClock();
+  }
   private static onSendTimeout(attempt: Attempt): void {
     attempt.sendTimeout();
   }
@@ -429,13 +434,17 @@ export class Attempt {
   }
 
   private drain(): void {
+    this.stopSendClock();
+    if (this.phase !== 'body') return;
+    this.arm(this.upstream.timeouts.idle);
+    this.proxyRes?.resume();
+  }
+
+  private stopSendClock(): void {
     if (this.sendTimer !== undefined) {
       clearTimeout(this.sendTimer);
       this.sendTimer = undefined;
     }
-    if (this.phase !== 'body') return;
-    this.arm(this.upstream.timeouts.idle);
-    this.proxyRes?.resume();
   }
 
   /** The client left written output undrained for server.sendTimeout. */
@@ -512,10 +521,15 @@ export class Attempt {
     if (this.holdTimer !== undefined) clearTimeout(this.holdTimer);
     if (this.totalTimer !== undefined) clearTimeout(this.totalTimer);
     // The send clock outlives the attempt while the client still has output to drain: the end of the
-    // stream (or the pipeline's terminal event) went into that same buffer. Gone clients need none.
-    if (this.sendTimer !== undefined && result.kind === 'aborted') {
-      clearTimeout(this.sendTimer);
-      this.sendTimer = undefined;
+    // stream (or the pipeline's terminal event) went into that same buffer. It stops when the
+    // response closes (flushed, or destroyed); gone clients need none.
+    if (this.sendTimer !== undefined) {
+      const res = this.ctx.res as Owned<ServerResponse>;
+      if (result.kind === 'aborted' || res.destroyed) this.stopSendClock();
+      else {
+        res[OWNER] = this;
+        res.once('close', Attempt.onResponseClose);
+      }
     }
     this.resolve(result);
   }

@@ -14,7 +14,7 @@ import { parseConfig } from '../../core/config.js';
 import { classify } from '../../core/core-taps.js';
 import { ClientStalledError, requestTotalTimeout } from '../../core/errors.js';
 import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { expectGatewayIdle } from '../helpers/handles.js';
+import { expectGatewayIdle, expectNoLeaks, handleBaseline } from '../helpers/handles.js';
 import { Harness } from '../helpers/harness.js';
 import { poolConfig, until, type PoolConfigOptions, type PoolUpstreamSpec } from '../helpers/pool.js';
 import {
@@ -182,6 +182,7 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
         pool: { queue: { maxQueue: 0 } },
       });
       const sides = serverSides(g);
+      const base = await handleBaseline();
       const t0 = performance.now();
       const clients = [await stalledClient(g, 'endless'), await stalledClient(g, 'endless')];
       await until(() => streams.length === 2, 'both streams to reach the upstream');
@@ -236,6 +237,8 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
         assert.equal(res.complete, false);
         assert.doesNotMatch(res.body.toString(), /response\.(failed|completed)/);
       }
+      up.server.closeIdleConnections();
+      await expectNoLeaks(base, 'after the stalled clients');
     });
 
     it('a slow but steady reader is not cut while it drains within sendTimeout', async () => {
@@ -245,6 +248,7 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
       const g = await gateway([{ name: 'up1', url: up.url, maxConcurrency: 1 }], {
         server: { sendTimeout: '1s' },
       });
+      const base = await handleBaseline();
       const socket = await stalledClient(g, 'slow');
       const chunks: Buffer[] = [];
       let burst = 0;
@@ -278,6 +282,9 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
       assert.equal(failedLines(g, 'CLIENT_STALLED').length, 0, g.rawLogs());
       assert.equal(g.logs.find((l) => l.msg === 'request')?.outcome, 'ok');
       await expectGatewayIdle(g.gw);
+      // Nothing outlives the response: no send clock left armed after the stream ended.
+      up.server.closeIdleConnections();
+      await expectNoLeaks(base, 'after the slow reader');
     });
 
     it('a response that ends into output the client never drains is closed after sendTimeout, its slot freed at once', async () => {
@@ -289,7 +296,7 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
       });
       const sides = serverSides(g);
       const t0 = performance.now();
-      await stalledClient(g, 'endless');
+      const client = await stalledClient(g, 'endless');
 
       // The total limit ends the request while the client is stalled: the terminal event goes into
       // its full buffer, and the slot is free right away.
@@ -302,6 +309,7 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
       const ms = (await deadline(sides[0]!.closed, 10_000, 'the undrained connection to be closed')) - t0;
       assert.ok(ms >= 1950 && ms < 9000, `closed after ${Math.round(ms)}ms (sendTimeout 2s)`);
       assert.equal(failedLines(g, 'CLIENT_STALLED').length, 0, 'the request had already ended');
+      client.destroy();
     });
 
     it('classify() never retries or cools an upstream for a stalled client or the total limit', () => {
