@@ -13,6 +13,7 @@ import YAML from 'yaml';
 import { parseConfig } from '../../core/config.js';
 import { classify } from '../../core/core-taps.js';
 import { ClientStalledError, requestTotalTimeout } from '../../core/errors.js';
+import { formatDuration } from '../../core/units.js';
 import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { expectGatewayIdle, expectNoLeaks, handleBaseline } from '../helpers/handles.js';
 import { Harness } from '../helpers/harness.js';
@@ -472,6 +473,15 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
       );
       assert.equal(set.config.server.sendTimeout, 90_000);
       assert.equal(set.config.proxy.timeouts.total, 7_200_000);
+      // How the messages name the bounds.
+      assert.deepEqual([3_600_000, 60_000, 90_000, 1000, 1500, 0].map(formatDuration), [
+        '1h',
+        '1m',
+        '90s',
+        '1s',
+        '1500ms',
+        '0ms',
+      ]);
     });
   });
 });
