@@ -313,6 +313,32 @@ describe('bounded time (issue 11: server.sendTimeout, proxy.timeouts.total)', fu
       client.destroy();
     });
 
+    it('a stream that ends into a full buffer and is then read in full leaves no send clock behind', async () => {
+      // One 4 MB event (in place of the usual delta) and the terminal event in one write: the gateway's last write is refused, then
+      // the stream ends, while the client (reading normally) still has most of it to take.
+      const frames = happyStream('resp_one');
+      const big = frame('response.output_text.delta', 4, {
+        item_id: 'msg_1',
+        output_index: 0,
+        content_index: 0,
+        delta: 'y'.repeat(4 * 1024 * 1024),
+      });
+      const up = await h.upstream((_req, res) => {
+        writeSseHead(res);
+        res.end(frames.slice(0, 4).join('') + big + frames.slice(5).join(''));
+      });
+      const g = await gateway([{ name: 'up1', url: up.url }]);
+      const base = await handleBaseline();
+      const r = await post(g, { model: MODEL, stream: true, input: 'hi' });
+      assert.equal(r.status, 200);
+      assert.equal(r.complete, true);
+      assert.equal(parseSse(r.text()).at(-1)?.event, 'response.completed');
+      await expectGatewayIdle(g.gw);
+      up.server.closeIdleConnections();
+      // With the default sendTimeout (60s), a clock left armed would show as an open Timeout.
+      await expectNoLeaks(base, 'after the stream');
+    });
+
     it('classify() never retries or cools an upstream for a stalled client or the total limit', () => {
       assert.deepEqual(classify(new ClientStalledError(), 30_000), { retry: 'none' });
       assert.deepEqual(classify(requestTotalTimeout(1000, 'headers'), 30_000), { retry: 'none' });
