@@ -8,8 +8,10 @@ import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { RequestContext } from './context.js';
 import {
+  ClientStalledError,
   fromSocketError,
   GatewayError,
+  requestTotalTimeout,
   UpstreamConnectTimeoutError,
   UpstreamConnectionLostError,
   UpstreamFirstByteTimeoutError,
@@ -24,6 +26,7 @@ import { clientResponseHeaders, notJsonBody, unreadableBody } from './headers.js
 import type { GatewayHooks } from './hooks.js';
 import { parseFrame, serializeEvent, SseFramer, SseFrameTooLargeError } from './sse.js';
 import type { OutgoingRequest } from './types.js';
+import { formatDuration } from './units.js';
 import type { Upstream } from './upstream.js';
 
 export type AttemptResult =
@@ -80,6 +83,8 @@ function drainAfterTerminal(res: IncomingMessage): void {
 export interface AttemptDeps {
   hooks: GatewayHooks;
   maxEventBytes: number;
+  /** server.sendTimeout: how long a client may leave written output undrained (0: no bound). */
+  sendTimeout: number;
   /** Pre-output hold bounds; events a tap marks `hold` wait for the first content event. */
   hold: { enabled: boolean; maxEvents: number; maxBytes: number; maxTime: number };
 }
@@ -98,6 +103,10 @@ export class Attempt {
   private heldEvents = 0;
   private holding: boolean;
   private holdTimer: NodeJS.Timeout | undefined;
+  /** Armed while the client has not drained what was written (server.sendTimeout). */
+  private sendTimer: NodeJS.Timeout | undefined;
+  /** The request's deadline (timeouts.total), counted from its arrival. */
+  private totalTimer: NodeJS.Timeout | undefined;
   private stopped: GatewayError | true | undefined;
   /** The frames of the current chunk go out exactly as received (see onData). */
   private exact = true;
@@ -120,6 +129,12 @@ export class Attempt {
     this.done = new Promise((r) => (this.resolve = r));
     this.holding = deps.hold.enabled;
     this.arm(upstream.timeouts.connect);
+    const total = upstream.timeouts.total;
+    if (total > 0) {
+      // What a queue wait and earlier attempts used is gone: the deadline is the request's, not this attempt's.
+      const left = Math.max(0, ctx.startedAt + total - performance.now());
+      this.totalTimer = setTimeout(Attempt.onTotalTimeout, left, this);
+    }
   }
 
   // --- listeners: shared functions that find their attempt on the emitter ------------------
@@ -166,6 +181,17 @@ export class Attempt {
   }
   private static onHoldTimeout(attempt: Attempt): void {
     attempt.holdTimeout();
+  }
+  private static onResponseClose(this: Owned<ServerResponse>): void {
+    const attempt = this[OWNER];
+    this[OWNER] = undefined;
+    attempt?.stopSendClock();
+  }
+  private static onSendTimeout(attempt: Attempt): void {
+    attempt.sendTimeout();
+  }
+  private static onTotalTimeout(attempt: Attempt): void {
+    attempt.totalTimeout();
   }
 
   /** http-proxy-3 created the upstream request and gave it a socket. */
@@ -303,9 +329,10 @@ export class Attempt {
       this.boundaryClean = cleanAfter;
       if (out.length > 0) this.commit();
       ok = out.length === 0 ? true : ctx.res.write(this.exact && cleanBefore && cleanAfter ? chunk : out);
-      if (this.stopped !== undefined) return this.afterStop();
     }
+    // Before a stop too: a terminal event in a full buffer still needs the client to drain it.
     if (!ok) this.pause();
+    if (this.stopped !== undefined) this.afterStop();
   }
 
   /** One complete frame from the framer. */
@@ -478,16 +505,64 @@ export class Attempt {
   private pause(): void {
     const res = this.ctx.res;
     this.proxyRes?.pause();
-    // A client that reads slowly is not an upstream stall: stop the idle clock meanwhile.
+    // A client that reads slowly is not an upstream stall: stop the idle clock meanwhile. The
+    // client's own clock runs instead, so one that never reads does not hold the slot forever.
     this.disarm();
+    const ms = this.deps.sendTimeout;
+    if (ms > 0) this.sendTimer ??= setTimeout(Attempt.onSendTimeout, ms, this);
     (res as Owned<typeof res>)[OWNER] = this;
     res.once('drain', Attempt.onDrain);
   }
 
   private drain(): void {
+    this.stopSendClock();
     if (this.phase !== 'body') return;
     this.arm(this.upstream.timeouts.idle);
     this.proxyRes?.resume();
+  }
+
+  private stopSendClock(): void {
+    if (this.sendTimer !== undefined) {
+      clearTimeout(this.sendTimer);
+      this.sendTimer = undefined;
+    }
+  }
+
+  /** The client left written output undrained for server.sendTimeout. */
+  private sendTimeout(): void {
+    this.sendTimer = undefined;
+    const ms = this.deps.sendTimeout;
+    if (this.phase !== 'settled') {
+      // The pipeline drops the connection: a terminal event would only join the undrained output.
+      this.fail(
+        new ClientStalledError(
+          `Client did not read the response for ${formatDuration(ms)} (server.sendTimeout)`,
+          { phase: 'stream' },
+        ),
+      );
+      return;
+    }
+    // Settled (a terminal event, or a failure the pipeline wrote) into output the client never drained.
+    const res = this.ctx.res;
+    if (res.writableFinished || res.destroyed) return;
+    this.ctx.log.info(
+      { sendTimeoutMs: ms },
+      'client did not read the end of its response within server.sendTimeout: connection dropped',
+    );
+    res.destroy();
+  }
+
+  /** The request's total time limit passed: whatever phase this attempt is in, it ends now. */
+  private totalTimeout(): void {
+    this.totalTimer = undefined;
+    const phase = this.phase;
+    if (phase === 'settled') return;
+    this.fail(
+      requestTotalTimeout(
+        this.upstream.timeouts.total,
+        phase === 'body' ? 'stream' : phase === 'connect' ? 'connect' : 'headers',
+      ),
+    );
   }
 
   // --- error responses ------------------------------------------------------------------
@@ -525,6 +600,18 @@ export class Attempt {
     this.phase = 'settled';
     this.disarm();
     if (this.holdTimer !== undefined) clearTimeout(this.holdTimer);
+    if (this.totalTimer !== undefined) clearTimeout(this.totalTimer);
+    // The send clock outlives the attempt while the client still has output to drain: the end of the
+    // stream (or the pipeline's terminal event) went into that same buffer. It stops when the
+    // response closes (flushed, or destroyed); gone clients need none.
+    if (this.sendTimer !== undefined) {
+      const res = this.ctx.res as Owned<ServerResponse>;
+      if (result.kind === 'aborted' || res.destroyed) this.stopSendClock();
+      else {
+        res[OWNER] = this;
+        res.once('close', Attempt.onResponseClose);
+      }
+    }
     this.resolve(result);
   }
 

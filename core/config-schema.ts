@@ -17,6 +17,11 @@ export const timeoutsSchema = z.strictObject({
   firstByte: duration().default(300_000),
   /** Between two body chunks of a response. */
   idle: duration().default(300_000),
+  /**
+   * The whole request, from arrival (queue wait, every attempt and the stream included): comment
+   * pings keep `idle` from firing, this does not. 0 turns it off.
+   */
+  total: duration().default(3_600_000),
 });
 
 /** Keys every upstream has; each type adds its own (see the type's plugin). */
@@ -55,6 +60,11 @@ export const configSchema = z.strictObject({
        * process's file-descriptor limit (see core/connection-limit.ts).
        */
       maxConnections: integer(1, 10_000_000).optional(),
+      /**
+       * A client that does not read: how long the response may wait for the client to drain what
+       * was written before the connection is dropped (and its upstream slot freed). 0 turns it off.
+       */
+      sendTimeout: duration().default(60_000),
       /** Processes serving the port (node:cluster): a number, or `auto` for one per core. */
       workers: z.union([z.literal('auto'), integer(1, 256)]).default(1),
     })

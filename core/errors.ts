@@ -4,6 +4,7 @@
  * class (or `code`) instead of parsing messages.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
+import { formatDuration } from './units.js';
 
 export type ErrorPhase = 'admission' | 'connect' | 'headers' | 'body' | 'stream' | 'internal';
 
@@ -122,7 +123,17 @@ export const ClientAbortError = defineError(
   'Client closed the connection',
 );
 
+/** Built where it happens (core/attempt.ts), with the configured bound in its message. */
+export const ClientStalledError = defineError(
+  'ClientStalledError',
+  'CLIENT_STALLED',
+  408,
+  'client_error',
+  'Client stopped reading the response (server.sendTimeout)',
+);
+
 // Pool and scheduling.
+
 export const NoUpstreamError = defineError(
   'NoUpstreamError',
   'NO_UPSTREAM',
@@ -217,6 +228,15 @@ export const UpstreamTooLargeError = defineError(
   'upstream_error',
   'Upstream sent an event larger than the frame limit',
 );
+/** The gateway's own bound on a whole request (proxy.timeouts.total): the upstream was alive, just not done. */
+export const RequestTotalTimeoutError = defineError(
+  'RequestTotalTimeoutError',
+  'REQUEST_TOTAL_TIMEOUT',
+  504,
+  'server_error',
+  'Request exceeded the total time limit (proxy.timeouts.total)',
+  'request_timeout',
+);
 export const InternalError = defineError(
   'InternalError',
   'INTERNAL',
@@ -287,6 +307,14 @@ const RESOURCE: Record<string, string> = {
   ENOBUFS: 'socket buffer space',
   ENOMEM: 'memory',
 };
+
+/** The total-limit error, naming the limit that applied. */
+export function requestTotalTimeout(ms: number, phase: ErrorPhase): GatewayError {
+  return new RequestTotalTimeoutError(
+    `Request exceeded the total time limit of ${formatDuration(ms)} (proxy.timeouts.total)`,
+    { phase },
+  );
+}
 
 /** Turns a Node socket error into the matching typed error. */
 export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): GatewayError {

@@ -191,6 +191,7 @@ export class Gateway {
     this.transport = new Transport({
       hooks: this.hooks,
       maxEventBytes: config.proxy.maxEventBytes,
+      sendTimeout: config.server.sendTimeout,
       hold: config.proxy.hold,
     });
     this.pipeline = new Pipeline(this.hooks, config, this.poolRef, this.transport, this.logger, this.secrets);

@@ -12,10 +12,12 @@ import { RequestContext } from './context.js';
 import type { GatewayConfig } from './config-schema.js';
 import {
   ClientAbortError,
+  ClientStalledError,
   GatewayError,
   InvalidRequestError,
   NotFoundError,
   QueueFullError,
+  requestTotalTimeout,
   ShuttingDownError,
   toGatewayError,
   UpstreamHttpError,
@@ -150,19 +152,25 @@ export class Pipeline {
 
   /**
    * Every upstream for this model is at its concurrency limit: wait in the bounded queue (headers
-   * held back) until a slot frees, the wait times out, or the client leaves.
+   * held back) until a slot frees, the wait times out, the request's total time runs out, or the
+   * client leaves.
    */
   private async waitForSlot(ctx: RequestContext, busy: GatewayError): Promise<void> {
     const queue = this.pool.queue;
     const deadline = (ctx.queueDeadline ??= performance.now() + queue.waitTimeout);
+    // No upstream is chosen yet: the gateway-wide total applies (an upstream's own applies to its attempts).
+    const total = this.config.proxy.timeouts.total;
+    const totalLeft = total > 0 ? ctx.startedAt + total - performance.now() : Infinity;
+    if (totalLeft <= 0) throw requestTotalTimeout(total, 'admission');
     const left = deadline - performance.now();
     if (queue.full || left <= 0 || queue.maxQueue === 0) throw busy;
-    const wait = queue.wait(left);
+    const wait = queue.wait(Math.min(left, totalLeft));
     ctx.activeAttempt = { cancel: wait.cancel };
     const ticker = this.keepWaitingClientAlive(ctx);
     const result = await wait.done;
     if (ticker !== undefined) clearInterval(ticker);
     ctx.activeAttempt = undefined;
+    if (result === 'timeout' && totalLeft < left) throw requestTotalTimeout(total, 'admission');
     if (result === 'timeout')
       throw new QueueFullError(
         `Too many pending requests: no upstream slot freed within ${queue.waitTimeout}ms`,
@@ -245,7 +253,8 @@ export class Pipeline {
     ctx.error ??= error;
     const res = ctx.res;
     if (ctx.clientGone || res.writableEnded || res.destroyed) return;
-    if (error instanceof ClientAbortError) {
+    // Gone, or not reading (the output it has not drained would hold a terminal event too): just close.
+    if (error instanceof ClientAbortError || error instanceof ClientStalledError) {
       res.destroy();
       return;
     }

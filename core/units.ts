@@ -14,6 +14,14 @@ export function parseDuration(value: string | number): number | undefined {
   return m ? Math.round(Number(m[1]) * DURATION_MS[m[2] ?? 'ms']!) : undefined;
 }
 
+/** A duration for a message, in the largest unit that divides it: `1h`, `90s`, `250ms`. */
+export function formatDuration(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
 export function parseSize(value: string | number): number | undefined {
   if (typeof value === 'number') return value >= 0 ? value : undefined;
   const m = SIZE.exec(value.trim());

@@ -30,7 +30,7 @@ export interface PoolUpstreamSpec {
   priority?: number;
   /** Default `upstreamKey(name)`; '' starts the upstream disabled. */
   apiKey?: string;
-  timeouts?: { connect?: string; firstByte?: string; idle?: string };
+  timeouts?: { connect?: string; firstByte?: string; idle?: string; total?: string };
 }
 
 export interface PoolConfigOptions {

@@ -9,7 +9,7 @@ export interface UpstreamSpec {
   basePath?: string;
   apiKey?: string;
   priority?: number;
-  timeouts?: { connect?: string; firstByte?: string; idle?: string };
+  timeouts?: { connect?: string; firstByte?: string; idle?: string; total?: string };
 }
 
 export interface ProxyConfigOptions {
