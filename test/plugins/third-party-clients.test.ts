@@ -25,26 +25,15 @@ import {
   type TestUpstream,
 } from '../helpers/upstream.js';
 
-const opening = [
-  frame('response.created', 0, { response: responseObject('resp_up1', 'in_progress') }),
-  frame('response.in_progress', 1, { response: responseObject('resp_up1', 'in_progress') }),
-  frame('response.output_item.added', 2, {
-    output_index: 0,
-    item: { ...MESSAGE_ITEM, status: 'in_progress', content: [] },
-  }),
-  frame('response.content_part.added', 3, {
-    item_id: 'msg_1',
-    output_index: 0,
-    content_index: 0,
-    part: { type: 'output_text', text: '', annotations: [] },
-  }),
+/** The happy stream's opening (created … content_part.added), then one delta: output has started. */
+const opening =
+  happyStream('resp_up1').slice(0, 4).join('') +
   frame('response.output_text.delta', 4, {
     item_id: 'msg_1',
     output_index: 0,
     content_index: 0,
     delta: 'Partial',
-  }),
-].join('');
+  });
 
 /** Each failure after output, and the reason the client must be told. */
 const FAILURES: Record<string, { reason: RegExp; act(res: http.ServerResponse): void }> = {

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, killStrayClis, runCli } from '../helpers/cli.js';
-import { deadline, parseSse } from '../helpers/raw.js';
+import { closedPort, deadline, parseSse } from '../helpers/raw.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
 
 const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const;
@@ -43,14 +43,6 @@ function listeningPorts(pid: number): number[] {
     }
   }
   return ports;
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 /** A streamed request; resolves with its whole body once it ends. `started` resolves at the first byte. */
@@ -164,7 +156,7 @@ describe('reliability: signals (issue 11)', function () {
   });
 
   it('two workers: SIGHUP, SIGUSR1 and SIGUSR2 to the whole process group leave every process serving', async () => {
-    const port = await freePort();
+    const port = await closedPort();
     // detached: its own process group, as a terminal's job would be.
     const child = spawn(process.execPath, [BIN, '--config', config(`port: ${port}, workers: 2`)], {
       detached: true,
