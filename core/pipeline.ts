@@ -136,7 +136,7 @@ export class Pipeline {
         const model = verdict.cooldownScope === 'account' ? undefined : ctx.model;
         const until = Date.now() + verdict.cooldownMs;
         // Scrubbed before the store cuts it: a cut through a secret would leave a part no scrub knows.
-        const reason = this.secrets.scrub(error.message);
+        const reason = this.secrets.clip(error.message, MAX_ERROR_MESSAGE_CHARS);
         this.pool.state.cool(upstream.name, model, until, reason, verdict.cooldownKind ?? 'transient');
       }
       ctx.log.debug({ upstream: upstream.name, code: error.code, retry: verdict.retry }, 'attempt failed');
