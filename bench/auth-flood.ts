@@ -12,8 +12,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
-import { parseConfig } from '../core/config.js';
-import { Gateway } from '../core/gateway.js';
+import { parseConfig } from '../core/config/config.js';
+import type { Gateway } from '../core/gateway.js';
+import { createGateway } from '../app/gateway.js';
 
 const SECONDS = Number(process.argv[2] ?? 3);
 const KEY = 'sk-bench-client-key-0123456789';
@@ -86,7 +87,7 @@ upstreams: [{ name: up1, type: openai, baseUrl: "http://127.0.0.1:${upPort}/v1",
 plugins: [responses-routes, request-id, error-codes, { name: dashboard, options: { token: ${ADMIN} } }]
 `;
   const lines = new Lines();
-  const gw = await Gateway.create(parseConfig(yaml, 'bench.yaml', {}), { logDestination: lines });
+  const gw = await createGateway(parseConfig(yaml, 'bench.yaml', {}), { logDestination: lines });
   await gw.listen();
   const url = new URL(gw.url);
   const body = JSON.stringify({ model: 'gpt-bench', input: 'hi' });

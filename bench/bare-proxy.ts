@@ -14,7 +14,7 @@ if (!Number.isInteger(port) || port <= 0 || target === undefined) {
   process.exit(2);
 }
 
-// As core/upstream.ts: without a keep-alive agent http-proxy-3 sends `connection: close`.
+// As core/pool/upstream.ts: without a keep-alive agent http-proxy-3 sends `connection: close`.
 const agent = new http.Agent({
   keepAlive: true,
   keepAliveMsecs: 10_000,

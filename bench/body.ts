@@ -2,7 +2,7 @@
  * Hostile request bodies against one tapgate process (issue 11, items 1 and 2):
  * `node --import tsx bench/body.ts [case…]`. Never part of `npm test`.
  *
- * tapgate runs as its own process (`node --expose-gc core/bin.js`, one worker, `log.level: warn`)
+ * tapgate runs as its own process (`node --expose-gc app/bin.js`, one worker, `log.level: warn`)
  * in front of a loopback upstream in this process. Each case sends one body and reports: the time
  * to its answer and status, the longest `GET /v1/models` (answered by the gateway alone, probed
  * every 20 ms on its own connection) while it was in flight, tapgate's peak VmRSS meanwhile, and
@@ -149,7 +149,7 @@ upstreams:
 plugins: [responses-routes, request-id, error-codes, ${JSON.stringify(join(ROOT, 'bench', 'gc-plugin.ts'))}]
 `,
   );
-  const child = spawn(process.execPath, ['--expose-gc', join(ROOT, 'core', 'bin.js'), '--config', file], {
+  const child = spawn(process.execPath, ['--expose-gc', join(ROOT, 'app', 'bin.js'), '--config', file], {
     stdio: ['ignore', 'ignore', 'inherit'],
     cwd: ROOT,
   });

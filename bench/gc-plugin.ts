@@ -4,7 +4,7 @@
  * `GET /__bench/gc` runs a full GC (needs `node --expose-gc`), then answers process.memoryUsage().
  */
 import type { Gateway } from '../core/gateway.js';
-import type { RouteMatch } from '../core/types.js';
+import type { RouteMatch } from '../core/kernel/types.js';
 
 const NAME = 'bench-gc';
 const GC: RouteMatch = { kind: 'bench.gc', proxy: false, auth: 'none' };

@@ -1,8 +1,8 @@
 /**
- * What the pre-parse scan (core/json-bounds.ts) costs on ordinary Responses bodies, next to
+ * What the pre-parse scan (core/proxy/json-bounds.ts) costs on ordinary Responses bodies, next to
  * toString + JSON.parse of the same bytes: `node --import tsx bench/json-scan.ts`. Never in npm test.
  */
-import { scanJson } from '../core/json-bounds.js';
+import { scanJson } from '../core/proxy/json-bounds.js';
 
 /** A Codex-like body of about `kb` KB: instructions, 8 function tools, a mixed input history. */
 function realistic(kb: number): Buffer {

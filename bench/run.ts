@@ -219,7 +219,7 @@ function detectDashboard(): { spec: string | undefined; note: string } {
       spec: undefined,
       note: 'left out (BENCH_DASHBOARD=0): tapgate ran without the dashboard plugin and viewer',
     };
-  const builtins = readFileSync(join(ROOT, 'core', 'builtin-plugins.ts'), 'utf8');
+  const builtins = readFileSync(join(ROOT, 'app', 'builtin-plugins.ts'), 'utf8');
   if (/['"]?dashboard['"]?\s*:/.test(builtins))
     return { spec: 'dashboard', note: 'built-in plugin "dashboard"' };
   for (const f of ['index.ts', 'index.js']) {
@@ -376,7 +376,7 @@ async function startTapgate(run: Run, cpuProfDir: string | undefined): Promise<S
     writeFileSync(file, cfg.yaml);
     const args = ['--expose-gc'];
     if (cpuProfDir !== undefined) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
-    args.push(join(ROOT, 'core', 'bin.js'), '--config', file);
+    args.push(join(ROOT, 'app', 'bin.js'), '--config', file);
     rmSync(logFile, { force: true });
     const child = spawnPinned('tapgate', process.execPath, args, {
       core: PROXY_CORE,
@@ -627,7 +627,7 @@ function howRun(run: Run, loadgenVersion: string): string[] {
       `POST ${PATH} {"model":"gpt-bench","input":"hi","stream":…} with Authorization: Bearer <client key>.`,
     `Upstream: Node http on 127.0.0.1; stream:false → ${'1 KB'} JSON; stream:true → 40 SSE events (response.created … response.completed), one write each.`,
     `Low load: ${o.seq} sequential JSON requests (after 200 unmeasured) and ${o.ttfb} sequential SSE requests for time to first byte, one keep-alive connection, the bench's own timer.`,
-    `tapgate: node --expose-gc core/bin.js --config <temp yaml>: the shipped config.yaml with client auth on (one key), server.workers 1, one openai upstream at the bench upstream, ` +
+    `tapgate: node --expose-gc app/bin.js --config <temp yaml>: the shipped config.yaml with client auth on (one key), server.workers 1, one openai upstream at the bench upstream, ` +
       `plugins ${(run.tapgateInfo.plugins as string[] | undefined)?.join(', ') ?? '(shipped)'} + bench/gc-plugin.ts; log.level ${String(run.tapgateInfo.logLevel ?? 'info')}, to a file.`,
     `Dashboard: ${run.dashboard.note}.`,
     `Background: other processes and hypervisor steal took ${(run.background ?? 0).toFixed(0)}% of a core in the second before the run (see "other CPU").`,

@@ -4,7 +4,7 @@
  * PASS/FAIL line per target. Exits 1 when a target fails, 2 on a bad argument.
  */
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../core/units.js';
+import { parseDuration } from '../core/config/units.js';
 import { checks, render } from './soak/report.js';
 import { DEFAULTS, runSoak } from './soak/run.js';
 

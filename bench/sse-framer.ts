@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/sse-framer.ts
  */
-import { SseFramer } from '../core/sse.js';
+import { SseFramer } from '../core/proxy/sse.js';
 
 const CHUNK = 64 * 1024;
 const sink = { frames: 0, frame: () => void sink.frames++ };

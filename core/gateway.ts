@@ -8,29 +8,32 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { dirname } from 'node:path';
 import type { DestinationStream } from 'pino';
-import type { AccessLog } from './access-log.js';
-import { ClientAuth, isLoopbackHost } from './auth.js';
-import { FailureThrottle } from './auth-throttle.js';
-import type { ConfigSource, LoadedConfig } from './config.js';
-import { upstreamBaseSchema, type GatewayConfig } from './config-schema.js';
-import { authenticationError, tapCore, throttledError } from './core-taps.js';
-import { defaultMaxConnections, fdSoftLimit } from './connection-limit.js';
-import { container, TOKENS, type DependencyContainer } from './di.js';
-import { openAIErrorBody, ShuttingDownError, type GatewayError } from './errors.js';
-import { createHooks, sealHooks, type GatewayHooks } from './hooks.js';
-import { createLoggers, type Logger } from './logger.js';
-import { Occasional } from './occasional.js';
-import { PluginApplyError } from './plugin-errors.js';
-import { Secrets } from './secrets.js';
-import { loadPlugins, type LoadedPlugin } from './plugins.js';
-import { Pipeline } from './pipeline.js';
-import { UpstreamPool } from './pool.js';
-import { MemoryPoolState, type PoolStateStore } from './pool-state.js';
-import { SlotQueue } from './slot-queue.js';
-import { Transport } from './transport.js';
-import { Upstream, UpstreamTypeRegistry } from './upstream.js';
+import { AccessLog } from './observe/access-log.js';
+import { ClientAuth, isLoopbackHost } from './guard/auth.js';
+import { FailureThrottle } from './guard/auth-throttle.js';
+import type { ConfigSource, LoadedConfig } from './config/config.js';
+import { upstreamBaseSchema, type GatewayConfig } from './config/config-schema.js';
+import { authenticationError, tapCore, throttledError } from './defaults/core-taps.js';
+import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js';
+import { container, TOKENS, type DependencyContainer } from './loader/di.js';
+import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
+import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
+import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
+import { Occasional } from './observe/occasional.js';
+import { PluginApplyError } from './loader/plugin-errors.js';
+import type { PluginContext } from './kernel/plugin-api.js';
+import { Secrets } from './observe/secrets.js';
+import { loadPlugins, type LoadedPlugin, type PluginRegistry } from './loader/plugins.js';
+import { Pipeline } from './proxy/pipeline.js';
+import { UpstreamPool } from './pool/pool.js';
+import { MemoryPoolState, type PoolStateStore } from './pool/pool-state.js';
+import { SlotQueue } from './pool/slot-queue.js';
+import { Transport } from './proxy/transport.js';
+import { Upstream, UpstreamTypeRegistry } from './pool/upstream.js';
 
 export interface GatewayOptions {
+  /** The plugins enabled by name (the composition root's; none by default: modules by path only). */
+  builtins?: PluginRegistry;
   /** Where pino writes (tests capture it); stdout by default. */
   logDestination?: DestinationStream;
   /** Overrides `server.port` (the CLI's --port). */
@@ -45,7 +48,7 @@ export class Gateway {
   readonly logger: Logger;
   /** Every secret the gateway knows: scrubbed from log lines, error bodies and plugin output. */
   readonly secrets: Secrets;
-  /** The per-request access line (see createLoggers). */
+  /** The per-request access line (core/observe/access-log.ts), written to the logger's destination. */
   private readonly accessLog: AccessLog;
   readonly upstreamTypes = new UpstreamTypeRegistry();
   readonly container: DependencyContainer;
@@ -63,13 +66,15 @@ export class Gateway {
   private readonly fdLimit: number | undefined;
   /** Failed client authentication per source address. */
   private readonly throttle: FailureThrottle;
+  /** What plugins get in apply(): the parts they work with, not the gateway that runs them. */
+  private readonly pluginContext: PluginContext;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
     this.secrets = new Secrets(config);
-    const loggers = createLoggers(config.log.level, options.logDestination, this.secrets);
-    this.logger = loggers.logger;
-    this.accessLog = loggers.access;
+    const destination = (options.logDestination as LogDestination | undefined) ?? defaultLogDestination();
+    this.logger = createLogger(config.log.level, destination, this.secrets);
+    this.accessLog = new AccessLog(config.log.level, destination, this.secrets);
     this.hooks = createHooks();
     this.container = container.createChildContainer();
     this.container.register(TOKENS.Gateway, { useValue: this });
@@ -96,6 +101,21 @@ export class Gateway {
       ),
     );
     this.server.on('drop', () => dropped.hit(undefined));
+    const pool = () => this.pool;
+    const server = this.server;
+    this.pluginContext = Object.freeze({
+      hooks: this.hooks,
+      logger: this.logger,
+      config,
+      secrets: this.secrets,
+      upstreamTypes: this.upstreamTypes,
+      get pool() {
+        return pool();
+      },
+      get listening() {
+        return server.listening;
+      },
+    });
     const brute = config.auth.bruteForce;
     this.throttle = new FailureThrottle({ maxFailures: brute.maxFailures, windowMs: brute.window }, (s) =>
       this.logger.warn(s, 'authentication failures'),
@@ -159,10 +179,11 @@ export class Gateway {
       configDir,
       config.upstreams.map((u) => u.type),
       this.container,
+      options.builtins,
     );
     for (const p of this.plugins) {
       try {
-        await p.instance.apply(this);
+        await p.instance.apply(this.pluginContext);
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
         throw new PluginApplyError(`plugin "${p.name}" failed in apply(): ${reason}`, p.where, {

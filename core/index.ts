@@ -1,12 +1,13 @@
 /** The public API for plugin authors and embedders. */
 export { Gateway, type GatewayOptions } from './gateway.js';
-export { Stage } from './stages.js';
-export { TOKENS, inject, injectable } from './di.js';
-export type { GatewayHooks } from './hooks.js';
-export type { RequestContext } from './context.js';
-export type { PluginMeta, TapgatePlugin, PluginClass } from './plugin-api.js';
-export * from './errors.js';
-export * from './plugin-errors.js';
+export type { PluginRegistry } from './loader/plugins.js';
+export { Stage } from './kernel/stages.js';
+export { TOKENS, inject, injectable } from './loader/di.js';
+export type { GatewayHooks } from './kernel/hooks.js';
+export type { RequestContext } from './kernel/context.js';
+export type { PluginContext, PluginMeta, TapgatePlugin, PluginClass } from './kernel/plugin-api.js';
+export * from './kernel/errors.js';
+export * from './loader/plugin-errors.js';
 export {
   HANDLED,
   type RouteMatch,
@@ -16,9 +17,14 @@ export {
   type Outcome,
   type Classification,
   type UpgradeRequest,
-} from './types.js';
-export { Upstream, type UpstreamTypeDefinition } from './upstream.js';
-export { ConfigError, parseConfig, loadConfigFile } from './config.js';
-export { retryAfterMs } from './retry-after.js';
-export { truncate, MAX_ECHO_CHARS } from './truncate.js';
-export { FailureThrottle, type FailureThrottleOptions, type FailureSummary } from './auth-throttle.js';
+} from './kernel/types.js';
+export { Upstream, type UpstreamTypeDefinition, type UpstreamTypeRegistry } from './pool/upstream.js';
+export { ConfigError, parseConfig, loadConfigFile } from './config/config.js';
+export { retryAfterMs } from './pool/retry-after.js';
+export { truncate, MAX_ECHO_CHARS } from './observe/truncate.js';
+export { FailureThrottle, type FailureThrottleOptions, type FailureSummary } from './guard/auth-throttle.js';
+export { duration, integer, size, headerToken, headerText, unsafeHeaderChar } from './config/units.js';
+export type { Logger } from './observe/logger.js';
+export type { Secrets } from './observe/secrets.js';
+export type { UpstreamPool } from './pool/pool.js';
+export { serializeEvent } from './proxy/sse.js';

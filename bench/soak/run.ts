@@ -14,14 +14,15 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { Writable } from 'node:stream';
 import YAML from 'yaml';
-import { parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { parseConfig } from '../../core/config/config.js';
+import type { Gateway } from '../../core/gateway.js';
 import { until } from '../../test/helpers/pool.js';
 import { runRequest, type ClientDeps, type Result } from './client.js';
 import { startFaultUpstream, type FaultUpstream } from './fault-upstream.js';
 import { expected, Planner, type Mix, type Plan } from './plan.js';
 import { extraHandles, gcFunction, handles, memoryAfterGc, type Handles, type Memory } from './probe.js';
 import { Rendezvous } from './rendezvous.js';
+import { createGateway } from '../../app/gateway.js';
 
 export interface SoakOptions extends Mix {
   durationMs: number;
@@ -242,7 +243,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     const loaded = parseConfig(gatewayYaml(upstream.url, upstreamKeys, o), 'soak.yaml', {
       SOAK_CLIENT_KEY: clientKey,
     });
-    gw = await Gateway.create(loaded, { logDestination: sink });
+    gw = await createGateway(loaded, { logDestination: sink });
     await gw.listen();
     const deps: ClientDeps = { origin: gw.url, key: clientKey, agent, meet, secrets };
     const planner = new Planner(o, o.seed);

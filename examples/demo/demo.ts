@@ -8,10 +8,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DestinationStream } from 'pino';
-import { parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { parseConfig } from '../../core/config/config.js';
+import type { Gateway } from '../../core/gateway.js';
 import { startTraffic, type Traffic, type TrafficClient } from './traffic.js';
 import { startSimUpstream, type SimUpstream } from './upstream-sim.js';
+import { createGateway } from '../../app/gateway.js';
 
 export interface DemoOptions {
   /** The port to try first; 0 or a busy port means any free port. Default 8788. */
@@ -110,7 +111,7 @@ plugins:
   let gateway: Gateway;
   try {
     const loaded = parseConfig(yaml, path.join(HERE, 'demo.yaml'), env);
-    gateway = await Gateway.create(
+    gateway = await createGateway(
       loaded,
       opts.logDestination === undefined ? {} : { logDestination: opts.logDestination },
     );

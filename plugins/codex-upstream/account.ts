@@ -4,7 +4,7 @@
  * refresh token is spent exactly once (two concurrent refreshes burn it: `refresh_token_reused`).
  * A request whose token still works does not wait for a refresh ahead of expiry.
  */
-import type { Logger } from '../../core/logger.js';
+import type { Logger } from '../../core/index.js';
 import { readAuthDoc, tokensOfDoc, writeBackTokens, type CodexTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
 import { RefreshFailure, requestTokenRefresh } from './refresh.js';

@@ -3,7 +3,7 @@
  * HTTP error a non-streaming client gets.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { GatewayError, UpstreamHttpError } from '../../core/errors.js';
+import { GatewayError, UpstreamHttpError } from '../../core/index.js';
 
 /** A token refresh failed, so the request cannot go out on this account. */
 export class CodexRefreshError extends GatewayError {

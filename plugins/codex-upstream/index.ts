@@ -5,14 +5,18 @@
  * built from the stream; SDK clients are spared the backend's non-standard events.
  */
 import { z } from 'zod';
-import type { RequestContext } from '../../core/context.js';
-import { inject, injectable, TOKENS } from '../../core/di.js';
-import { UpstreamHttpError } from '../../core/errors.js';
-import type { Gateway } from '../../core/gateway.js';
-import type { TapgatePlugin } from '../../core/plugin-api.js';
-import { Stage } from '../../core/stages.js';
-import type { OutgoingRequest } from '../../core/types.js';
-import type { Upstream } from '../../core/upstream.js';
+import {
+  inject,
+  injectable,
+  Stage,
+  TOKENS,
+  UpstreamHttpError,
+  type PluginContext,
+  type OutgoingRequest,
+  type RequestContext,
+  type TapgatePlugin,
+  type Upstream,
+} from '../../core/index.js';
 import { CodexAccount } from './account.js';
 import { CodexCredentialsError, expandHome, loadAuthFile, loadInlineTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
@@ -40,11 +44,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
   /** One account per auth file, however many upstreams name it: one refresh token, one refresher. */
   private readonly byFile = new Map<string, CodexAccount>();
   private readonly accounts = new Set<CodexAccount>();
-  private gateway: Gateway | undefined;
+  private gateway: PluginContext | undefined;
 
   constructor(@inject(TOKENS.PluginOptions) _options: Record<string, never>) {}
 
-  apply(gateway: Gateway): void {
+  apply(gateway: PluginContext): void {
     this.gateway = gateway;
     const hooks = gateway.hooks;
     gateway.upstreamTypes.register({

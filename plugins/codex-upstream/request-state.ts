@@ -1,5 +1,5 @@
 /** What the plugin remembers about one request, in `ctx.locals['codex-upstream']`. */
-import type { RequestContext } from '../../core/context.js';
+import type { RequestContext } from '../../core/index.js';
 import { isCodexOriginator } from './sdk-events.js';
 import type { ResponseCollector } from './stream-to-json.js';
 

@@ -3,7 +3,7 @@
  * version, User-Agent) derived from them in one place.
  */
 import { z } from 'zod';
-import { duration } from '../../core/units.js';
+import { duration } from '../../core/index.js';
 
 export const DEFAULT_BASE_URL = 'https://chatgpt.com/backend-api/codex';
 export const DEFAULT_TOKEN_URL = 'https://auth.openai.com/oauth/token';

@@ -3,7 +3,7 @@
  * `response.metadata` and other types outside the SDK's `ResponseStreamEvent` union, on which
  * `responses.stream()` throws. For clients that are not Codex they are dropped.
  */
-import type { SseEvent } from '../../core/types.js';
+import type { SseEvent } from '../../core/index.js';
 
 /** The SDK's `ResponseStreamEvent` union (protocol §1.2), plus `keepalive`, which it ignores. */
 export const OFFICIAL_EVENT_TYPES: ReadonlySet<string> = new Set([

@@ -5,9 +5,7 @@
  * `response.output_item.done` items, by `output_index`. `response.failed` and `error` become an HTTP
  * error. An EOF without a terminal event is the core's incomplete-stream error (502).
  */
-import type { GatewayError } from '../../core/errors.js';
-import { UpstreamMalformedError } from '../../core/errors.js';
-import type { SseEvent } from '../../core/types.js';
+import { UpstreamMalformedError, type GatewayError, type SseEvent } from '../../core/index.js';
 import { streamFailureError } from './errors.js';
 
 export class ResponseCollector {

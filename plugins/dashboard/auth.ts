@@ -6,9 +6,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { FailureThrottle } from '../../core/auth-throttle.js';
-import type { RequestContext } from '../../core/context.js';
-import type { Reply } from '../../core/types.js';
+import type { FailureThrottle, Reply, RequestContext } from '../../core/index.js';
 
 export const COOKIE_NAME = 'tapgate_dash';
 export const SESSION_TTL_MS = 12 * 3600_000;

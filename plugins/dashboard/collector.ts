@@ -5,11 +5,7 @@
  * feed reads it once per batch.
  */
 import type { IncomingMessage } from 'node:http';
-import type { RequestContext } from '../../core/context.js';
-import type { GatewayError } from '../../core/errors.js';
-import type { Outcome, SseEvent } from '../../core/types.js';
-import type { Upstream } from '../../core/upstream.js';
-import type { Secrets } from '../../core/secrets.js';
+import type { GatewayError, Outcome, RequestContext, Secrets, SseEvent, Upstream } from '../../core/index.js';
 
 export type RequestState = 'active' | 'ok' | 'error' | 'aborted';
 export type EventKind = 'start' | 'attempt' | 'response' | 'first_byte' | 'failover' | 'terminal' | 'finish';

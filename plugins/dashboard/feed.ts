@@ -7,12 +7,9 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Logger } from '../../core/logger.js';
-import type { UpstreamPool } from '../../core/pool.js';
-import type { UpgradeRequest } from '../../core/types.js';
+import type { Logger, Secrets, UpgradeRequest, UpstreamPool } from '../../core/index.js';
 import { sameOrigin, type DashboardAuth, type Identity } from './auth.js';
 import type { Collector, WirePoint, WireRequest, WireTotals } from './collector.js';
-import type { Secrets } from '../../core/secrets.js';
 
 export interface WireUpstream {
   name: string;

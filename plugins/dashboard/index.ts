@@ -4,13 +4,19 @@
  * failed and why, and which upstreams are cooling and until when. Both need the admin token.
  */
 import { z } from 'zod';
-import { inject, injectable, TOKENS } from '../../core/di.js';
-import type { Gateway } from '../../core/gateway.js';
-import type { TapgatePlugin } from '../../core/plugin-api.js';
-import { Stage } from '../../core/stages.js';
-import type { Reply } from '../../core/types.js';
-import { duration, integer, size } from '../../core/units.js';
-import { FailureThrottle } from '../../core/auth-throttle.js';
+import {
+  duration,
+  FailureThrottle,
+  inject,
+  injectable,
+  integer,
+  size,
+  Stage,
+  TOKENS,
+  type PluginContext,
+  type Reply,
+  type TapgatePlugin,
+} from '../../core/index.js';
 import { DashboardAuth } from './auth.js';
 import { Collector } from './collector.js';
 import { Feed } from './feed.js';
@@ -67,7 +73,7 @@ export default class DashboardPlugin implements TapgatePlugin {
     if (options.token.length < MIN_TOKEN_LENGTH) throw new Error(TOKEN_TOO_SHORT);
   }
 
-  apply(gateway: Gateway): void {
+  apply(gateway: PluginContext): void {
     const o = this.options;
     const hooks = gateway.hooks;
     const log = gateway.logger.child({ plugin: NAME });
@@ -90,7 +96,7 @@ export default class DashboardPlugin implements TapgatePlugin {
           return gateway.pool;
         },
         get listening() {
-          return gateway.server.listening;
+          return gateway.listening;
         },
       },
       auth,

@@ -8,8 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { RequestContext } from '../../core/context.js';
-import type { Reply, RouteMatch } from '../../core/types.js';
+import type { Reply, RequestContext, RouteMatch } from '../../core/index.js';
 import { htmlHeaders, sameOrigin, type DashboardAuth, type Denied, type Identity } from './auth.js';
 
 const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');

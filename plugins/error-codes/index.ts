@@ -1,9 +1,13 @@
 /** Maps internal error types to the Responses `error.code` clients act on. */
 import { z } from 'zod';
-import { inject, injectable, TOKENS } from '../../core/di.js';
-import type { Gateway } from '../../core/gateway.js';
-import type { TapgatePlugin } from '../../core/plugin-api.js';
-import { Stage } from '../../core/stages.js';
+import {
+  inject,
+  injectable,
+  Stage,
+  TOKENS,
+  type PluginContext,
+  type TapgatePlugin,
+} from '../../core/index.js';
 
 const NAME = 'error-codes';
 
@@ -33,7 +37,7 @@ export default class ErrorCodesPlugin implements TapgatePlugin {
     this.table = { ...DEFAULT_ERROR_CODES, ...options.map };
   }
 
-  apply(gateway: Gateway): void {
+  apply(gateway: PluginContext): void {
     const table = this.table;
     gateway.hooks.mapErrorCode.tap({ name: NAME, stage: Stage.DEFAULT }, (code) => {
       const key = code ?? '';

@@ -1,11 +1,16 @@
 /** Upstream type `openai`: an OpenAI-compatible API with an API key. */
 import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
-import { inject, injectable, TOKENS } from '../../core/di.js';
-import type { Gateway } from '../../core/gateway.js';
-import type { TapgatePlugin } from '../../core/plugin-api.js';
-import { Stage } from '../../core/stages.js';
-import { headerToken, unsafeHeaderChar } from '../../core/units.js';
+import {
+  headerToken,
+  inject,
+  injectable,
+  Stage,
+  TOKENS,
+  unsafeHeaderChar,
+  type PluginContext,
+  type TapgatePlugin,
+} from '../../core/index.js';
 
 const NAME = 'openai-upstream';
 
@@ -31,7 +36,7 @@ export default class OpenAIUpstreamPlugin implements TapgatePlugin {
 
   constructor(@inject(TOKENS.PluginOptions) _options: Record<string, never>) {}
 
-  apply(gateway: Gateway): void {
+  apply(gateway: PluginContext): void {
     gateway.upstreamTypes.register({
       type: 'openai',
       schema: openaiUpstreamSchema,

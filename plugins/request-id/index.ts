@@ -3,10 +3,14 @@
  * generated UUID; returns it as `x-request-id`, forwards it upstream, and hands the upstream's own
  * id back as `x-upstream-request-id`. Every log line of the request carries it.
  */
-import { inject, injectable, TOKENS } from '../../core/di.js';
-import type { Gateway } from '../../core/gateway.js';
-import type { TapgatePlugin } from '../../core/plugin-api.js';
-import { Stage } from '../../core/stages.js';
+import {
+  inject,
+  injectable,
+  Stage,
+  TOKENS,
+  type PluginContext,
+  type TapgatePlugin,
+} from '../../core/index.js';
 
 const NAME = 'request-id';
 const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -21,7 +25,7 @@ export default class RequestIdPlugin implements TapgatePlugin {
 
   constructor(@inject(TOKENS.PluginOptions) _options: object) {}
 
-  apply(gateway: Gateway): void {
+  apply(gateway: PluginContext): void {
     const hooks = gateway.hooks;
     const secrets = gateway.secrets;
     hooks.start.tap({ name: NAME, stage: Stage.EARLY }, (ctx) => {

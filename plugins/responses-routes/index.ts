@@ -4,10 +4,14 @@
  * protocol's own terminal event.
  */
 import { z } from 'zod';
-import { inject, injectable, TOKENS } from '../../core/di.js';
-import type { Gateway } from '../../core/gateway.js';
-import type { TapgatePlugin } from '../../core/plugin-api.js';
-import { Stage } from '../../core/stages.js';
+import {
+  inject,
+  injectable,
+  Stage,
+  TOKENS,
+  type PluginContext,
+  type TapgatePlugin,
+} from '../../core/index.js';
 import { listModels } from './models.js';
 import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS } from './routes.js';
 import { onResponsesEvent, type EventOptions } from './stream-events.js';
@@ -45,7 +49,7 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
 
   constructor(@inject(TOKENS.PluginOptions) private readonly options: Options) {}
 
-  apply(gateway: Gateway): void {
+  apply(gateway: PluginContext): void {
     const hooks = gateway.hooks;
     hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) =>
       matchResponsesRoute(ctx.method, ctx.pathname),

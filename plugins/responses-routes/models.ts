@@ -1,5 +1,5 @@
 /** `GET /v1/models`: the models the enabled upstreams serve, in OpenAI's list shape. */
-import type { UpstreamPool } from '../../core/pool.js';
+import type { UpstreamPool } from '../../core/index.js';
 
 export function listModels(pool: UpstreamPool): {
   object: 'list';

@@ -1,5 +1,5 @@
 /** The Responses API's routes: three prefixes, each with `/responses` and `/responses/compact`. */
-import type { RouteMatch } from '../../core/types.js';
+import type { RouteMatch } from '../../core/index.js';
 import { waitingFrames } from './waiting.js';
 
 const PREFIXES = ['/v1', '', '/backend-api/codex'];

@@ -3,10 +3,13 @@
  * increasing, recognise terminal events, remember the Response the stream is about, and turn what
  * strict clients cannot use (`event: error`, malformed frames, data-less pings) into something they can.
  */
-import type { RequestContext } from '../../core/context.js';
-import { UpstreamMalformedError, UpstreamStreamError } from '../../core/errors.js';
-import { serializeEvent } from '../../core/sse.js';
-import type { SseEvent } from '../../core/types.js';
+import {
+  serializeEvent,
+  UpstreamMalformedError,
+  UpstreamStreamError,
+  type RequestContext,
+  type SseEvent,
+} from '../../core/index.js';
 import { firstSequenceWarning, rememberResponseEvent, startedByGateway } from './stream-state.js';
 import { createdAtFor, nextSequence, responseIdFor } from './synthetic.js';
 import { errorFrame } from './terminal.js';

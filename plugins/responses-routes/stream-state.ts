@@ -4,7 +4,7 @@
  * data text, parsed only if the gateway must write its own terminal event), and whether the
  * out-of-order warning was logged.
  */
-import type { RequestContext } from '../../core/context.js';
+import type { RequestContext } from '../../core/index.js';
 
 const STARTED = 'responses-routes.renumber';
 const RESPONSE = 'responses-routes.response';

@@ -2,7 +2,7 @@
  * Events tapgate writes itself on a Responses stream: numbered after what was forwarded, and about
  * the same Response the client was told of in `response.created`.
  */
-import type { RequestContext } from '../../core/context.js';
+import type { RequestContext } from '../../core/index.js';
 import { startedByGateway, upstreamResponse } from './stream-state.js';
 
 /** Synthesised ids derive from the request id, so a client's error can be found in the logs. */

@@ -1,6 +1,5 @@
 /** Writes the one `response.failed` that ends a Responses stream after headers were sent. */
-import type { RequestContext } from '../../core/context.js';
-import type { GatewayError } from '../../core/errors.js';
+import type { GatewayError, RequestContext } from '../../core/index.js';
 import { nextSequence, sseFrame, syntheticResponse } from './synthetic.js';
 
 export function responseFailedFrame(ctx: RequestContext, error: GatewayError): string {

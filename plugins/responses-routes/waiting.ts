@@ -5,7 +5,7 @@
  * then dropped, its sequence numbers shifted past ours, and the Response it describes given our id
  * and `created_at`, so nothing later contradicts what the client was told first (see stream-events.ts).
  */
-import type { RequestContext } from '../../core/context.js';
+import type { RequestContext } from '../../core/index.js';
 import { markStartedByGateway } from './stream-state.js';
 import { nextSequence, sseFrame, syntheticResponse } from './synthetic.js';
 

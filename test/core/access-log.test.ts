@@ -3,7 +3,7 @@ import { basicConfig, CLIENT_KEY, startGateway } from '../helpers/gateway.js';
 import { Harness } from '../helpers/harness.js';
 import { postJson, rawRequest } from '../helpers/raw.js';
 
-/** The access line is built by hand (core/access-log.ts): it must stay valid JSON, filtered by level, scrubbed. */
+/** The access line is built by hand (core/observe/access-log.ts): it must stay valid JSON, filtered by level, scrubbed. */
 describe('access log line', () => {
   const h = new Harness();
   afterEach(() => h.cleanup());

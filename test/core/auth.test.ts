@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { ConfigError, parseConfig } from '../../core/config/config.js';
 import { basicConfig, CLIENT_KEY, LogCapture, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { responseObject, startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { createGateway } from '../../app/gateway.js';
 
 const UPSTREAM_KEY = 'sk-upstream-secret-abcdef';
 const SECOND_KEY = 'sk-second-client-9876543210';
@@ -149,7 +149,7 @@ plugins:
     for (const host of ['0.0.0.0', '::', '192.0.2.10']) {
       const logs = new LogCapture();
       await assert.rejects(
-        Gateway.create(parseConfig(noKeys(host), 'config.yaml', {}), { logDestination: logs }),
+        createGateway(parseConfig(noKeys(host), 'config.yaml', {}), { logDestination: logs }),
         (err: unknown) => {
           assert.ok(err instanceof ConfigError);
           assert.equal(

@@ -77,7 +77,7 @@ function tryRequest(port: number): Promise<string> {
   });
 }
 
-describe('CLI (core/bin.js)', () => {
+describe('CLI (app/bin.js)', () => {
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'tapgate-cli-'));
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { ConfigError, parseConfig } from '../../core/config/config.js';
 import { LogCapture } from '../helpers/gateway.js';
+import { createGateway } from '../../app/gateway.js';
 
 /** The ConfigError that `fn` throws (fails the test if it throws anything else, or nothing). */
 function configError(fn: () => unknown): ConfigError {
@@ -19,7 +19,7 @@ async function bootError(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<Con
   const loaded = parseConfig(yaml, 'config.yaml', env);
   loaded.config.server.port = 0;
   try {
-    const gw = await Gateway.create(loaded, { logDestination: logs });
+    const gw = await createGateway(loaded, { logDestination: logs });
     await gw.close(0);
   } catch (err) {
     assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
@@ -182,7 +182,7 @@ describe('config validation', () => {
     ]);
     loaded.config.server.port = 0;
     const logs = new LogCapture();
-    const gw = await Gateway.create(loaded, { logDestination: logs });
+    const gw = await createGateway(loaded, { logDestination: logs });
     await gw.close(0);
     const warn = logs.lines
       .map((l) => JSON.parse(l) as Record<string, unknown>)

@@ -3,8 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { parseConfig } from '../../core/config/config.js';
 import {
   DuplicatePluginError,
   PluginApplyError,
@@ -13,9 +12,10 @@ import {
   PluginLoadError,
   PluginNotFoundError,
   PluginOptionsError,
-} from '../../core/plugin-errors.js';
+} from '../../core/loader/plugin-errors.js';
 import { basicConfig, CLIENT_KEY, LogCapture, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
+import { createGateway } from '../../app/gateway.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const FIXTURES = join(ROOT, 'test/fixtures');
@@ -31,7 +31,7 @@ async function bootFails<E extends PluginError>(
   const loaded = parseConfig(yaml, file, { TAPGATE_TEST_KEY: CLIENT_KEY });
   loaded.config.server.port = 0;
   try {
-    const gw = await Gateway.create(loaded, { logDestination: new LogCapture() });
+    const gw = await createGateway(loaded, { logDestination: new LogCapture() });
     await gw.close(0);
   } catch (err) {
     assert.ok(

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { parseFrame, SseFramer } from '../../core/sse.js';
+import { parseFrame, SseFramer } from '../../core/proxy/sse.js';
 
 function frames(chunks: string[]): string[] {
   const f = new SseFramer(1 << 20);

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
-const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../core/bin.js');
+const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../app/bin.js');
 
 async function freePort(): Promise<number> {
   const srv = net.createServer().listen(0, '127.0.0.1');

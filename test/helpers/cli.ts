@@ -1,4 +1,4 @@
-/** Runs the real `tapgate` binary (core/bin.js) as a child process, with its output captured. */
+/** Runs the real `tapgate` binary (app/bin.js) as a child process, with its output captured. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join, resolve } from 'node:path';
@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import { recordOutput, registerSecretsIn } from './secret-scan.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = join(ROOT, 'core/bin.js');
+export const BIN = join(ROOT, 'app/bin.js');
 
 export interface Cli {
   child: ChildProcess;

@@ -1,8 +1,9 @@
 /** Starts a real gateway in-process from YAML text, listening on 127.0.0.1:0, with its logs captured. */
 import { Writable } from 'node:stream';
-import { parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { parseConfig } from '../../core/config/config.js';
+import type { Gateway } from '../../core/gateway.js';
 import { recordOutput, registerSecret, registerSecretsIn } from './secret-scan.js';
+import { createGateway } from '../../app/gateway.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -35,7 +36,7 @@ export async function startGateway(
   loaded.config.server.port = 0;
   registerSecretsIn(loaded.config);
   recordOutput('log', () => capture.lines.join('\n'));
-  const gw = await Gateway.create(loaded, { logDestination: capture });
+  const gw = await createGateway(loaded, { logDestination: capture });
   await gw.listen();
   return {
     gw,

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CodexAccount } from '../../plugins/codex-upstream/account.js';
 import { loadAuthFile } from '../../plugins/codex-upstream/credentials.js';
-import { createLoggers } from '../../core/logger.js';
+import { createLogger } from '../../core/observe/logger.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { postJson, type RawResponse } from '../helpers/raw.js';
 import { accessToken, idToken, writeAuthFile, type CodexLogin } from '../helpers/codex-jwt.js';
@@ -536,7 +536,7 @@ describe('plugin codex-upstream: token refresh', () => {
         userAgent: 'codex_cli_rs/0.169.0 (tapgate)',
         refreshAheadMs: 300_000,
         retryBackoffMs: 5000,
-        log: createLoggers('silent').logger,
+        log: createLogger('silent'),
         onDead: () => assert.fail('not dead'),
         onUnusable: () => assert.fail('not unusable'),
       },

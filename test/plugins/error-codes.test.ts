@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
+import { parseConfig } from '../../core/config/config.js';
 import { LogCapture } from '../helpers/gateway.js';
+import { createGateway } from '../../app/gateway.js';
 
 /** The mapping as the gateway applies it: the real hook, built by a real boot. */
 async function mapperFor(pluginYaml: string): Promise<(code: string | null, type: string) => string | null> {
   const yaml = `server: { port: 0 }\nplugins:\n${pluginYaml}\n`;
-  const gw = await Gateway.create(parseConfig(yaml, 'x.yaml', {}), { logDestination: new LogCapture() });
+  const gw = await createGateway(parseConfig(yaml, 'x.yaml', {}), { logDestination: new LogCapture() });
   return (code, type) => gw.hooks.mapErrorCode.call(code ?? type, type, {} as never);
 }
 

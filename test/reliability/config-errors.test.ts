@@ -15,13 +15,13 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { parseConfig } from '../../core/config.js';
-import { Gateway } from '../../core/gateway.js';
-import { PluginError } from '../../core/plugin-errors.js';
+import { parseConfig } from '../../core/config/config.js';
+import { PluginError } from '../../core/loader/plugin-errors.js';
 import { killStrayClis, runCli } from '../helpers/cli.js';
 import { accessToken, writeAuthFile } from '../helpers/codex-jwt.js';
 import { LogCapture } from '../helpers/gateway.js';
 import { registerSecret } from '../helpers/secret-scan.js';
+import { createGateway } from '../../app/gateway.js';
 
 /** Token text planted in broken auth files: it must never be printed. */
 const PLANTED = 'sk-planted-token-text-0123456789abcdef';
@@ -343,7 +343,7 @@ describe('reliability: plugin boot errors (in process)', () => {
     const config = join(dir, 'tapgate.yaml');
     const loaded = parseConfig(readFileSync(pluginConfig(dir, entry), 'utf8'), config, {});
     try {
-      const gw = await Gateway.create(loaded, { logDestination: new LogCapture() });
+      const gw = await createGateway(loaded, { logDestination: new LogCapture() });
       await gw.close(0);
     } catch (err) {
       assert.ok(err instanceof PluginError, `not a named boot error: ${(err as Error).stack}`);

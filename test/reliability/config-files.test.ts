@@ -10,8 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../../core/config.js';
-import { MAX_DURATION_MS } from '../../core/units.js';
+import { parseConfig } from '../../core/config/config.js';
+import { MAX_DURATION_MS } from '../../core/config/units.js';
 import { killStrayClis, runCli } from '../helpers/cli.js';
 import { deadline } from '../helpers/raw.js';
 

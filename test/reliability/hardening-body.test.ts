@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { ConfigError, parseConfig } from '../../core/config.js';
+import { ConfigError, parseConfig } from '../../core/config/config.js';
 import { basicConfig, CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { until } from '../helpers/pool.js';
 import { connectRaw, deadline, parseHttpResponse, postJson, readToEnd } from '../helpers/raw.js';

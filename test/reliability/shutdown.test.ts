@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown at scale, through the real CLI (core/bin.js): SIGTERM while 100 streams are in
+ * Graceful shutdown at scale, through the real CLI (app/bin.js): SIGTERM while 100 streams are in
  * flight against a Codex upstream that streams slowly, and while that account's token refresh is
  * still running. test/core/cli.test.ts covers one stream that finishes and one that is cut; this
  * covers both kinds at once, the refused connections, and the credential write-back at exit.

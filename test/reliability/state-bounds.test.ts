@@ -26,8 +26,8 @@ import {
 import { upstreamKey } from '../helpers/proxy-config.js';
 import { deadline, postJson, type RawResponse } from '../helpers/raw.js';
 import type { UpstreamHandler } from '../helpers/upstream.js';
-import { MemoryPoolState } from '../../core/pool-state.js';
-import { MAX_STATE_KEY_CHARS } from '../../core/state-key.js';
+import { MemoryPoolState } from '../../core/pool/pool-state.js';
+import { MAX_STATE_KEY_CHARS } from '../../core/pool/state-key.js';
 
 const MODEL = 'gpt-test';
 const MB = 1024 * 1024;

@@ -7,9 +7,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Stream } from 'node:stream';
 import { createProxyServer, type ProxyServer } from 'http-proxy-3';
 import { Attempt, type AttemptDeps, type AttemptResult } from './attempt.js';
-import type { RequestContext } from './context.js';
-import type { OutgoingRequest } from './types.js';
-import type { Upstream } from './upstream.js';
+import type { RequestContext } from '../kernel/context.js';
+import type { OutgoingRequest } from '../kernel/types.js';
+import type { Upstream } from '../pool/upstream.js';
 
 const ATTEMPT = Symbol('tapgate.attempt');
 type TaggedRequest = IncomingMessage & { [ATTEMPT]?: Attempt };

@@ -2,7 +2,7 @@
  * The core's upstream selection (the `selectUpstream` fallback): session affinity first, then the
  * configured strategy within the best priority tier (lower `priority` is preferred).
  */
-import type { RequestContext } from './context.js';
+import type { RequestContext } from '../kernel/context.js';
 import type { PoolStateStore } from './pool-state.js';
 import { stateKey } from './state-key.js';
 import type { Upstream } from './upstream.js';

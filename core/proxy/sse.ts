@@ -4,7 +4,7 @@
  * untouched event is forwarded as received, and parses the fields only once per frame.
  */
 import { StringDecoder } from 'node:string_decoder';
-import type { SseEvent } from './types.js';
+import type { SseEvent } from '../kernel/types.js';
 
 export class SseFrameTooLargeError extends Error {}
 

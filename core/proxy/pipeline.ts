@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AttemptResult } from './attempt.js';
-import { isRefused } from './auth.js';
+import { isRefused } from '../guard/auth.js';
 import { decodeBody, parseJsonBody, readBody } from './body.js';
-import { RequestContext } from './context.js';
-import type { GatewayConfig } from './config-schema.js';
+import { RequestContext } from '../kernel/context.js';
+import type { GatewayConfig } from '../config/config-schema.js';
 import {
   ClientAbortError,
   ClientStalledError,
@@ -21,16 +21,16 @@ import {
   ShuttingDownError,
   toGatewayError,
   UpstreamHttpError,
-} from './errors.js';
+} from '../kernel/errors.js';
 import { forwardableRequestHeaders, UPSTREAM_ACCEPT_ENCODING } from './headers.js';
-import type { GatewayHooks } from './hooks.js';
-import type { Logger } from './logger.js';
-import type { UpstreamPool } from './pool.js';
-import type { Secrets } from './secrets.js';
+import type { GatewayHooks } from '../kernel/hooks.js';
+import type { Logger } from '../observe/logger.js';
+import type { UpstreamPool } from '../pool/pool.js';
+import type { Secrets } from '../observe/secrets.js';
 import type { Transport } from './transport.js';
-import { truncate } from './truncate.js';
-import { HANDLED, type OutgoingRequest, type Outcome, type Reply } from './types.js';
-import type { Upstream } from './upstream.js';
+import { truncate } from '../observe/truncate.js';
+import { HANDLED, type OutgoingRequest, type Outcome, type Reply } from '../kernel/types.js';
+import type { Upstream } from '../pool/upstream.js';
 
 export class Pipeline {
   /** Requests not finished yet: what a graceful shutdown waits for. */

@@ -7,9 +7,9 @@ import {
   type GatewayError,
   InvalidRequestError,
   UnsupportedMediaTypeError,
-} from './errors.js';
+} from '../kernel/errors.js';
 import { scanJson } from './json-bounds.js';
-import { truncate } from './truncate.js';
+import { truncate } from '../observe/truncate.js';
 
 const READER = Symbol('tapgate.body-reader');
 type Reading = IncomingMessage & { [READER]?: BodyReader };

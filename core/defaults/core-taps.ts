@@ -3,10 +3,10 @@
  * Stage.FALLBACK, so a plugin tapping at DEFAULT replaces it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AccessLog } from './access-log.js';
-import { isLoopbackHost, isRefused, markRefused, type ClientAuth } from './auth.js';
-import type { FailureThrottle } from './auth-throttle.js';
-import type { RequestContext } from './context.js';
+import type { AccessLog } from '../observe/access-log.js';
+import { isLoopbackHost, isRefused, markRefused, type ClientAuth } from '../guard/auth.js';
+import type { FailureThrottle } from '../guard/auth-throttle.js';
+import type { RequestContext } from '../kernel/context.js';
 import {
   AuthenticationError,
   AuthThrottledError,
@@ -25,15 +25,15 @@ import {
   UpstreamMalformedError,
   UpstreamResetError,
   UpstreamStreamError,
-} from './errors.js';
-import { exhaustedWindowMs, limitSignal } from './cooldown-signals.js';
-import type { UpstreamPool } from './pool.js';
-import { Scheduler, type SchedulerOptions } from './scheduler.js';
-import type { GatewayHooks } from './hooks.js';
-import type { Logger } from './logger.js';
-import { Occasional } from './occasional.js';
-import { Stage } from './stages.js';
-import type { Classification } from './types.js';
+} from '../kernel/errors.js';
+import { exhaustedWindowMs, limitSignal } from '../pool/cooldown-signals.js';
+import type { UpstreamPool } from '../pool/pool.js';
+import { Scheduler, type SchedulerOptions } from '../pool/scheduler.js';
+import type { GatewayHooks } from '../kernel/hooks.js';
+import type { Logger } from '../observe/logger.js';
+import { Occasional } from '../observe/occasional.js';
+import { Stage } from '../kernel/stages.js';
+import type { Classification } from '../kernel/types.js';
 
 const CORE = 'tapgate:core';
 

@@ -1,6 +1,5 @@
 /** pino, with every secret-bearing field censored even if a plugin logs a whole object by mistake. */
 import { pino, type Logger, type DestinationStream } from 'pino';
-import { AccessLog, type LineSink } from './access-log.js';
 import { LineBatcher } from './line-batcher.js';
 import type { Secrets } from './secrets.js';
 import { truncate } from './truncate.js';
@@ -28,33 +27,35 @@ const REDACT = [
   '*.headers["x-api-key"]',
 ];
 
-export interface Loggers {
-  /** For everything: secret-bearing fields are censored even if a plugin logs a whole object. */
-  logger: Logger;
-  /** The core's one line per request (see core/access-log.ts). */
-  access: AccessLog;
+/** Where log lines go: pino's destination, which also takes the core's hand-built access lines. */
+export type LogDestination = DestinationStream & { write(line: string): unknown };
+
+/** stdout, in batches (see line-batcher.ts). */
+export function defaultLogDestination(): LogDestination {
+  return new LineBatcher();
 }
 
-export function createLoggers(level: string, destination?: DestinationStream, secrets?: Secrets): Loggers {
-  const dest: DestinationStream & LineSink = destination ?? new LineBatcher();
+/** The logger for everything but the access line (core/observe/access-log.ts, which shares `destination`). */
+export function createLogger(
+  level: string,
+  destination: LogDestination = defaultLogDestination(),
+  secrets?: Secrets,
+): Logger {
   // The last line of defence: a secret in any value (an upstream's error message, a client-chosen
   // model name) is masked in the written line, whatever field it came in.
   const hooks = {
     streamWrite: (line: string) => clampLine(secrets === undefined ? line : secrets.scrub(line)),
   };
-  return {
-    logger: pino(
-      {
-        level,
-        base: { name: 'tapgate' },
-        timestamp: pino.stdTimeFunctions.isoTime,
-        hooks,
-        redact: { paths: REDACT, censor: '[redacted]' },
-      },
-      dest,
-    ),
-    access: new AccessLog(level, dest, secrets),
-  };
+  return pino(
+    {
+      level,
+      base: { name: 'tapgate' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      hooks,
+      redact: { paths: REDACT, censor: '[redacted]' },
+    },
+    destination,
+  );
 }
 
 /** A log line longer than this has its long string values cut (a client-chosen field logged whole). */

@@ -5,10 +5,10 @@
  * messages and codes) are scrubbed for secrets; the rest are names and numbers the core chose.
  */
 import { pino } from 'pino';
-import type { RequestContext } from './context.js';
+import type { RequestContext } from '../kernel/context.js';
 import type { Secrets } from './secrets.js';
 import { MAX_ECHO_CHARS, truncate } from './truncate.js';
-import type { Outcome } from './types.js';
+import type { Outcome } from '../kernel/types.js';
 
 /** Bounds of the outside values in an access line: a path or a model name, and a message. */
 const MAX_FIELD_CHARS = MAX_ECHO_CHARS;

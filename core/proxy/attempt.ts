@@ -6,7 +6,7 @@
 import { STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import type { RequestContext } from './context.js';
+import type { RequestContext } from '../kernel/context.js';
 import {
   ClientStalledError,
   fromSocketError,
@@ -21,13 +21,13 @@ import {
   UpstreamMalformedError,
   UpstreamTooLargeError,
   InternalError,
-} from './errors.js';
+} from '../kernel/errors.js';
 import { clientResponseHeaders, notJsonBody, unreadableBody } from './headers.js';
-import type { GatewayHooks } from './hooks.js';
+import type { GatewayHooks } from '../kernel/hooks.js';
 import { parseFrame, serializeEvent, SseFramer, SseFrameTooLargeError } from './sse.js';
-import type { OutgoingRequest } from './types.js';
-import { formatDuration } from './units.js';
-import type { Upstream } from './upstream.js';
+import type { OutgoingRequest } from '../kernel/types.js';
+import { formatDuration } from '../config/units.js';
+import type { Upstream } from '../pool/upstream.js';
 
 export type AttemptResult =
   | { kind: 'ok' }

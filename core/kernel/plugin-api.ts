@@ -1,5 +1,28 @@
-/** What a plugin is: a class with `static meta` and `apply(gateway)`. */
-import type { Gateway } from './gateway.js';
+/** What a plugin is: a class with `static meta` and `apply(gateway)`, and what `apply` is given. */
+import type { GatewayConfig } from '../config/config-schema.js';
+import type { Logger } from '../observe/logger.js';
+import type { Secrets } from '../observe/secrets.js';
+import type { UpstreamPool } from '../pool/pool.js';
+import type { UpstreamTypeRegistry } from '../pool/upstream.js';
+import type { GatewayHooks } from './hooks.js';
+
+/**
+ * What a plugin's `apply` gets: the gateway's parts a plugin works with, and nothing that runs it
+ * (no HTTP server, no container, no `close()`).
+ */
+export interface PluginContext {
+  readonly hooks: GatewayHooks;
+  readonly logger: Logger;
+  readonly config: Readonly<GatewayConfig>;
+  /** Every secret the gateway knows: scrub free text with it; `add` a credential of the plugin's own. */
+  readonly secrets: Secrets;
+  /** Where a plugin registers the upstream `type`s it provides. */
+  readonly upstreamTypes: UpstreamTypeRegistry;
+  /** The upstream pool. It is built after every plugin's apply(): read it at request time. */
+  readonly pool: UpstreamPool;
+  /** Whether the gateway accepts connections now. */
+  readonly listening: boolean;
+}
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */
 export interface OptionsSchema<T = unknown> {
@@ -24,7 +47,7 @@ export interface PluginMeta {
 
 export interface TapgatePlugin {
   /** Taps hooks and registers upstream types. Runs once, at boot. */
-  apply(gateway: Gateway): void | Promise<void>;
+  apply(gateway: PluginContext): void | Promise<void>;
   /** Releases what apply() acquired; runs on shutdown, and after a failed boot. */
   close?(): void | Promise<void>;
 }

@@ -6,7 +6,7 @@
  */
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import type { GatewayConfig } from './config-schema.js';
+import type { GatewayConfig } from '../core/config/config-schema.js';
 
 /** Signals that stop the gateway gracefully (SIGQUIT as nginx reads it: finish what is running). */
 export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;

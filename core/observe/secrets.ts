@@ -6,9 +6,9 @@
  * through `scrub`; credential-shaped strings (JWTs, `sk-…` keys, `Bearer …`) are masked too, so a
  * token is caught even before a re-collection has seen it.
  */
-import type { GatewayConfig } from './config-schema.js';
-import { detached } from './state-key.js';
-import type { Upstream } from './upstream.js';
+import type { GatewayConfig } from '../config/config-schema.js';
+import { detached } from '../pool/state-key.js';
+import type { Upstream } from '../pool/upstream.js';
 
 export const REDACTED = '[redacted]';
 

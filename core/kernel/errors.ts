@@ -4,7 +4,7 @@
  * class (or `code`) instead of parsing messages.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
-import { formatDuration } from './units.js';
+import { formatDuration } from '../config/units.js';
 
 export type ErrorPhase = 'admission' | 'connect' | 'headers' | 'body' | 'stream' | 'internal';
 

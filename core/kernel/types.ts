@@ -1,34 +1,10 @@
 /** Shapes shared by the core and plugins. */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { RequestContext } from './context.js';
+import type { RouteMatch } from './context.js';
 import type { GatewayError } from './errors.js';
 
-/** What `matchRoute` resolves a request to. */
-export interface RouteMatch {
-  /** e.g. `responses`, `responses.compact`, `models`, `dashboard`. */
-  kind: string;
-  /** Proxied to an upstream (true) or answered locally by a `request` tap (false). */
-  proxy: boolean;
-  /** Who may call it: `client` needs a client key; `none` leaves auth to the route's own plugin. */
-  auth: 'client' | 'none';
-  /** Path suffix the upstream should receive, relative to its base URL (e.g. `/responses`). */
-  upstreamPath?: string;
-  /** The body is JSON and is parsed once (for `model`, `stream`, failover replay). */
-  jsonBody?: boolean;
-  /** The protocol requires a terminal event: an EOF without one is a failure. */
-  requiresTerminalEvent?: boolean;
-  /**
-   * A unary endpoint: a JSON answer is valid even when the client sent `stream: true`. Otherwise, on
-   * a `jsonBody` route, a streamed request answered without an event stream is an upstream error.
-   */
-  unary?: boolean;
-  /**
-   * The protocol's frames for a streamed request that waits for a slot in the queue's keepalive
-   * mode: `open` starts the stream, `tick` keeps an idle client alive. Without them, waits hold headers.
-   */
-  waitingFrames?: { open(ctx: RequestContext): string; tick(ctx: RequestContext): string };
-}
+export type { RouteMatch } from './context.js';
 
 /** A local answer from a `request` tap. Returning one ends the chain. */
 export type Reply =

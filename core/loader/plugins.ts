@@ -6,11 +6,10 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { formatPath, type ConfigSource } from './config.js';
-import type { PluginEntry } from './config-schema.js';
-import { BUILTIN_PLUGINS, UPSTREAM_TYPE_PROVIDERS } from './builtin-plugins.js';
+import { formatPath, type ConfigSource } from '../config/config.js';
+import type { PluginEntry } from '../config/config-schema.js';
 import { TOKENS, type DependencyContainer } from './di.js';
-import { isPluginClass, type PluginClass, type TapgatePlugin } from './plugin-api.js';
+import { isPluginClass, type PluginClass, type TapgatePlugin } from '../kernel/plugin-api.js';
 import {
   DuplicatePluginError,
   PluginDependencyError,
@@ -18,6 +17,18 @@ import {
   PluginNotFoundError,
   PluginOptionsError,
 } from './plugin-errors.js';
+
+/**
+ * The plugins a composition root ships (tapgate's own are in app/builtin-plugins.ts): enabled by name,
+ * and enabled automatically for the upstream types they provide. The kernel knows none of them.
+ */
+export interface PluginRegistry {
+  readonly plugins: Readonly<Record<string, PluginClass>>;
+  /** Upstream type → the name of the plugin that provides it. */
+  readonly upstreamTypeProviders: Readonly<Record<string, string>>;
+}
+
+export const EMPTY_REGISTRY: PluginRegistry = { plugins: {}, upstreamTypeProviders: {} };
 
 export interface LoadedPlugin {
   readonly name: string;
@@ -48,21 +59,22 @@ export async function loadPlugins(
   configDir: string,
   upstreamTypes: readonly string[],
   parent: DependencyContainer,
+  registry: PluginRegistry = EMPTY_REGISTRY,
 ): Promise<LoadedPlugin[]> {
   const resolved: Resolved[] = [];
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]!;
     const spec = typeof entry === 'string' ? entry : entry.name;
     const where = locate(source, ['plugins', i]);
-    const cls = await resolveClass(spec, configDir, where);
+    const cls = await resolveClass(spec, configDir, where, registry);
     resolved.push({ cls, options: typeof entry === 'string' ? undefined : entry.options, index: i, where });
   }
   // An upstream type's provider is enabled automatically when an upstream uses the type.
   for (const type of new Set(upstreamTypes)) {
-    const provider = UPSTREAM_TYPE_PROVIDERS[type];
+    const provider = registry.upstreamTypeProviders[type];
     if (provider === undefined || resolved.some((r) => r.cls.meta.name === provider)) continue;
     resolved.push({
-      cls: BUILTIN_PLUGINS[provider]!,
+      cls: registry.plugins[provider]!,
       options: undefined,
       index: undefined,
       where: undefined,
@@ -112,12 +124,14 @@ async function resolveClass(
   spec: string,
   configDir: string,
   where: string | undefined,
+  registry: PluginRegistry,
 ): Promise<PluginClass> {
   if (!isModulePath(spec)) {
-    const builtin = BUILTIN_PLUGINS[spec];
+    const builtin = registry.plugins[spec];
     if (builtin === undefined) {
+      const names = Object.keys(registry.plugins);
       throw new PluginNotFoundError(
-        `unknown plugin "${spec}". Built-in plugins: ${Object.keys(BUILTIN_PLUGINS).join(', ')}. A plugin module is named by a path starting with ./ or /`,
+        `unknown plugin "${spec}". Built-in plugins: ${names.length > 0 ? names.join(', ') : '(none)'}. A plugin module is named by a path starting with ./ or /`,
         where,
       );
     }

@@ -3,11 +3,12 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import cluster from 'node:cluster';
 import { Writable } from 'node:stream';
-import { ConfigError, loadConfigFile } from './config.js';
+import { ConfigError, loadConfigFile } from '../core/config/config.js';
 import { multiProcessProblem, runPrimary, SHUTDOWN, STOP_SIGNALS, workerCount } from './workers.js';
-import { Gateway } from './gateway.js';
-import { PluginError } from './plugin-errors.js';
+import type { Gateway } from '../core/gateway.js';
+import { PluginError } from '../core/loader/plugin-errors.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
+import { createGateway } from './gateway.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N]
 
@@ -84,12 +85,12 @@ export async function main(argv: string[]): Promise<number> {
         ]);
       // Boot once here so a bad plugin or upstream is reported before any worker starts.
       await (
-        await Gateway.create(loaded, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) })
+        await createGateway(loaded, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) })
       ).close(0);
       plainLog(30, 'starting workers', { workers });
       return runPrimary(workers, (msg) => plainLog(30, msg));
     }
-    gateway = await Gateway.create(loaded);
+    gateway = await createGateway(loaded);
     const logger = gateway.logger;
     signalLog = (signal, message) => logger.warn({ signal }, `${signal} ${message}`);
     await gateway.listen();

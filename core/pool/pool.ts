@@ -1,8 +1,13 @@
 /** The upstream pool: which upstreams may take an attempt, and leases on their concurrency slots. */
-import { AllUpstreamsCoolingError, NoUpstreamError, QueueFullError, type GatewayError } from './errors.js';
+import {
+  AllUpstreamsCoolingError,
+  NoUpstreamError,
+  QueueFullError,
+  type GatewayError,
+} from '../kernel/errors.js';
 import type { Cooldown, PoolStateStore } from './pool-state.js';
 import type { SlotQueue } from './slot-queue.js';
-import { MAX_ECHO_CHARS, truncate } from './truncate.js';
+import { MAX_ECHO_CHARS, truncate } from '../observe/truncate.js';
 import type { Upstream } from './upstream.js';
 
 /** A stored reason is already cut to MAX_ECHO_CHARS (stateText); this bounds a store that does not. */

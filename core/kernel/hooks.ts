@@ -12,7 +12,7 @@ import {
 import type { IncomingMessage } from 'node:http';
 import type { RequestContext } from './context.js';
 import type { GatewayError } from './errors.js';
-import type { Upstream } from './upstream.js';
+import type { Upstream } from '../pool/upstream.js';
 import type {
   Classification,
   OutgoingRequest,

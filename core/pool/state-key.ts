@@ -5,7 +5,7 @@
  * store (the in-memory one, a shared one later) bounds what it keeps with these two functions.
  */
 import { createHash } from 'node:crypto';
-import { MAX_ECHO_CHARS, truncate } from './truncate.js';
+import { MAX_ECHO_CHARS, truncate } from '../observe/truncate.js';
 
 /** Keys up to this long are kept as they are: the common path does no hashing. */
 export const MAX_STATE_KEY_CHARS = 128;

@@ -2,7 +2,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { z } from 'zod';
-import type { Timeouts, UpstreamBaseConfig } from './config-schema.js';
+import type { Timeouts, UpstreamBaseConfig } from '../config/config-schema.js';
 
 /** What a plugin registers to provide an upstream `type`. */
 export interface UpstreamTypeDefinition {
