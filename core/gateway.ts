@@ -25,6 +25,7 @@ import type { PluginContext } from './kernel/plugin-api.js';
 import { Secrets } from './observe/secrets.js';
 import { loadPlugins, type LoadedPlugin, type PluginRegistry } from './loader/plugins.js';
 import { Pipeline } from './proxy/pipeline.js';
+import { SelectionPolicyRegistry } from './pool/policies.js';
 import { UpstreamPool } from './pool/pool.js';
 import { MemoryPoolState, type PoolStateStore } from './pool/pool-state.js';
 import { SlotQueue } from './pool/slot-queue.js';
@@ -51,6 +52,8 @@ export class Gateway {
   /** The per-request access line (core/observe/access-log.ts), written to the logger's destination. */
   private readonly accessLog: AccessLog;
   readonly upstreamTypes = new UpstreamTypeRegistry();
+  /** Selection policies by name (`pool.strategy`): the built-in three, and plugins' own. */
+  readonly selectionPolicies = new SelectionPolicyRegistry();
   readonly container: DependencyContainer;
   readonly server: http.Server;
   private poolRef: UpstreamPool | undefined;
@@ -109,6 +112,7 @@ export class Gateway {
       config,
       secrets: this.secrets,
       upstreamTypes: this.upstreamTypes,
+      selectionPolicies: this.selectionPolicies,
       get pool() {
         return pool();
       },
@@ -168,7 +172,11 @@ export class Gateway {
       logger: this.logger,
       transientCooldownMs: config.proxy.transientCooldown,
       access: this.accessLog,
-      scheduler: { strategy: config.pool.strategy, affinity: config.pool.affinity },
+      scheduler: {
+        strategy: config.pool.strategy,
+        affinity: config.pool.affinity,
+        policies: this.selectionPolicies,
+      },
       pool: () => this.pool,
     });
 
@@ -191,6 +199,15 @@ export class Gateway {
         });
       }
     }
+
+    if (this.selectionPolicies.get(config.pool.strategy) === undefined)
+      throw source.error([
+        {
+          path: ['pool', 'strategy'],
+          ...source.locate(['pool', 'strategy']),
+          message: `unknown selection policy "${config.pool.strategy}"; known: ${this.selectionPolicies.names().join(', ')} (a plugin may register more)`,
+        } as never,
+      ]);
 
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
     this.poolRef = new UpstreamPool(

@@ -28,3 +28,8 @@ export type { Logger } from './observe/logger.js';
 export type { Secrets } from './observe/secrets.js';
 export type { UpstreamPool } from './pool/pool.js';
 export { serializeEvent } from './proxy/sse.js';
+export {
+  SelectionPolicyRegistry,
+  type SelectionPolicy,
+  type SelectionPolicyFactory,
+} from './pool/policies.js';

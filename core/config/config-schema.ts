@@ -128,7 +128,8 @@ export const configSchema = z.strictObject({
   pool: z
     .strictObject({
       /** How to pick among eligible upstreams of the best priority tier. */
-      strategy: z.enum(['round-robin', 'least-in-flight', 'fill-first']).default('round-robin'),
+      // A registered selection policy (core/pool/policies.ts); checked at boot, after plugins registered theirs.
+      strategy: z.string().min(1).default('round-robin'),
       affinity: z
         .strictObject({
           /** Keep a session on one upstream (prompt caching): session-id → prompt_cache_key → previous_response_id. */

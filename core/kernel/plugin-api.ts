@@ -2,6 +2,7 @@
 import type { GatewayConfig } from '../config/config-schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Secrets } from '../observe/secrets.js';
+import type { SelectionPolicyRegistry } from '../pool/policies.js';
 import type { UpstreamPool } from '../pool/pool.js';
 import type { UpstreamTypeRegistry } from '../pool/upstream.js';
 import type { GatewayHooks } from './hooks.js';
@@ -18,6 +19,8 @@ export interface PluginContext {
   readonly secrets: Secrets;
   /** Where a plugin registers the upstream `type`s it provides. */
   readonly upstreamTypes: UpstreamTypeRegistry;
+  /** Where a plugin registers a selection policy, for `pool.strategy` to name. */
+  readonly selectionPolicies: SelectionPolicyRegistry;
   /** The upstream pool. It is built after every plugin's apply(): read it at request time. */
   readonly pool: UpstreamPool;
   /** Whether the gateway accepts connections now. */

@@ -3,25 +3,30 @@
  * configured strategy within the best priority tier (lower `priority` is preferred).
  */
 import type { RequestContext } from '../kernel/context.js';
+import { SelectionPolicyRegistry, type SelectionPolicy } from './policies.js';
 import type { PoolStateStore } from './pool-state.js';
 import { stateKey } from './state-key.js';
 import type { Upstream } from './upstream.js';
 
-export type StrategyName = 'round-robin' | 'least-in-flight' | 'fill-first';
-
 export interface SchedulerOptions {
-  strategy: StrategyName;
+  /** A registered selection policy: `round-robin`, `least-in-flight`, `fill-first`, or a plugin's. */
+  strategy: string;
   affinity: { enabled: boolean; ttl: number };
+  /** Where `strategy` is looked up (the built-in three when omitted). */
+  policies?: SelectionPolicyRegistry;
 }
 
 export class Scheduler {
-  /** Smooth weighted round-robin state (nginx's algorithm): current weight per upstream. */
-  private readonly current = new Map<string, number>();
+  private readonly policy: SelectionPolicy;
 
   constructor(
     private readonly state: PoolStateStore,
     private readonly options: SchedulerOptions,
-  ) {}
+  ) {
+    const factory = (options.policies ?? new SelectionPolicyRegistry()).get(options.strategy);
+    if (factory === undefined) throw new Error(`unknown selection policy "${options.strategy}"`);
+    this.policy = factory();
+  }
 
   /**
    * The session key of a request: `session-id`/`session_id` → `prompt_cache_key` → `previous_response_id`.
@@ -74,46 +79,6 @@ export class Scheduler {
     let best = Infinity;
     for (const u of candidates) if (u.priority < best) best = u.priority;
     const tier = candidates.length === 1 ? candidates : candidates.filter((u) => u.priority === best);
-    if (tier.length === 1) return tier[0]!;
-    switch (this.options.strategy) {
-      case 'fill-first':
-        // Candidates keep config order: the first with a free slot takes everything it can.
-        return tier[0]!;
-      case 'least-in-flight':
-        return this.leastInFlight(tier);
-      default:
-        return this.weightedRoundRobin(tier);
-    }
-  }
-
-  private leastInFlight(tier: readonly Upstream[]): Upstream {
-    let chosen = tier[0]!;
-    let load = Infinity;
-    for (const u of tier) {
-      const l = this.state.inFlight(u.name) / u.weight;
-      if (l < load) {
-        load = l;
-        chosen = u;
-      }
-    }
-    return chosen;
-  }
-
-  /** Smooth weighted round-robin: spreads picks in proportion to `weight`, without bursts. */
-  private weightedRoundRobin(tier: readonly Upstream[]): Upstream {
-    let total = 0;
-    let chosen = tier[0]!;
-    let chosenWeight = -Infinity;
-    for (const u of tier) {
-      const w = (this.current.get(u.name) ?? 0) + u.weight;
-      this.current.set(u.name, w);
-      total += u.weight;
-      if (w > chosenWeight) {
-        chosenWeight = w;
-        chosen = u;
-      }
-    }
-    this.current.set(chosen.name, chosenWeight - total);
-    return chosen;
+    return tier.length === 1 ? tier[0]! : this.policy.pick(tier, this.state);
   }
 }
