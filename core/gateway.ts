@@ -102,7 +102,6 @@ export class Gateway {
     );
     this.server.on('drop', () => dropped.hit(undefined));
     const pool = () => this.pool;
-    const server = this.server;
     this.pluginContext = Object.freeze({
       hooks: this.hooks,
       logger: this.logger,
@@ -111,9 +110,6 @@ export class Gateway {
       upstreamTypes: this.upstreamTypes,
       get pool() {
         return pool();
-      },
-      get listening() {
-        return server.listening;
       },
     });
     const brute = config.auth.bruteForce;
@@ -162,6 +158,8 @@ export class Gateway {
     }
     this.auth = auth;
     this.throttle.start();
+    // Built before the pool, which needs the plugins' upstream types: the core taps use the state.
+    const state = options.poolState ?? new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries });
     tapCore(this.hooks, {
       auth,
       throttle: this.throttle,
@@ -169,7 +167,7 @@ export class Gateway {
       transientCooldownMs: config.proxy.transientCooldown,
       access: this.accessLog,
       scheduler: { strategy: config.pool.strategy, affinity: config.pool.affinity },
-      pool: () => this.pool,
+      state,
     });
 
     const configDir = dirname(source.file);
@@ -193,11 +191,7 @@ export class Gateway {
     }
 
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
-    this.poolRef = new UpstreamPool(
-      this.buildUpstreams(source),
-      options.poolState ?? new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries }),
-      queue,
-    );
+    this.poolRef = new UpstreamPool(this.buildUpstreams(source), state, queue);
     for (const u of this.poolRef.upstreams) {
       const reason = this.upstreamTypes.get(u.type)?.check?.(u);
       if (reason === undefined) continue;
@@ -338,6 +332,12 @@ export class Gateway {
           },
           'tapgate listening',
         );
+        // Synchronously, before any connection is read: a tap keeps the pool for request time.
+        try {
+          this.hooks.ready.call({ pool: this.pool, address: addr, url: this.url });
+        } catch (err) {
+          this.logger.error({ err }, 'a ready tap threw');
+        }
         resolve(addr);
       });
     });
@@ -368,6 +368,11 @@ export class Gateway {
     const pipeline = this.pipeline;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    try {
+      this.hooks.closing.call({ drainMs });
+    } catch (err) {
+      this.logger.error({ err }, 'a closing tap threw');
+    }
     if (pipeline !== undefined) {
       pipeline.draining = true;
       this.poolRef?.queue.clear();

@@ -18,10 +18,8 @@ export interface PluginContext {
   readonly secrets: Secrets;
   /** Where a plugin registers the upstream `type`s it provides. */
   readonly upstreamTypes: UpstreamTypeRegistry;
-  /** The upstream pool. It is built after every plugin's apply(): read it at request time. */
+  /** The upstream pool. It is built after every plugin's apply(): read it at request time, or keep it at `ready`. */
   readonly pool: UpstreamPool;
-  /** Whether the gateway accepts connections now. */
-  readonly listening: boolean;
 }
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */
