@@ -105,7 +105,6 @@ export class Gateway {
     );
     this.server.on('drop', () => dropped.hit(undefined));
     const pool = () => this.pool;
-    const server = this.server;
     this.pluginContext = Object.freeze({
       hooks: this.hooks,
       logger: this.logger,
@@ -115,9 +114,6 @@ export class Gateway {
       selectionPolicies: this.selectionPolicies,
       get pool() {
         return pool();
-      },
-      get listening() {
-        return server.listening;
       },
     });
     const brute = config.auth.bruteForce;
@@ -166,6 +162,8 @@ export class Gateway {
     }
     this.auth = auth;
     this.throttle.start();
+    // Built before the pool, which needs the plugins' upstream types: the core taps use the state.
+    const state = options.poolState ?? new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries });
     tapCore(this.hooks, {
       auth,
       throttle: this.throttle,
@@ -177,7 +175,7 @@ export class Gateway {
         affinity: config.pool.affinity,
         policies: this.selectionPolicies,
       },
-      pool: () => this.pool,
+      state,
     });
 
     const configDir = dirname(source.file);
@@ -210,11 +208,7 @@ export class Gateway {
       ]);
 
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
-    this.poolRef = new UpstreamPool(
-      this.buildUpstreams(source),
-      options.poolState ?? new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries }),
-      queue,
-    );
+    this.poolRef = new UpstreamPool(this.buildUpstreams(source), state, queue);
     for (const u of this.poolRef.upstreams) {
       const reason = this.upstreamTypes.get(u.type)?.check?.(u);
       if (reason === undefined) continue;
@@ -355,6 +349,12 @@ export class Gateway {
           },
           'tapgate listening',
         );
+        // Synchronously, before any connection is read: a tap keeps the pool for request time.
+        try {
+          this.hooks.ready.call({ pool: this.pool, address: addr, url: this.url });
+        } catch (err) {
+          this.logger.error({ err }, 'a ready tap threw');
+        }
         resolve(addr);
       });
     });
@@ -385,6 +385,11 @@ export class Gateway {
     const pipeline = this.pipeline;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
+    try {
+      this.hooks.closing.call({ drainMs });
+    } catch (err) {
+      this.logger.error({ err }, 'a closing tap threw');
+    }
     if (pipeline !== undefined) {
       pipeline.draining = true;
       this.poolRef?.queue.clear();

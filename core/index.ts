@@ -17,6 +17,8 @@ export {
   type Outcome,
   type Classification,
   type UpgradeRequest,
+  type GatewayReady,
+  type GatewayClosing,
 } from './kernel/types.js';
 export { Upstream, type UpstreamTypeDefinition, type UpstreamTypeRegistry } from './pool/upstream.js';
 export { ConfigError, parseConfig, loadConfigFile } from './config/config.js';

@@ -27,7 +27,7 @@ import {
   UpstreamStreamError,
 } from '../kernel/errors.js';
 import { exhaustedWindowMs, limitSignal } from '../pool/cooldown-signals.js';
-import type { UpstreamPool } from '../pool/pool.js';
+import type { PoolStateStore } from '../pool/pool-state.js';
 import { Scheduler, type SchedulerOptions } from '../pool/scheduler.js';
 import type { GatewayHooks } from '../kernel/hooks.js';
 import type { Logger } from '../observe/logger.js';
@@ -58,8 +58,8 @@ export interface CoreTapOptions {
   /** The per-request access line. */
   access: AccessLog;
   scheduler: SchedulerOptions;
-  /** The pool exists only after plugins are applied; taps reach it at request time. */
-  pool: () => UpstreamPool;
+  /** The pool's state store: built before the pool (which waits for plugins' upstream types). */
+  state: PoolStateStore;
 }
 
 export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
@@ -96,11 +96,10 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     return undefined;
   });
 
-  let scheduler: Scheduler | undefined;
-  hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, candidates) => {
-    scheduler ??= new Scheduler(opts.pool().state, opts.scheduler);
-    return scheduler.select(ctx, candidates);
-  });
+  const scheduler = new Scheduler(opts.state, opts.scheduler);
+  hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, candidates) =>
+    scheduler.select(ctx, candidates),
+  );
 
   // Usage-window headers come on successes too: a full window cools the whole account until it resets.
   hooks.upstreamResponse.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, upstream, response) => {
@@ -111,15 +110,13 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
       return;
     const wait = exhaustedWindowMs(response.headers);
     if (wait === undefined) return;
-    opts
-      .pool()
-      .state.cool(
-        upstream.name,
-        undefined,
-        Date.now() + wait,
-        'usage window exhausted (x-codex headers)',
-        'rate_limit',
-      );
+    opts.state.cool(
+      upstream.name,
+      undefined,
+      Date.now() + wait,
+      'usage window exhausted (x-codex headers)',
+      'rate_limit',
+    );
     ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
   });
 

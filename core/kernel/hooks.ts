@@ -15,6 +15,8 @@ import type { GatewayError } from './errors.js';
 import type { Upstream } from '../pool/upstream.js';
 import type {
   Classification,
+  GatewayClosing,
+  GatewayReady,
   OutgoingRequest,
   Outcome,
   Reply,
@@ -24,7 +26,19 @@ import type {
 } from './types.js';
 
 export interface GatewayHooks {
-  // Lifecycle events: observe only.
+  // The gateway's lifecycle: observe only, each called once.
+  /**
+   * The gateway accepts connections: the pool is built, the address bound. Called after listen and
+   * before the first request is read, so a tap may keep what it gets for request time.
+   */
+  readonly ready: SyncHook<[GatewayReady]>;
+  /**
+   * Shutdown began: the server accepts no new connection; in-flight requests drain for up to
+   * `drainMs`, then plugins close. For what must act when the drain starts (tell viewers to go).
+   */
+  readonly closing: SyncHook<[GatewayClosing]>;
+
+  // Request events: observe only.
   /** A request arrived (before routing). */
   readonly start: SyncHook<[RequestContext]>;
   /** An upstream attempt is about to be sent. */
@@ -49,8 +63,14 @@ export interface GatewayHooks {
   readonly streamEvent: SyncWaterfallHook<[SseEvent, RequestContext]>;
 
   // Errors.
-  /** How to react to a failure: retry, switch, cool down. */
+  /** How to react to a failure: retry, switch, cool down. A verdict only: to watch failures, tap attemptFailed. */
   readonly classifyError: SyncBailHook<[GatewayError, RequestContext], Classification | void>;
+  /**
+   * Observe a failed attempt with the verdict classifyError gave (any cooldown already applied):
+   * every attempt that failed before output reached the client, including one that failed while it
+   * was being prepared. A failure after output ends the request instead (see `finish`).
+   */
+  readonly attemptFailed: SyncHook<[RequestContext, Upstream, GatewayError, Classification]>;
   /** The client-visible `error.code` for an error (code, type). */
   readonly mapErrorCode: SyncWaterfallHook<[string | null, string, RequestContext]>;
   /** Writes the error while no header has been sent. Exactly one of this and terminateStream runs per failure. */
@@ -64,6 +84,8 @@ export interface GatewayHooks {
 
 export function createHooks(): GatewayHooks {
   return {
+    ready: new SyncHook(['ready']),
+    closing: new SyncHook(['closing']),
     start: new SyncHook(['ctx']),
     upstreamAttempt: new SyncHook(['ctx', 'upstream', 'outgoing']),
     upstreamResponse: new SyncHook(['ctx', 'upstream', 'response']),
@@ -75,6 +97,7 @@ export function createHooks(): GatewayHooks {
     prepareUpstreamRequest: new AsyncSeriesWaterfallHook(['outgoing', 'ctx', 'upstream']),
     streamEvent: new SyncWaterfallHook(['event', 'ctx']),
     classifyError: new SyncBailHook(['error', 'ctx']),
+    attemptFailed: new SyncHook(['ctx', 'upstream', 'error', 'verdict']),
     mapErrorCode: new SyncWaterfallHook(['code', 'type', 'ctx']),
     errorResponse: new SyncBailHook(['ctx', 'error']),
     terminateStream: new SyncBailHook(['ctx', 'error']),

@@ -21,10 +21,8 @@ export interface PluginContext {
   readonly upstreamTypes: UpstreamTypeRegistry;
   /** Where a plugin registers a selection policy, for `pool.strategy` to name. */
   readonly selectionPolicies: SelectionPolicyRegistry;
-  /** The upstream pool. It is built after every plugin's apply(): read it at request time. */
+  /** The upstream pool. It is built after every plugin's apply(): read it at request time, or keep it at `ready`. */
   readonly pool: UpstreamPool;
-  /** Whether the gateway accepts connections now. */
-  readonly listening: boolean;
 }
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */

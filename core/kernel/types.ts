@@ -1,6 +1,8 @@
 /** Shapes shared by the core and plugins. */
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { UpstreamPool } from '../pool/pool.js';
 import type { RouteMatch } from './context.js';
 import type { GatewayError } from './errors.js';
 
@@ -76,4 +78,20 @@ export interface UpgradeRequest {
   head: Buffer;
   route: RouteMatch | undefined;
   pathname: string;
+}
+
+/** What `ready` reports, once: the gateway accepts connections. */
+export interface GatewayReady {
+  /** The upstream pool, built (plugins' upstream types are all registered by now). */
+  pool: UpstreamPool;
+  /** The bound address. */
+  address: AddressInfo;
+  /** The URL clients use, e.g. http://127.0.0.1:8787. */
+  url: string;
+}
+
+/** What `closing` reports, once: shutdown began, no new connection is accepted. */
+export interface GatewayClosing {
+  /** How long in-flight requests may still run before they are ended. */
+  drainMs: number;
 }

@@ -13,6 +13,11 @@ export interface UpstreamTypeDefinition {
   init?(upstream: Upstream, context: UpstreamInitContext): unknown;
   /** A reason the upstream cannot serve yet (e.g. no API key): it starts disabled, with that reason. */
   check?(upstream: Upstream): string | undefined;
+  /**
+   * The type's upstreams answer with an event stream even when the client did not ask for one: the
+   * route's protocol plugin then builds the unary answer from it (the Responses plugin does).
+   */
+  streamsOnly?: boolean;
 }
 
 export interface UpstreamInitContext {

@@ -140,6 +140,12 @@ export class Pipeline {
         this.pool.state.cool(upstream.name, model, until, reason, verdict.cooldownKind ?? 'transient');
       }
       ctx.log.debug({ upstream: upstream.name, code: error.code, retry: verdict.retry }, 'attempt failed');
+      try {
+        this.hooks.attemptFailed.call(ctx, upstream, error, verdict);
+      } catch (err) {
+        // An observer: its failure is logged, the request goes on.
+        this.logger.error({ err, reqId: ctx.id }, 'an attemptFailed tap threw');
+      }
       if (verdict.retry === 'none' || ctx.attempts >= maxAttempts || ctx.clientGone) throw error;
       if (verdict.retry === 'same' || verdict.retry === 'refresh') {
         ctx.tried.pop();

@@ -1,8 +1,9 @@
 /**
  * Upstream type `codex`: ChatGPT/Codex OAuth accounts on the Codex backend. Credentials come from
  * Codex CLI's auth.json (or inline tokens) and are refreshed single-flight, ahead of expiry and once
- * after a 401; requests are shaped the way the backend expects; a non-streaming client gets JSON
- * built from the stream; SDK clients are spared the backend's non-standard events.
+ * after a 401; requests are shaped the way the backend expects; SDK clients are spared the backend's
+ * non-standard events. The backend only streams: a non-streaming client gets the Response object the
+ * Responses plugin builds from the stream (the type is registered `streamsOnly`).
  */
 import { z } from 'zod';
 import {
@@ -24,7 +25,6 @@ import { NAME, peekState, requestState } from './request-state.js';
 import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
 import { codexStreamEvent } from './sdk-events.js';
 import { normaliseBody, shapeHeaders } from './shape.js';
-import { ResponseCollector } from './stream-to-json.js';
 
 export const CODEX_TYPE = 'codex';
 /** After a transient refresh failure, the token endpoint is left alone at least this long. */
@@ -54,6 +54,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     gateway.upstreamTypes.register({
       type: CODEX_TYPE,
       schema: codexUpstreamSchema,
+      // The backend answers every Responses call with a stream (prepare sets `stream: true`).
+      streamsOnly: true,
       init: (upstream, context) => this.init(upstream, context.configDir),
     });
 
@@ -63,30 +65,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
         upstream.type === CODEX_TYPE ? prepare(outgoing, ctx, upstream) : outgoing,
     );
 
-    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
-      if (upstream.type !== CODEX_TYPE) return;
-      const st = requestState(ctx);
-      st.collect = undefined;
-      const sse = (response.headers['content-type'] ?? '').startsWith('text/event-stream');
-      // The core chose SSE framing from the upstream's content type; the client is told JSON.
-      if (wantsJson(ctx) && sse && (response.statusCode ?? 0) < 400 && ctx.responseHeaders !== undefined) {
-        st.collect = new ResponseCollector();
-        ctx.responseHeaders['content-type'] = 'application/json';
-      }
-    });
-
     // EARLY: before the Responses plugin's tap, which then still checks framing and terminal events.
     hooks.streamEvent.tap({ name: NAME, stage: Stage.EARLY }, (ev, ctx) => {
       if (ctx.upstream?.type !== CODEX_TYPE) return ev;
       const st = peekState(ctx);
-      if (st?.collect !== undefined) return st.collect.onEvent(ev);
       return st === undefined ? ev : codexStreamEvent(ev, st.codexClient);
-    });
-    // The Responses plugin turns an `error` event into its own 502; keep the status-mapped one.
-    hooks.streamEvent.tap({ name: NAME, stage: Stage.LATE }, (ev, ctx) => {
-      const failure = ctx.upstream?.type === CODEX_TYPE ? peekState(ctx)?.collect?.failure : undefined;
-      if (failure !== undefined && ev.fail !== undefined) ev.fail = failure;
-      return ev;
     });
 
     hooks.classifyError.tap({ name: NAME, stage: Stage.DEFAULT }, (error, ctx) => {
@@ -183,11 +166,6 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
 
 function stateOf(upstream: Upstream): CodexUpstreamState {
   return upstream.state as CodexUpstreamState;
-}
-
-/** A Responses call whose client did not ask to stream (a body the core could not decode is Codex's: it streams). */
-function wantsJson(ctx: RequestContext): boolean {
-  return ctx.route?.kind === 'responses' && ctx.json !== undefined && !ctx.stream;
 }
 
 async function prepare(

@@ -1,7 +1,6 @@
 /** What the plugin remembers about one request, in `ctx.locals['codex-upstream']`. */
 import type { RequestContext } from '../../core/index.js';
 import { isCodexOriginator } from './sdk-events.js';
-import type { ResponseCollector } from './stream-to-json.js';
 
 export const NAME = 'codex-upstream';
 
@@ -12,8 +11,6 @@ export interface CodexRequestState {
   readonly refreshed: Set<string>;
   /** The upstream a `refresh` verdict asked to retry; consumed by the next prepare. */
   refreshNext: string | undefined;
-  /** Stream→JSON for the current attempt, when the client did not ask to stream. */
-  collect: ResponseCollector | undefined;
   /** The client calls itself Codex (`originator: codex_…`), so Codex-only events may reach it. */
   readonly codexClient: boolean;
 }
@@ -25,7 +22,6 @@ export function requestState(ctx: RequestContext): CodexRequestState {
       sent: new Map(),
       refreshed: new Set(),
       refreshNext: undefined,
-      collect: undefined,
       codexClient: isCodexOriginator(ctx.req.headers.originator),
     };
     ctx.locals[NAME] = st;

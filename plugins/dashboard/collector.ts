@@ -344,23 +344,20 @@ export class Collector {
     this.touch(r);
   }
 
-  /** An attempt failed before the client got a response (observed from `classifyError`). */
-  onAttemptError(error: GatewayError, ctx: RequestContext): void {
+  /** An attempt failed before the client got a response (observed from `attemptFailed`). */
+  onAttemptError(ctx: RequestContext, upstream: Upstream, error: GatewayError): void {
     const r = record(ctx);
     if (r === undefined) return;
-    const upstream = ctx.upstream;
     const code = error.errorCode ?? error.code;
     r.pendingFailover = {
       t: Math.max(0, Math.round(performance.now() - r.t0)),
       kind: 'failover',
-      detail: `${upstream?.name ?? '-'} ${this.opts.secrets.clip(code, MAX_FIELD)}`,
+      detail: `${upstream.name} ${this.opts.secrets.clip(code, MAX_FIELD)}`,
     };
-    if (upstream !== undefined) {
-      r.countedAttempt = ctx.attempts;
-      // Failed while being prepared (e.g. a credential refresh): an attempt all the same.
-      if (r.sentAttempt !== ctx.attempts) this.window(upstream.name).hit(Math.floor(Date.now() / 1000));
-      if (!REQUEST_FAULT_STATUS.has(error.status)) this.upstreamFailed(upstream.name, error);
-    }
+    r.countedAttempt = ctx.attempts;
+    // Failed while being prepared (e.g. a credential refresh): an attempt all the same.
+    if (r.sentAttempt !== ctx.attempts) this.window(upstream.name).hit(Math.floor(Date.now() / 1000));
+    if (!REQUEST_FAULT_STATUS.has(error.status)) this.upstreamFailed(upstream.name, error);
     this.touch(r);
   }
 
@@ -377,7 +374,7 @@ export class Collector {
         code: this.opts.secrets.clip(error.errorCode ?? error.code, MAX_FIELD),
         message: this.opts.secrets.clip(error.message, MAX_MESSAGE),
       };
-      // A failure after output (the stream broke) never went through classifyError.
+      // A failure after output (the stream broke) is no failed attempt: attemptFailed never saw it.
       const upstream = ctx.upstream;
       if (
         upstream !== undefined &&

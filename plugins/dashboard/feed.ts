@@ -54,14 +54,6 @@ export interface FeedOptions {
   recent: number;
 }
 
-/** What the feed reads from the gateway. */
-export interface FeedSource {
-  /** The pool; throws until the gateway has built it. */
-  readonly pool: UpstreamPool;
-  /** False once the gateway stops accepting connections (shutdown). */
-  readonly listening: boolean;
-}
-
 interface Viewer {
   ws: WebSocket;
   identity: Identity;
@@ -93,10 +85,11 @@ export class Feed {
   private closed = false;
   /** The gateway is shutting down: viewers were told to go. */
   private leaving = false;
+  /** Given at `ready`: until then (and from `closing` on) no viewer is taken. */
+  private pool: UpstreamPool | undefined;
 
   constructor(
     private readonly collector: Collector,
-    private readonly source: FeedSource,
     private readonly auth: DashboardAuth,
     private readonly secrets: Secrets,
     private readonly opts: FeedOptions,
@@ -116,9 +109,22 @@ export class Feed {
     this.timer.unref();
   }
 
+  /** The gateway accepts connections (`ready`): viewers may come, and the pool is there to show. */
+  ready(pool: UpstreamPool): void {
+    this.pool = pool;
+  }
+
+  /**
+   * The gateway is shutting down (`closing`). Its close waits for every connection, upgraded ones
+   * included, so viewers are let go now, before the drain.
+   */
+  closing(): void {
+    this.goingAway();
+  }
+
   /** The `upgrade` tap's work for `{path}/ws`: auth, then Origin, then the handshake. */
   upgrade({ req, socket, head }: UpgradeRequest): void {
-    if (this.closed || !this.source.listening) return refuse(socket, 503);
+    if (this.closed || this.leaving || this.pool === undefined) return refuse(socket, 503);
     const identity = this.auth.identify(req);
     if (identity.kind === 'denied')
       return identity.retryAfter > 0
@@ -193,7 +199,7 @@ export class Feed {
       collector.takePoints();
       return;
     }
-    if (!this.source.listening) return this.goingAway();
+    if (this.leaving) return;
     if (now - this.lastPing >= PING_EVERY_MS) {
       this.lastPing = now;
       this.ping();
@@ -246,10 +252,7 @@ export class Feed {
     }
   }
 
-  /**
-   * The gateway stopped listening (shutdown). Its close waits for every connection, upgraded ones
-   * included, so viewers are let go now: a close frame to those that keep up, a cut for the rest.
-   */
+  /** Lets every viewer go: a close frame to those that keep up, a cut for the rest. */
   private goingAway(): void {
     if (this.leaving) return;
     this.leaving = true;
@@ -264,12 +267,8 @@ export class Feed {
   }
 
   private upstreams(now: number): WireUpstream[] {
-    let pool: UpstreamPool;
-    try {
-      pool = this.source.pool;
-    } catch {
-      return [];
-    }
+    const pool = this.pool;
+    if (pool === undefined) return [];
     const queue = pool.queue.length;
     const out: WireUpstream[] = [];
     for (const u of pool.upstreams) {

@@ -91,14 +91,6 @@ export default class DashboardPlugin implements TapgatePlugin {
     const collector = new Collector({ recent: o.recent, secrets, ignore: (p) => routes.owns(p) });
     const feed = new Feed(
       collector,
-      {
-        get pool() {
-          return gateway.pool;
-        },
-        get listening() {
-          return gateway.listening;
-        },
-      },
       auth,
       secrets,
       {
@@ -137,12 +129,12 @@ export default class DashboardPlugin implements TapgatePlugin {
       collector.onStreamEvent(ev, ctx);
       return ev;
     });
-    // Observe only (returns nothing), ahead of every classifier so it sees each failed attempt.
-    hooks.classifyError.tap({ name: NAME, stage: Stage.GUARD }, (error, ctx) => {
-      collector.onAttemptError(error, ctx);
-      return undefined;
-    });
+    hooks.attemptFailed.tap({ name: NAME, stage: Stage.LATE }, (ctx, upstream, error) =>
+      collector.onAttemptError(ctx, upstream, error),
+    );
     hooks.finish.tap({ name: NAME, stage: Stage.LATE }, (ctx, outcome) => collector.onFinish(ctx, outcome));
+    hooks.ready.tap({ name: NAME, stage: Stage.DEFAULT }, ({ pool }) => feed.ready(pool));
+    hooks.closing.tap({ name: NAME, stage: Stage.DEFAULT }, () => feed.closing());
 
     feed.start();
     log.info({ path: o.path, feed: routes.feedPath }, 'dashboard enabled');

@@ -1,7 +1,8 @@
 /**
  * The Responses API plugin: detects its six POST routes, lists models, answers WebSocket upgrades
- * with 426 (so Codex falls back to HTTP at once), and guarantees every stream ends in the
- * protocol's own terminal event.
+ * with 426 (so Codex falls back to HTTP at once), guarantees every stream ends in the protocol's
+ * own terminal event, and gives a non-streaming client of a stream-only upstream the Response object
+ * built from the stream.
  */
 import { z } from 'zod';
 import {
@@ -16,6 +17,7 @@ import { listModels } from './models.js';
 import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS } from './routes.js';
 import { onResponsesEvent, type EventOptions } from './stream-events.js';
 import { newAttempt } from './stream-state.js';
+import { collectIfUnary, collectorOf } from './stream-to-json.js';
 import { terminateResponsesStream } from './terminal.js';
 
 const NAME = 'responses-routes';
@@ -69,9 +71,17 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
       sequenceNumbers: this.options.sequenceNumbers,
       errorEvent: this.options.errorEvent,
     };
-    hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) =>
-      isResponsesRoute(ctx.route) ? onResponsesEvent(ev, ctx, eventOptions) : ev,
-    );
+    const types = gateway.upstreamTypes;
+    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
+      if (isResponsesRoute(ctx.route)) collectIfUnary(ctx, upstream, response, types);
+    });
+    hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) => {
+      if (!isResponsesRoute(ctx.route)) return ev;
+      const collector = collectorOf(ctx);
+      return collector === undefined
+        ? onResponsesEvent(ev, ctx, eventOptions)
+        : collector.onEvent(ev, ctx, eventOptions);
+    });
 
     const withErrorEvent = this.options.errorEvent;
     hooks.terminateStream.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, error) =>

@@ -1,13 +1,14 @@
 /**
  * plugin dashboard, boot: no admin token means no start (with a message that says what to set),
  * options are checked strictly, the path moves everything, and a gateway with viewers connected
- * still shuts down.
+ * still shuts down: viewers are let go as soon as the shutdown begins (the `closing` hook, issue 12).
  */
 import assert from 'node:assert/strict';
 import DashboardPlugin from '../../plugins/dashboard/index.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { ADMIN_TOKEN, dashboardConfig, get, login, openFeed, refusal } from '../helpers/dashboard-feed.js';
-import { deadline } from '../helpers/raw.js';
+import { startScripted } from '../helpers/pool.js';
+import { deadline, postJson } from '../helpers/raw.js';
 
 const UPSTREAMS = [{ name: 'up1', baseUrl: 'http://127.0.0.1:9/v1', apiKey: 'sk-upstream-boot-secret' }];
 
@@ -152,5 +153,32 @@ describe('plugin dashboard: boot', () => {
     await Promise.all(feeds.map((f) => f.message((m) => m.type === 'snapshot')));
     await deadline(g.close(), 5000, 'gateway close with viewers connected');
     for (const f of feeds) assert.equal(await deadline(f.closed, 2000, 'viewer close'), 1001);
+  });
+
+  it('lets viewers go when shutdown begins, not after the drain or the next batch', async () => {
+    const up = await startScripted('up1');
+    // The longest batch: a feed that learned of the shutdown at its next batch would wait 10 s.
+    const g = await startGateway(
+      dashboardConfig({
+        upstreams: [{ name: 'up1', baseUrl: up.url + '/v1', apiKey: 'sk-upstream-boot-secret' }],
+        dashboard: { batchMs: 10_000 },
+      }),
+    );
+    try {
+      const feed = await openFeed(g.url);
+      await feed.message((m) => m.type === 'snapshot');
+      const held = up.holdNext(5);
+      const pending = postJson(g.url, '/v1/responses', { model: 'gpt-test', stream: true, input: 'hi' });
+      const stream = await held;
+      const closed = g.close(5000);
+      assert.equal(await deadline(feed.closed, 1000, 'viewer let go while the request drains'), 1001);
+      assert.equal(g.gw.inflight, 1, 'the request is still draining');
+      stream.finish();
+      assert.equal((await deadline(pending, 5000, 'drained request')).status, 200);
+      await deadline(closed, 5000, 'gateway close');
+    } finally {
+      await g.close();
+      await up.close();
+    }
   });
 });
