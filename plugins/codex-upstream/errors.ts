@@ -3,7 +3,7 @@
  * HTTP error a non-streaming client gets.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { GatewayError, UpstreamHttpError } from '../../core/index.js';
+import { GatewayError, retryAfterSeconds, tryAgainMs, UpstreamHttpError } from '../../core/index.js';
 
 /** A token refresh failed, so the request cannot go out on this account. */
 export class CodexRefreshError extends GatewayError {
@@ -12,8 +12,10 @@ export class CodexRefreshError extends GatewayError {
     readonly terminal: boolean,
     message: string,
   ) {
-    super('CODEX_REFRESH_FAILED', 502, 'upstream_error', message, { phase: 'connect' });
-    this.errorCode = 'upstream_error';
+    super('CODEX_REFRESH_FAILED', 502, 'upstream_error', message, {
+      phase: 'connect',
+      errorCode: 'upstream_error',
+    });
   }
 }
 Object.defineProperty(CodexRefreshError, 'name', { value: 'CodexRefreshError' });
@@ -39,9 +41,6 @@ const TYPE_BY_STATUS: Readonly<Record<number, string>> = {
   503: 'service_unavailable_error',
 };
 
-/** Codex's "Please try again in 1.5s" hint (the same pattern Codex CLI reads). */
-const TRY_AGAIN = /try again in\s*(\d+(?:\.\d+)?)\s*(s|ms|seconds?)\b/i;
-
 /**
  * A `response.failed` (its `response.error`) or an `error` event, as the upstream HTTP error it would
  * have been on a unary call: 429 for rate limits, 503 for overload, 400 for request faults, else 502
@@ -57,11 +56,9 @@ export function streamFailureError(
   const status = (code !== null ? STATUS_BY_CODE[code] : undefined) ?? 502;
   const type = TYPE_BY_STATUS[status] ?? 'upstream_error';
   const headers: IncomingHttpHeaders = { 'content-type': 'application/json' };
-  const wait = TRY_AGAIN.exec(message);
-  if (status === 429 && wait !== null) {
-    const seconds = wait[2] === 'ms' ? Number(wait[1]) / 1000 : Number(wait[1]);
-    headers['retry-after'] = String(Math.max(1, Math.ceil(seconds)));
-  }
+  // Codex's "Please try again in 1.5s" hint, as the header a unary client reads.
+  const wait = status === 429 ? tryAgainMs(message) : undefined;
+  if (wait !== undefined) headers['retry-after'] = String(retryAfterSeconds(wait));
   const body = Buffer.from(
     JSON.stringify({ error: { ...error, message, type, param: error?.param ?? null, code } }),
   );
