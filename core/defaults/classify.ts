@@ -60,11 +60,10 @@ const OVERLOADED = new Set(['server_is_overloaded', 'slow_down']);
 /** Account-wide quota with no reset time given: rest the account this long. */
 const QUOTA_COOLDOWN_MS = 15 * 60_000;
 
+type HttpRule = readonly [(status: number, code: string) => boolean, Verdict<UpstreamHttpError>];
+
 /** An upstream's HTTP error, by status (and code): the first rule that holds decides, else none. */
-const HTTP_RULES: readonly (readonly [
-  (status: number, code: string) => boolean,
-  Verdict<UpstreamHttpError>,
-])[] = [
+const HTTP_RULES: readonly HttpRule[] = [
   [(status, code) => REQUEST_FAULT_STATUS.has(status) || REQUEST_FAULT_CODES.has(code), none],
   [(status, code) => status === 429 || (status === 503 && !OVERLOADED.has(code)), limited],
   [(status) => status === 401 || status === 403, softAccount],
