@@ -22,7 +22,7 @@ export {
 } from './kernel/types.js';
 export { Upstream, type UpstreamTypeDefinition, type UpstreamTypeRegistry } from './pool/upstream.js';
 export { ConfigError, parseConfig, loadConfigFile } from './config/config.js';
-export { retryAfterMs } from './pool/retry-after.js';
+export { retryAfterMs, retryAfterSeconds, tryAgainMs } from './pool/retry-after.js';
 export { truncate, MAX_ECHO_CHARS } from './observe/truncate.js';
 export { FailureThrottle, type FailureThrottleOptions, type FailureSummary } from './guard/auth-throttle.js';
 export { duration, integer, size, headerToken, headerText, unsafeHeaderChar } from './config/units.js';

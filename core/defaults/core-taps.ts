@@ -14,19 +14,9 @@ import {
   type GatewayError,
   PermissionDeniedError,
   openAIErrorBody,
-  UpstreamConnectionRefusedError,
-  UpstreamConnectTimeoutError,
-  UpstreamDnsError,
-  UpstreamFirstByteTimeoutError,
-  UpstreamConnectionLostError,
   UpstreamHttpError,
-  UpstreamIdleTimeoutError,
-  UpstreamIncompleteStreamError,
-  UpstreamMalformedError,
-  UpstreamResetError,
-  UpstreamStreamError,
 } from '../kernel/errors.js';
-import { exhaustedWindowMs, limitSignal } from '../pool/cooldown-signals.js';
+import { exhaustedWindowMs } from '../pool/cooldown-signals.js';
 import type { PoolStateStore } from '../pool/pool-state.js';
 import { Scheduler, type SchedulerOptions } from '../pool/scheduler.js';
 import type { GatewayHooks } from '../kernel/hooks.js';
@@ -34,17 +24,9 @@ import type { Logger } from '../observe/logger.js';
 import { Occasional } from '../observe/occasional.js';
 import { Stage } from '../kernel/stages.js';
 import type { Classification } from '../kernel/types.js';
+import { classify } from './classify.js';
 
 const CORE = 'tapgate:core';
-
-/** Request faults: the same request fails on any account, so it never rotates. */
-const REQUEST_FAULT_STATUS = new Set([400, 404, 413, 415, 422]);
-const REQUEST_FAULT_CODES = new Set([
-  'context_length_exceeded',
-  'previous_response_not_found',
-  'invalid_prompt',
-  'invalid_request_error',
-]);
 
 /** Headers of an upstream error that the client needs to act on it. */
 const ERROR_PASS_HEADERS = ['retry-after', 'retry-after-ms', 'x-should-retry', 'content-type'];
@@ -193,85 +175,6 @@ export function throttledError(retryAfter: number): GatewayError {
 }
 
 const NO_RETRY: Classification = { retry: 'none' };
-
-/** A parsed "try again in 1.5s" (OpenAI's rate-limit wording, which Codex also reads). */
-const TRY_AGAIN = /try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)/i;
-const OVERLOADED = new Set(['server_is_overloaded', 'slow_down']);
-/** Account-wide quota with no reset time given: rest the account this long. */
-const QUOTA_COOLDOWN_MS = 15 * 60_000;
-
-export function classify(error: GatewayError, transientCooldownMs: number): Classification {
-  const transient: Classification = {
-    retry: 'switch',
-    cooldownMs: transientCooldownMs,
-    cooldownScope: 'model',
-    cooldownKind: 'transient',
-  };
-  // The gateway could not open a socket: another upstream would need one too, and none is at fault.
-  if (error instanceof GatewayResourceError) return NO_RETRY;
-  if (error instanceof UpstreamHttpError) {
-    const status = error.status;
-    if (
-      REQUEST_FAULT_STATUS.has(status) ||
-      (error.errorCode !== null && REQUEST_FAULT_CODES.has(error.errorCode))
-    )
-      return { retry: 'none' };
-    if (status === 429 || (status === 503 && !OVERLOADED.has(error.errorCode ?? ''))) {
-      const signal = limitSignal(error.upstreamHeaders, error.body);
-      const wait = signal.waitMs ?? (signal.accountWide ? QUOTA_COOLDOWN_MS : transientCooldownMs);
-      return {
-        retry: 'switch',
-        cooldownMs: wait,
-        cooldownScope: signal.accountWide ? 'account' : 'model',
-        cooldownKind: 'rate_limit',
-      };
-    }
-    if (status === 401 || status === 403) return { ...transient, cooldownScope: 'account' };
-    if (status === 408 || status >= 500) return transient;
-    return { retry: 'none' };
-  }
-  if (error instanceof UpstreamStreamError) {
-    // A failure inside a 200 stream, before anything reached the client (pre-output hold).
-    const code = error.errorCode ?? '';
-    if (OVERLOADED.has(code)) return transient;
-    if (
-      code === 'rate_limit_exceeded' ||
-      error.type === 'rate_limit_error' ||
-      error.type === 'tokens' ||
-      error.type === 'requests'
-    ) {
-      const m = TRY_AGAIN.exec(error.message);
-      const wait =
-        m === null ? transientCooldownMs : Number(m[1]) * (m[2]!.toLowerCase() === 'ms' ? 1 : 1000);
-      return {
-        retry: 'switch',
-        cooldownMs: Math.ceil(wait),
-        cooldownScope: 'model',
-        cooldownKind: 'rate_limit',
-      };
-    }
-    return { retry: 'none' };
-  }
-  if (
-    error instanceof UpstreamConnectionRefusedError ||
-    error instanceof UpstreamDnsError ||
-    error instanceof UpstreamConnectTimeoutError ||
-    error instanceof UpstreamResetError
-  ) {
-    return { ...transient, cooldownScope: 'account' };
-  }
-  // Reached only when nothing went to the client yet, so another upstream may still answer in full.
-  if (
-    error instanceof UpstreamFirstByteTimeoutError ||
-    error instanceof UpstreamIncompleteStreamError ||
-    error instanceof UpstreamConnectionLostError ||
-    error instanceof UpstreamIdleTimeoutError ||
-    error instanceof UpstreamMalformedError
-  ) {
-    return transient;
-  }
-  return { retry: 'none' };
-}
 
 /** Writes an HTTP error: the upstream's own OpenAI-shaped body when it has one, else a gateway body. */
 export function writeErrorResponse(ctx: RequestContext, error: GatewayError): void {

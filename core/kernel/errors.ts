@@ -1,7 +1,10 @@
 /**
  * The gateway's error taxonomy. Every failure the core can meet is one named class with a fixed
  * HTTP status, OpenAI error `type` and internal code, so classifiers and writers switch on the
- * class (or `code`) instead of parsing messages.
+ * class (or `code`) instead of parsing messages. The classes fall into a few groups (client fault,
+ * gateway fault, pool refusal, upstream connect failure, upstream broken response), so the default
+ * classification is a table over groups (core/defaults/classify.ts). Errors are immutable: the
+ * client-visible view (mapped code, scrubbed message) is a derived copy (`derive`).
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import { formatDuration } from '../config/units.js';
@@ -15,6 +18,8 @@ export interface GatewayErrorOptions {
   /** The request parameter at fault (OpenAI `error.param`). */
   param?: string | null;
   phase?: ErrorPhase;
+  /** Client-visible `error.code` (before `mapErrorCode`); the `type` when not given. */
+  errorCode?: string | null;
 }
 
 export class GatewayError extends Error {
@@ -24,50 +29,101 @@ export class GatewayError extends Error {
   /** OpenAI error `type`, e.g. `server_error`, `invalid_request_error`. */
   readonly type: string;
   /** Client-visible `error.code` before the `mapErrorCode` hook runs. */
-  errorCode: string | null;
-  retryAfter: number | undefined;
-  param: string | null;
-  phase: ErrorPhase;
+  readonly errorCode: string | null;
+  readonly retryAfter: number | undefined;
+  readonly param: string | null;
+  readonly phase: ErrorPhase;
+  declare readonly message: string;
 
   constructor(code: string, status: number, type: string, message: string, opts: GatewayErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.code = code;
     this.status = status;
     this.type = type;
-    this.errorCode = type;
+    this.errorCode = opts.errorCode === undefined ? type : opts.errorCode;
     this.retryAfter = opts.retryAfter;
     this.param = opts.param ?? null;
     this.phase = opts.phase ?? 'internal';
   }
 }
 
+/** What a derived error may differ in: the view the client gets. */
+export interface ErrorView {
+  errorCode?: string | null;
+  message?: string;
+  /** UpstreamHttpError only. */
+  body?: Buffer;
+}
+
+/**
+ * A copy of `error` (same class, same fields, same stack and cause) with `view`'s fields in place:
+ * how the gateway changes what an error says without changing the error a tap may still hold.
+ */
+export function derive<E extends GatewayError>(error: E, view: ErrorView): E {
+  const copy = Object.create(
+    Object.getPrototypeOf(error) as object,
+    Object.getOwnPropertyDescriptors(error),
+  ) as E;
+  if (view.errorCode !== undefined) Object.defineProperty(copy, 'errorCode', { value: view.errorCode });
+  if (view.message !== undefined) Object.defineProperty(copy, 'message', { value: view.message });
+  if (view.body !== undefined && error instanceof UpstreamHttpError)
+    Object.defineProperty(copy, 'body', { value: view.body });
+  return copy;
+}
+
+// The groups. Classification (core/defaults/classify.ts) is a table over them.
+
+/** The request or the client is at fault: another upstream would not help. */
+export class ClientFault extends GatewayError {}
+/** The gateway itself failed or refused (a bug, its own limits, shutdown): no upstream is at fault. */
+export class GatewayFault extends GatewayError {}
+/** The pool had no upstream to offer (none serves the model, all cooling, all busy). */
+export class PoolRefusal extends GatewayError {}
+/** No connection to the upstream, or it died before any response: the account's host is unwell. */
+export class UpstreamConnectFailure extends GatewayError {}
+/** The upstream connected but its response failed: timed out, cut, malformed or reported failing. */
+export class UpstreamBrokenResponse extends GatewayError {}
+
+/** The group classes, which are never thrown themselves. */
+export const ERROR_GROUPS: readonly (typeof GatewayError)[] = [
+  ClientFault,
+  GatewayFault,
+  PoolRefusal,
+  UpstreamConnectFailure,
+  UpstreamBrokenResponse,
+];
+
 /** Each class is branded with its literal `code`, so `instanceof` narrows between them. */
-type ErrorClass<C extends string> = new (
+type ErrorClass<C extends string, G extends typeof GatewayError> = new (
   message?: string,
   opts?: GatewayErrorOptions,
-) => GatewayError & { readonly code: C };
+) => InstanceType<G> & { readonly code: C };
 
-/** Declares one named error class (in the style of @fastify/error). */
-function defineError<C extends string>(
+/** Declares one named error class in a group (in the style of @fastify/error). */
+function defineError<C extends string, G extends typeof GatewayError>(
+  group: G,
   name: string,
   code: C,
   status: number,
   type: string,
   defaultMessage: string,
   errorCode?: string,
-): ErrorClass<C> {
-  const cls = class extends GatewayError {
+): ErrorClass<C, G> {
+  const base: typeof GatewayError = group;
+  const cls = class extends base {
     constructor(message: string = defaultMessage, opts: GatewayErrorOptions = {}) {
-      super(code, status, type, message, opts);
-      if (errorCode !== undefined) this.errorCode = errorCode;
+      const withCode =
+        errorCode === undefined || opts.errorCode !== undefined ? opts : { ...opts, errorCode };
+      super(code, status, type, message, withCode);
     }
   };
   Object.defineProperty(cls, 'name', { value: name });
-  return cls as unknown as ErrorClass<C>;
+  return cls as unknown as ErrorClass<C, G>;
 }
 
 // Client-side faults.
 export const InvalidRequestError = defineError(
+  ClientFault,
   'InvalidRequestError',
   'INVALID_REQUEST',
   400,
@@ -76,6 +132,7 @@ export const InvalidRequestError = defineError(
   'invalid_request',
 );
 export const AuthenticationError = defineError(
+  ClientFault,
   'AuthenticationError',
   'UNAUTHENTICATED',
   401,
@@ -84,6 +141,7 @@ export const AuthenticationError = defineError(
   'invalid_api_key',
 );
 export const PermissionDeniedError = defineError(
+  ClientFault,
   'PermissionDeniedError',
   'PERMISSION_DENIED',
   403,
@@ -92,6 +150,7 @@ export const PermissionDeniedError = defineError(
   'permission_denied',
 );
 export const NotFoundError = defineError(
+  ClientFault,
   'NotFoundError',
   'NOT_FOUND',
   404,
@@ -100,6 +159,7 @@ export const NotFoundError = defineError(
   'not_found',
 );
 export const BodyTooLargeError = defineError(
+  ClientFault,
   'BodyTooLargeError',
   'BODY_TOO_LARGE',
   413,
@@ -108,6 +168,7 @@ export const BodyTooLargeError = defineError(
   'request_too_large',
 );
 export const UnsupportedMediaTypeError = defineError(
+  ClientFault,
   'UnsupportedMediaTypeError',
   'UNSUPPORTED_MEDIA_TYPE',
   415,
@@ -116,6 +177,7 @@ export const UnsupportedMediaTypeError = defineError(
   'unsupported_media_type',
 );
 export const ClientAbortError = defineError(
+  ClientFault,
   'ClientAbortError',
   'CLIENT_ABORT',
   499,
@@ -125,6 +187,7 @@ export const ClientAbortError = defineError(
 
 /** Built where it happens (core/attempt.ts), with the configured bound in its message. */
 export const ClientStalledError = defineError(
+  ClientFault,
   'ClientStalledError',
   'CLIENT_STALLED',
   408,
@@ -135,6 +198,7 @@ export const ClientStalledError = defineError(
 // Pool and scheduling.
 
 export const NoUpstreamError = defineError(
+  PoolRefusal,
   'NoUpstreamError',
   'NO_UPSTREAM',
   503,
@@ -143,6 +207,7 @@ export const NoUpstreamError = defineError(
   'no_upstream_available',
 );
 export const AllUpstreamsCoolingError = defineError(
+  PoolRefusal,
   'AllUpstreamsCoolingError',
   'ALL_UPSTREAMS_COOLING',
   429,
@@ -150,6 +215,7 @@ export const AllUpstreamsCoolingError = defineError(
   'Every upstream that serves this model is rate limited',
 );
 export const QueueFullError = defineError(
+  PoolRefusal,
   'QueueFullError',
   'QUEUE_FULL',
   429,
@@ -159,6 +225,7 @@ export const QueueFullError = defineError(
 
 // Transport faults, reply-from style: refused/DNS → 503, timeouts → 504, resets → 502.
 export const UpstreamConnectionRefusedError = defineError(
+  UpstreamConnectFailure,
   'UpstreamConnectionRefusedError',
   'UPSTREAM_CONNECTION_REFUSED',
   503,
@@ -166,6 +233,7 @@ export const UpstreamConnectionRefusedError = defineError(
   'Upstream refused the connection',
 );
 export const UpstreamDnsError = defineError(
+  UpstreamConnectFailure,
   'UpstreamDnsError',
   'UPSTREAM_DNS',
   503,
@@ -173,6 +241,7 @@ export const UpstreamDnsError = defineError(
   'Upstream host could not be resolved',
 );
 export const UpstreamConnectTimeoutError = defineError(
+  UpstreamConnectFailure,
   'UpstreamConnectTimeoutError',
   'UPSTREAM_CONNECT_TIMEOUT',
   504,
@@ -180,6 +249,7 @@ export const UpstreamConnectTimeoutError = defineError(
   'Timed out connecting to the upstream',
 );
 export const UpstreamFirstByteTimeoutError = defineError(
+  UpstreamBrokenResponse,
   'UpstreamFirstByteTimeoutError',
   'UPSTREAM_FIRST_BYTE_TIMEOUT',
   504,
@@ -187,6 +257,7 @@ export const UpstreamFirstByteTimeoutError = defineError(
   'Timed out waiting for the upstream to respond',
 );
 export const UpstreamIdleTimeoutError = defineError(
+  UpstreamBrokenResponse,
   'UpstreamIdleTimeoutError',
   'UPSTREAM_IDLE_TIMEOUT',
   504,
@@ -194,6 +265,7 @@ export const UpstreamIdleTimeoutError = defineError(
   'Upstream stream stalled: no data within the idle timeout',
 );
 export const UpstreamResetError = defineError(
+  UpstreamConnectFailure,
   'UpstreamResetError',
   'UPSTREAM_RESET',
   502,
@@ -201,6 +273,7 @@ export const UpstreamResetError = defineError(
   'Upstream connection reset before a response',
 );
 export const UpstreamConnectionLostError = defineError(
+  UpstreamBrokenResponse,
   'UpstreamConnectionLostError',
   'UPSTREAM_CONNECTION_LOST',
   502,
@@ -208,6 +281,7 @@ export const UpstreamConnectionLostError = defineError(
   'upstream connection lost',
 );
 export const UpstreamIncompleteStreamError = defineError(
+  UpstreamBrokenResponse,
   'UpstreamIncompleteStreamError',
   'UPSTREAM_INCOMPLETE_STREAM',
   502,
@@ -215,6 +289,7 @@ export const UpstreamIncompleteStreamError = defineError(
   'upstream closed the stream without a terminal event',
 );
 export const UpstreamMalformedError = defineError(
+  UpstreamBrokenResponse,
   'UpstreamMalformedError',
   'UPSTREAM_MALFORMED',
   502,
@@ -222,6 +297,7 @@ export const UpstreamMalformedError = defineError(
   'Upstream sent a malformed response',
 );
 export const UpstreamTooLargeError = defineError(
+  UpstreamBrokenResponse,
   'UpstreamTooLargeError',
   'UPSTREAM_FRAME_TOO_LARGE',
   502,
@@ -230,6 +306,7 @@ export const UpstreamTooLargeError = defineError(
 );
 /** The gateway's own bound on a whole request (proxy.timeouts.total): the upstream was alive, just not done. */
 export const RequestTotalTimeoutError = defineError(
+  GatewayFault,
   'RequestTotalTimeoutError',
   'REQUEST_TOTAL_TIMEOUT',
   504,
@@ -238,6 +315,7 @@ export const RequestTotalTimeoutError = defineError(
   'request_timeout',
 );
 export const InternalError = defineError(
+  GatewayFault,
   'InternalError',
   'INTERNAL',
   500,
@@ -246,6 +324,7 @@ export const InternalError = defineError(
 );
 /** The gateway's own resources ran out (file descriptors, socket memory): not the upstream's fault. */
 export const GatewayResourceError = defineError(
+  GatewayFault,
   'GatewayResourceError',
   'GATEWAY_RESOURCES_EXHAUSTED',
   503,
@@ -255,6 +334,7 @@ export const GatewayResourceError = defineError(
 );
 /** Too many failed authentications from the client's address: refused before any key is checked. */
 export const AuthThrottledError = defineError(
+  ClientFault,
   'AuthThrottledError',
   'AUTH_THROTTLED',
   429,
@@ -263,6 +343,7 @@ export const AuthThrottledError = defineError(
   'too_many_auth_failures',
 );
 export const ShuttingDownError = defineError(
+  GatewayFault,
   'ShuttingDownError',
   'SHUTTING_DOWN',
   503,
@@ -274,8 +355,8 @@ export const ShuttingDownError = defineError(
 /** The upstream answered with an HTTP error status; its body and headers are kept for pass-through. */
 export class UpstreamHttpError extends GatewayError {
   readonly upstreamHeaders: IncomingHttpHeaders;
-  /** Mutable: the gateway scrubs secrets out of it before passing it on. */
-  body: Buffer;
+  /** What the client gets is a derived copy with secrets scrubbed out of it (`derive`). */
+  readonly body: Buffer;
   constructor(
     status: number,
     headers: IncomingHttpHeaders,
@@ -284,19 +365,17 @@ export class UpstreamHttpError extends GatewayError {
     type: string,
     errorCode: string | null,
   ) {
-    super('UPSTREAM_HTTP_' + status, status, type, message, { phase: 'headers' });
+    super('UPSTREAM_HTTP_' + status, status, type, message, { phase: 'headers', errorCode });
     this.upstreamHeaders = headers;
     this.body = body;
-    this.errorCode = errorCode;
   }
 }
 Object.defineProperty(UpstreamHttpError, 'name', { value: 'UpstreamHttpError' });
 
 /** The upstream reported a failure inside a 200 stream (`event: error` or similar). */
-export class UpstreamStreamError extends GatewayError {
+export class UpstreamStreamError extends UpstreamBrokenResponse {
   constructor(message: string, type: string, errorCode: string | null, status = 502, retryAfter?: number) {
-    super('UPSTREAM_STREAM_ERROR', status, type, message, { phase: 'stream', retryAfter });
-    this.errorCode = errorCode;
+    super('UPSTREAM_STREAM_ERROR', status, type, message, { phase: 'stream', retryAfter, errorCode });
   }
 }
 Object.defineProperty(UpstreamStreamError, 'name', { value: 'UpstreamStreamError' });

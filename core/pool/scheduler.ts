@@ -17,15 +17,18 @@ export interface SchedulerOptions {
 }
 
 export class Scheduler {
-  private readonly policy: SelectionPolicy;
+  /** Made on first use: plugins register their policies after the core's taps exist (the boot checks the name). */
+  private policy: SelectionPolicy | undefined;
 
   constructor(
     private readonly state: PoolStateStore,
     private readonly options: SchedulerOptions,
-  ) {
-    const factory = (options.policies ?? new SelectionPolicyRegistry()).get(options.strategy);
-    if (factory === undefined) throw new Error(`unknown selection policy "${options.strategy}"`);
-    this.policy = factory();
+  ) {}
+
+  private makePolicy(): SelectionPolicy {
+    const factory = (this.options.policies ?? new SelectionPolicyRegistry()).get(this.options.strategy);
+    if (factory === undefined) throw new Error(`unknown selection policy "${this.options.strategy}"`);
+    return factory();
   }
 
   /**
@@ -79,6 +82,6 @@ export class Scheduler {
     let best = Infinity;
     for (const u of candidates) if (u.priority < best) best = u.priority;
     const tier = candidates.length === 1 ? candidates : candidates.filter((u) => u.priority === best);
-    return tier.length === 1 ? tier[0]! : this.policy.pick(tier, this.state);
+    return tier.length === 1 ? tier[0]! : (this.policy ??= this.makePolicy()).pick(tier, this.state);
   }
 }

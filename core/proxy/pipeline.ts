@@ -13,6 +13,7 @@ import type { GatewayConfig } from '../config/config-schema.js';
 import {
   ClientAbortError,
   ClientStalledError,
+  derive,
   GatewayError,
   InvalidRequestError,
   NotFoundError,
@@ -264,20 +265,38 @@ export class Pipeline {
       res.destroy();
       return;
     }
-    error.errorCode = this.hooks.mapErrorCode.call(error.errorCode ?? error.type, error.type, ctx);
-    // An upstream's message may quote a credential ("Incorrect API key provided: sk-…"); never pass it on.
-    scrubError(error, this.secrets);
+    const shown = this.clientView(error, ctx);
+    // The request's log line and finish taps read what the client read.
+    if (ctx.error === error) ctx.error = shown;
     // Refused before its body was read (too large…): close rather than read the rest to reuse it. Refused
     // for its credentials: close, so a client without a key cannot hold the connection (and a descriptor).
     if (!res.headersSent && (!ctx.req.complete || isRefused(ctx.req.socket)))
       res.setHeader('connection', 'close');
     try {
-      if (res.headersSent) this.hooks.terminateStream.call(ctx, error);
-      else this.hooks.errorResponse.call(ctx, error);
+      if (res.headersSent) this.hooks.terminateStream.call(ctx, shown);
+      else this.hooks.errorResponse.call(ctx, shown);
     } catch (err) {
       this.logger.error({ err, reqId: ctx.id }, 'error writer failed');
       res.destroy();
     }
+  }
+
+  /**
+   * The error as the client gets it: the `mapErrorCode` code, and no credential an upstream quoted
+   * ("Incorrect API key provided: sk-…") in its message or body. A derived copy: taps that kept the
+   * error still hold it as it was raised.
+   */
+  private clientView(error: GatewayError, ctx: RequestContext): GatewayError {
+    const errorCode = this.hooks.mapErrorCode.call(error.errorCode ?? error.type, error.type, ctx);
+    const message = this.secrets.clip(error.message, MAX_ERROR_MESSAGE_CHARS);
+    let body: Buffer | undefined;
+    if (error instanceof UpstreamHttpError && error.body.length > 0) {
+      const text = error.body.toString('utf8');
+      const clean = this.secrets.scrub(text);
+      if (clean !== text) body = Buffer.from(clean);
+    }
+    if (errorCode === error.errorCode && message === error.message && body === undefined) return error;
+    return derive(error, { errorCode, message, body });
   }
 
   private onClose(ctx: RequestContext): void {
@@ -344,16 +363,6 @@ function writeReply(ctx: RequestContext, reply: Exclude<Reply, typeof HANDLED>):
 
 /** An error message the client reads (and the log keeps): an upstream's own text can be megabytes. */
 const MAX_ERROR_MESSAGE_CHARS = 4096;
-
-function scrubError(error: GatewayError, secrets: Secrets): void {
-  const message = secrets.clip(error.message, MAX_ERROR_MESSAGE_CHARS);
-  if (message !== error.message) error.message = message;
-  if (error instanceof UpstreamHttpError && error.body.length > 0) {
-    const text = error.body.toString('utf8');
-    const clean = secrets.scrub(text);
-    if (clean !== text) error.body = Buffer.from(clean);
-  }
-}
 
 /** Whether `url` is on `origin`. `href` is stored by the URL (no string is built, unlike `origin`). */
 function sameOrigin(url: URL, origin: string): boolean {

@@ -8,8 +8,10 @@ export class CodexRefreshError extends GatewayError {
     readonly terminal: boolean,
     message: string,
   ) {
-    super('CODEX_REFRESH_FAILED', 502, 'upstream_error', message, { phase: 'connect' });
-    this.errorCode = 'upstream_error';
+    super('CODEX_REFRESH_FAILED', 502, 'upstream_error', message, {
+      phase: 'connect',
+      errorCode: 'upstream_error',
+    });
   }
 }
 Object.defineProperty(CodexRefreshError, 'name', { value: 'CodexRefreshError' });

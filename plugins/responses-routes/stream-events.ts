@@ -4,7 +4,9 @@
  * strict clients cannot use (`event: error`, malformed frames, data-less pings) into something they can.
  */
 import {
+  retryAfterSeconds,
   serializeEvent,
+  tryAgainMs,
   UpstreamMalformedError,
   UpstreamStreamError,
   type RequestContext,
@@ -299,11 +301,8 @@ function failedBeforeOutput(obj: Record<string, unknown>): UpstreamStreamError |
   if (typeof code !== 'string' || !RETRYABLE_CODES.has(code)) return undefined;
   const message = typeof response?.error?.message === 'string' ? response.error.message : code;
   if (code === 'rate_limit_exceeded') {
-    const m = /try again in\s*(\d+(?:\.\d+)?)\s*(ms|s|seconds?)/i.exec(message);
-    const seconds =
-      m === null
-        ? undefined
-        : Math.max(1, Math.ceil(Number(m[1]) / (m[2]!.toLowerCase() === 'ms' ? 1000 : 1)));
+    const wait = tryAgainMs(message);
+    const seconds = wait === undefined ? undefined : retryAfterSeconds(wait);
     return new UpstreamStreamError(message, 'rate_limit_error', code, 429, seconds);
   }
   return new UpstreamStreamError(message, 'service_unavailable_error', code, 503);

@@ -3,7 +3,7 @@
  * stream (stream-to-json.ts): what the upstream would have answered on a unary call.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { UpstreamHttpError } from '../../core/index.js';
+import { retryAfterSeconds, tryAgainMs, UpstreamHttpError } from '../../core/index.js';
 
 /** The HTTP status a Responses error code stands for, when a failure must become an HTTP error. */
 const STATUS_BY_CODE: Readonly<Record<string, number>> = {
@@ -26,9 +26,6 @@ const TYPE_BY_STATUS: Readonly<Record<number, string>> = {
   503: 'service_unavailable_error',
 };
 
-/** Codex's "Please try again in 1.5s" hint (the same pattern Codex CLI reads). */
-const TRY_AGAIN = /try again in\s*(\d+(?:\.\d+)?)\s*(s|ms|seconds?)\b/i;
-
 /**
  * A `response.failed` (its `response.error`) or an `error` event, as the upstream HTTP error it would
  * have been on a unary call: 429 for rate limits, 503 for overload, 400 for request faults, else 502
@@ -44,11 +41,9 @@ export function streamFailureError(
   const status = (code !== null ? STATUS_BY_CODE[code] : undefined) ?? 502;
   const type = TYPE_BY_STATUS[status] ?? 'upstream_error';
   const headers: IncomingHttpHeaders = { 'content-type': 'application/json' };
-  const wait = TRY_AGAIN.exec(message);
-  if (status === 429 && wait !== null) {
-    const seconds = wait[2] === 'ms' ? Number(wait[1]) / 1000 : Number(wait[1]);
-    headers['retry-after'] = String(Math.max(1, Math.ceil(seconds)));
-  }
+  // Codex's "Please try again in 1.5s" hint, as the header a unary client reads.
+  const wait = status === 429 ? tryAgainMs(message) : undefined;
+  if (wait !== undefined) headers['retry-after'] = String(retryAfterSeconds(wait));
   const body = Buffer.from(
     JSON.stringify({ error: { ...error, message, type, param: error?.param ?? null, code } }),
   );

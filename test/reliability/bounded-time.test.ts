@@ -11,7 +11,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import YAML from 'yaml';
 import { parseConfig } from '../../core/config/config.js';
-import { classify } from '../../core/defaults/core-taps.js';
+import { classify } from '../../core/defaults/classify.js';
 import { ClientStalledError, requestTotalTimeout } from '../../core/kernel/errors.js';
 import { formatDuration } from '../../core/config/units.js';
 import { CLIENT_KEY, startGateway, type TestGateway } from '../helpers/gateway.js';
