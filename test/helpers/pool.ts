@@ -6,10 +6,9 @@
  */
 import type http from 'node:http';
 import type net from 'node:net';
-import YAML from 'yaml';
 import { CLIENT_KEY, startGateway, type TestGateway } from './gateway.js';
 import { Harness } from './harness.js';
-import { upstreamKey } from './proxy-config.js';
+import { gatewayConfig, upstreamKey } from './proxy-config.js';
 import { connectRaw, deadline, rawHttpRequest, type RawResponse } from './raw.js';
 import {
   happyStream,
@@ -40,18 +39,15 @@ export interface PoolConfigOptions {
 
 /** Gateway YAML: named openai upstreams with pool keys, the default plugins, one client key. */
 export function poolConfig(upstreams: PoolUpstreamSpec[], opts: PoolConfigOptions = {}): string {
-  return YAML.stringify({
-    server: { host: '127.0.0.1', port: 0 },
-    auth: { keys: [{ name: 'tester', key: '${TAPGATE_TEST_KEY}' }] },
-    ...(opts.proxy === undefined ? {} : { proxy: opts.proxy }),
-    ...(opts.pool === undefined ? {} : { pool: opts.pool }),
+  return gatewayConfig({
+    proxy: opts.proxy,
+    pool: opts.pool,
     upstreams: upstreams.map(({ url, ...spec }) => ({
       type: 'openai',
       baseUrl: url + '/v1',
       apiKey: upstreamKey(spec.name),
       ...spec,
     })),
-    plugins: ['responses-routes', 'request-id', 'error-codes'],
   });
 }
 
