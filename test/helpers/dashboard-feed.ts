@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import type net from 'node:net';
-import YAML from 'yaml';
 import WebSocket from 'ws';
 import {
   connectRaw,
@@ -19,6 +18,7 @@ import {
 } from './raw.js';
 import type { WireEvent, WirePoint, WireRequest, WireTotals } from '../../plugins/dashboard/collector.js';
 import type { WireUpstream } from '../../plugins/dashboard/feed.js';
+import { DEFAULT_PLUGINS, gatewayConfig } from './proxy-config.js';
 import { recordOutput, registerSecret } from './secret-scan.js';
 
 export const ADMIN_TOKEN = 'admin-token-test-0123456789abcdef';
@@ -38,18 +38,13 @@ export interface DashboardConfigOptions {
 }
 
 export function dashboardConfig(opts: DashboardConfigOptions): string {
-  return YAML.stringify({
-    server: { host: '127.0.0.1', port: 0 },
-    auth: { keys: opts.keys ?? [{ name: 'tester', key: '${TAPGATE_TEST_KEY}' }], ...opts.auth },
-    ...(opts.proxy === undefined ? {} : { proxy: opts.proxy }),
-    ...(opts.pool === undefined ? {} : { pool: opts.pool }),
+  return gatewayConfig({
+    keys: opts.keys,
+    auth: opts.auth,
+    proxy: opts.proxy,
+    pool: opts.pool,
     upstreams: opts.upstreams.map((u) => ({ type: 'openai', ...u })),
-    plugins: [
-      'responses-routes',
-      'request-id',
-      'error-codes',
-      { name: 'dashboard', options: { token: ADMIN_TOKEN, ...opts.dashboard } },
-    ],
+    plugins: [...DEFAULT_PLUGINS, { name: 'dashboard', options: { token: ADMIN_TOKEN, ...opts.dashboard } }],
   });
 }
 

@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import type net from 'node:net';
 import zlib from 'node:zlib';
-import { startScripted, writeEach, type ScriptedUpstream } from './pool.js';
+import { startScripted, writeEach, type ScriptedUpstream } from './scripted-upstream.js';
 import {
   frame,
   happyStream,

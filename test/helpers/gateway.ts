@@ -4,6 +4,7 @@ import { parseConfig } from '../../core/config/config.js';
 import type { Gateway } from '../../core/gateway.js';
 import { recordOutput, registerSecret, registerSecretsIn } from './secret-scan.js';
 import { createGateway } from '../../app/gateway.js';
+import { gatewayConfig } from './proxy-config.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -49,24 +50,14 @@ export async function startGateway(
   };
 }
 
-/** The usual config: one openai upstream at `upstreamUrl`, the default plugins, one client key. */
+/** The usual config: one openai upstream at `upstreamUrl`, the default plugins, one client key; `extra` is appended. */
 export function basicConfig(upstreamUrl: string, extra = ''): string {
-  return `
-server:
-  host: 127.0.0.1
-  port: 0
-auth:
-  keys:
-    - name: tester
-      key: \${TAPGATE_TEST_KEY}
-upstreams:
-  - name: up1
-    type: openai
-    baseUrl: ${upstreamUrl}/v1
-    apiKey: sk-upstream-secret-abcdef
-plugins:
-  - responses-routes
-  - request-id
-  - error-codes
-${extra}`;
+  const upstream = {
+    name: 'up1',
+    type: 'openai',
+    baseUrl: `${upstreamUrl}/v1`,
+    apiKey: 'sk-upstream-secret-abcdef',
+  };
+  // The leading newline keeps the line numbers tests see in config errors.
+  return '\n' + gatewayConfig({ upstreams: [upstream] }) + extra;
 }

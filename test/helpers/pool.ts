@@ -4,21 +4,13 @@
  * streams it can hold open and finish later; a raw client exchange it can watch byte by byte and
  * abort; and a bounded poll for state that has no event.
  */
-import type http from 'node:http';
 import type net from 'node:net';
-import YAML from 'yaml';
-import { CLIENT_KEY, startGateway, type TestGateway } from './gateway.js';
+import { CLIENT_KEY, type TestGateway } from './gateway.js';
 import { Harness } from './harness.js';
-import { upstreamKey } from './proxy-config.js';
-import { connectRaw, deadline, rawHttpRequest, type RawResponse } from './raw.js';
-import {
-  happyStream,
-  startUpstream,
-  writeSseHead,
-  type RecordedRequest,
-  type TestUpstream,
-  type UpstreamHandler,
-} from './upstream.js';
+import { SERVED_BY, type ScriptedUpstream } from './scripted-upstream.js';
+import { gatewayConfig, upstreamKey } from './proxy-config.js';
+import { connectRaw, rawHttpRequest, type RawResponse } from './raw.js';
+import type { UpstreamHandler } from './upstream.js';
 
 export interface PoolUpstreamSpec {
   name: string;
@@ -40,30 +32,16 @@ export interface PoolConfigOptions {
 
 /** Gateway YAML: named openai upstreams with pool keys, the default plugins, one client key. */
 export function poolConfig(upstreams: PoolUpstreamSpec[], opts: PoolConfigOptions = {}): string {
-  return YAML.stringify({
-    server: { host: '127.0.0.1', port: 0 },
-    auth: { keys: [{ name: 'tester', key: '${TAPGATE_TEST_KEY}' }] },
-    ...(opts.proxy === undefined ? {} : { proxy: opts.proxy }),
-    ...(opts.pool === undefined ? {} : { pool: opts.pool }),
+  return gatewayConfig({
+    proxy: opts.proxy,
+    pool: opts.pool,
     upstreams: upstreams.map(({ url, ...spec }) => ({
       type: 'openai',
       baseUrl: url + '/v1',
       apiKey: upstreamKey(spec.name),
       ...spec,
     })),
-    plugins: ['responses-routes', 'request-id', 'error-codes'],
   });
-}
-
-/** The header a scripted upstream puts on every answer, so a test sees who served a request. */
-export const SERVED_BY = 'x-served-by';
-
-/** A complete, successful Responses stream from `name` (response id `resp_<name>`). */
-export function okStream(name: string, headers: Record<string, string> = {}): UpstreamHandler {
-  return (_req, res) => {
-    writeSseHead(res, { [SERVED_BY]: name, ...headers });
-    res.end(happyStream(`resp_${name}`).join(''));
-  };
 }
 
 /** An HTTP error with a JSON body. */
@@ -78,71 +56,14 @@ export function jsonError(
   };
 }
 
-/** Writes each piece as its own chunk, waiting until each is flushed to the socket. */
-export async function writeEach(res: http.ServerResponse, pieces: string[]): Promise<void> {
-  for (const p of pieces) await new Promise<void>((r) => res.write(p, () => r()));
-}
-
-/** A stream an upstream keeps open until the test finishes it. */
-export interface HeldStream {
-  recorded: RecordedRequest;
-  res: http.ServerResponse;
-  /** Resolves (with performance.now()) when the upstream side of the exchange closes, for any reason. */
-  closed: Promise<number>;
-  /** Writes the rest of the happy stream and ends it. */
-  finish(): void;
-}
-
-export interface ScriptedUpstream extends TestUpstream {
-  name: string;
-  /** Answers every request that has no queued answer (default: `okStream(name)`). */
-  fallback: UpstreamHandler;
-  /** Queues one-shot answers, used in order before `fallback`. */
-  answer(...handlers: UpstreamHandler[]): void;
-  /**
-   * Queues an answer that sends the first `prefix` frames of the happy stream (0: not even the
-   * head) and then holds the stream open; resolves once they are flushed. `headers` go on its head.
-   */
-  holdNext(prefix?: number, headers?: Record<string, string>): Promise<HeldStream>;
-}
-
-export async function startScripted(name: string): Promise<ScriptedUpstream> {
-  const queue: UpstreamHandler[] = [];
-  const scripted = {} as ScriptedUpstream;
-  const up = await startUpstream((req, res, recorded) =>
-    (queue.shift() ?? scripted.fallback)(req, res, recorded),
-  );
-  const frames = happyStream(`resp_${name}`);
-  return Object.assign(scripted, up, {
-    name,
-    fallback: okStream(name),
-    answer: (...handlers: UpstreamHandler[]) => queue.push(...handlers),
-    holdNext: (prefix = 5, headers: Record<string, string> = {}) =>
-      deadline(
-        new Promise<HeldStream>((resolve) => {
-          queue.push(async (_req, res, recorded) => {
-            const closed = new Promise<number>((r) => res.once('close', () => r(performance.now())));
-            const head = () => writeSseHead(res, { [SERVED_BY]: name, ...headers });
-            if (prefix > 0) {
-              head();
-              await writeEach(res, frames.slice(0, prefix));
-            }
-            resolve({
-              recorded,
-              res,
-              closed,
-              finish: () => {
-                if (prefix === 0) head();
-                res.end(frames.slice(prefix).join(''));
-              },
-            });
-          });
-        }),
-        5000,
-        `no request reached ${name} to hold`,
-      ),
-  });
-}
+export {
+  SERVED_BY,
+  okStream,
+  writeEach,
+  startScripted,
+  type HeldStream,
+  type ScriptedUpstream,
+} from './scripted-upstream.js';
 
 /** Who served a response, from the scripted upstream's header (undefined for gateway-made answers). */
 export function servedBy(r: RawResponse): string | undefined {
@@ -226,9 +147,9 @@ export async function openExchange(
 export function poolHarness() {
   const h = new Harness();
   return {
-    upstream: async (name: string): Promise<ScriptedUpstream> => h.track(await startScripted(name)),
-    gateway: async (upstreams: PoolUpstreamSpec[], opts: PoolConfigOptions = {}): Promise<TestGateway> =>
-      h.track(await startGateway(poolConfig(upstreams, opts))),
+    upstream: (name: string): Promise<ScriptedUpstream> => h.scripted(name),
+    gateway: (upstreams: PoolUpstreamSpec[], opts: PoolConfigOptions = {}): Promise<TestGateway> =>
+      h.gatewayYaml(poolConfig(upstreams, opts)),
     cleanup: () => h.cleanup(),
   };
 }
