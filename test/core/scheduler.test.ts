@@ -8,7 +8,10 @@ import net from 'node:net';
 import { pino } from 'pino';
 import { RequestContext } from '../../core/kernel/context.js';
 import { MemoryPoolState } from '../../core/pool/pool-state.js';
-import { Scheduler, type SchedulerOptions, type StrategyName } from '../../core/pool/scheduler.js';
+import { Scheduler, type SchedulerOptions } from '../../core/pool/scheduler.js';
+
+/** The built-in selection policies. */
+type StrategyName = 'round-robin' | 'least-in-flight' | 'fill-first';
 import { MAX_STATE_KEY_CHARS } from '../../core/pool/state-key.js';
 import { Upstream } from '../../core/pool/upstream.js';
 
