@@ -1,6 +1,6 @@
 /**
  * The composition root. It builds, once at boot: the hooks, the core's own taps, the plugins
- * (each in a child container), the upstream pool, the transport and the HTTP server. Then it
+ * (each constructed with its validated options), the upstream pool, the transport and the HTTP server. Then it
  * seals the hooks, so nothing is created or tapped per request.
  */
 import http from 'node:http';
@@ -15,7 +15,6 @@ import type { ConfigSource, LoadedConfig } from './config/config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config/config-schema.js';
 import { authenticationError, tapCore, throttledError } from './defaults/core-taps.js';
 import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js';
-import { container, TOKENS, type DependencyContainer } from './loader/di.js';
 import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
 import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
@@ -23,6 +22,7 @@ import { Occasional } from './observe/occasional.js';
 import { PluginApplyError } from './loader/plugin-errors.js';
 import type { PluginContext } from './kernel/plugin-api.js';
 import { Secrets } from './observe/secrets.js';
+import { Stage } from './kernel/stages.js';
 import { loadPlugins, type LoadedPlugin, type PluginRegistry } from './loader/plugins.js';
 import { Pipeline } from './proxy/pipeline.js';
 import { SelectionPolicyRegistry } from './pool/policies.js';
@@ -54,7 +54,6 @@ export class Gateway {
   readonly upstreamTypes = new UpstreamTypeRegistry();
   /** Selection policies by name (`pool.strategy`): the built-in three, and plugins' own. */
   readonly selectionPolicies = new SelectionPolicyRegistry();
-  readonly container: DependencyContainer;
   readonly server: http.Server;
   private poolRef: UpstreamPool | undefined;
   private plugins: LoadedPlugin[] = [];
@@ -79,11 +78,6 @@ export class Gateway {
     this.logger = createLogger(config.log.level, destination, this.secrets);
     this.accessLog = new AccessLog(config.log.level, destination, this.secrets);
     this.hooks = createHooks();
-    this.container = container.createChildContainer();
-    this.container.register(TOKENS.Gateway, { useValue: this });
-    this.container.register(TOKENS.Hooks, { useValue: this.hooks });
-    this.container.register(TOKENS.Logger, { useValue: this.logger });
-    this.container.register(TOKENS.Config, { useValue: config });
     this.server = http.createServer({
       headersTimeout: config.server.headersTimeout,
       requestTimeout: config.server.requestTimeout,
@@ -112,6 +106,7 @@ export class Gateway {
       secrets: this.secrets,
       upstreamTypes: this.upstreamTypes,
       selectionPolicies: this.selectionPolicies,
+      Stage,
       get pool() {
         return pool();
       },
@@ -184,7 +179,6 @@ export class Gateway {
       source,
       configDir,
       config.upstreams.map((u) => u.type),
-      this.container,
       options.builtins,
     );
     for (const p of this.plugins) {
@@ -215,7 +209,6 @@ export class Gateway {
       this.poolRef.state.disable(u.name, reason);
       this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
     }
-    this.container.register(TOKENS.Pool, { useValue: this.poolRef });
     const pool = this.poolRef;
     this.secrets.watch(() => pool.upstreams);
     sealHooks(this.hooks);

@@ -2,10 +2,18 @@
 export { Gateway, type GatewayOptions } from './gateway.js';
 export type { PluginRegistry } from './loader/plugins.js';
 export { Stage } from './kernel/stages.js';
-export { TOKENS, inject, injectable } from './loader/di.js';
 export type { GatewayHooks } from './kernel/hooks.js';
 export type { RequestContext } from './kernel/context.js';
-export type { PluginContext, PluginMeta, TapgatePlugin, PluginClass } from './kernel/plugin-api.js';
+export {
+  definePlugin,
+  PLUGIN_API_VERSION,
+  type PluginContext,
+  type PluginMeta,
+  type PluginDefinition,
+  type OptionsSchema,
+  type TapgatePlugin,
+  type PluginClass,
+} from './kernel/plugin-api.js';
 export * from './kernel/errors.js';
 export * from './loader/plugin-errors.js';
 export {

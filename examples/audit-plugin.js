@@ -13,6 +13,10 @@
 //       options:
 //         file: ./audit.log     # required; relative to the directory tapgate runs in
 //         name: gateway-eu-1    # optional; the header's value (default: tapgate)
+//
+// It imports zod, which resolves inside the tapgate checkout. Copied to a folder of its own, either
+// install zod there (npm install zod) or replace `options` by any object with a `safeParse(value)`
+// method (the README's plugin guide shows one): tapgate's own dependencies do not resolve from there.
 import { openSync, createWriteStream } from 'node:fs';
 import { z } from 'zod';
 
@@ -28,7 +32,8 @@ const options = z.strictObject({
 
 export default class AuditPlugin {
   // `name` must be unique among enabled plugins; `dependsOn` would name plugins to apply first.
-  static meta = { name: 'audit', options };
+  // `apiVersion`: the plugin API it is written for; a tapgate that provides an older one refuses it at boot.
+  static meta = { name: 'audit', options, apiVersion: 1 };
 
   // A plain JS plugin receives its validated options (defaults filled in) as its argument.
   constructor({ file, name }) {

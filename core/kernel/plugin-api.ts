@@ -1,4 +1,8 @@
-/** What a plugin is: a class with `static meta` and `apply(gateway)`, and what `apply` is given. */
+/**
+ * The plugin contract: a class with `static meta` and `apply(context)`, constructed as `new Cls(options)`
+ * with its validated options; `definePlugin()` builds one from a `setup` function. Nothing else: no
+ * decorators, no container, so a plugin in plain JS or TS outside the repository needs no build setup.
+ */
 import type { GatewayConfig } from '../config/config-schema.js';
 import type { Logger } from '../observe/logger.js';
 import type { Secrets } from '../observe/secrets.js';
@@ -6,6 +10,13 @@ import type { SelectionPolicyRegistry } from '../pool/policies.js';
 import type { UpstreamPool } from '../pool/pool.js';
 import type { UpstreamTypeRegistry } from '../pool/upstream.js';
 import type { GatewayHooks } from './hooks.js';
+import type { Stage } from './stages.js';
+
+/**
+ * The plugin API this core provides. A plugin whose `meta.apiVersion` is higher fails at load; a plugin
+ * without one is taken as version 1. Raised when the contract changes in a way old plugins would misread.
+ */
+export const PLUGIN_API_VERSION = 1;
 
 /**
  * What a plugin's `apply` gets: the gateway's parts a plugin works with, and nothing that runs it
@@ -23,6 +34,8 @@ export interface PluginContext {
   readonly selectionPolicies: SelectionPolicyRegistry;
   /** The upstream pool. It is built after every plugin's apply(): read it at request time, or keep it at `ready`. */
   readonly pool: UpstreamPool;
+  /** The tap stages (`Stage.DEFAULT`…), for a plugin that cannot import the package. */
+  readonly Stage: typeof Stage;
 }
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */
@@ -44,6 +57,8 @@ export interface PluginMeta {
   dependsOn?: readonly string[];
   /** Schema of `options` in config.yaml. Without one, the plugin accepts no options. */
   options?: OptionsSchema;
+  /** The plugin API it is written for (`PLUGIN_API_VERSION`); 1 when absent. */
+  apiVersion?: number;
 }
 
 export interface TapgatePlugin {
@@ -54,9 +69,9 @@ export interface TapgatePlugin {
 }
 
 export interface PluginClass {
-  // Plugin constructors take injected parameters (or the options, for plain JS plugins).
+  // Constructed as `new Cls(options)`; a class may type its options as it likes.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  new (...args: any[]): TapgatePlugin;
+  new (options: any): TapgatePlugin;
   readonly meta: PluginMeta;
 }
 
@@ -69,4 +84,42 @@ export function isPluginClass(value: unknown): value is PluginClass {
     typeof meta.name === 'string' &&
     typeof value.prototype?.apply === 'function'
   );
+}
+
+/** What `definePlugin()` takes: the meta fields, and `setup` in place of a class. */
+export interface PluginDefinition<O> extends PluginMeta {
+  options?: OptionsSchema<O>;
+  /** Runs as `apply()`: taps hooks. May return a cleanup function, run as `close()`. */
+  setup(context: PluginContext, options: O): void | Cleanup | Promise<void | Cleanup>;
+}
+type Cleanup = () => void | Promise<void>;
+
+/**
+ * A plugin from one function, in the spirit of fastify-plugin: returns a plugin class, so it is
+ * enabled, ordered and closed like any other. `options` are the validated options (`{}` without a schema).
+ */
+export function definePlugin<O = Record<string, never>>(definition: PluginDefinition<O>): PluginClass {
+  const { setup, ...meta } = definition;
+  if (typeof meta.name !== 'string' || meta.name === '')
+    throw new TypeError('definePlugin: name is required');
+  if (typeof setup !== 'function')
+    throw new TypeError(`definePlugin "${meta.name}": setup must be a function`);
+  const Defined = class implements TapgatePlugin {
+    static readonly meta: PluginMeta = Object.freeze(meta);
+    private cleanup: Cleanup | undefined;
+    constructor(private readonly options: O) {}
+    apply(context: PluginContext): void | Promise<void> {
+      const kept = (r: void | Cleanup) => {
+        if (typeof r === 'function') this.cleanup = r;
+      };
+      const result = setup(context, this.options);
+      return result instanceof Promise ? result.then(kept) : kept(result);
+    }
+    close(): void | Promise<void> {
+      return this.cleanup?.();
+    }
+  };
+  // Stack traces and logs name the plugin, not "Defined".
+  Object.defineProperty(Defined, 'name', { value: meta.name });
+  return Defined;
 }

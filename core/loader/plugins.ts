@@ -1,15 +1,20 @@
 /**
  * The plugin loader: resolves each entry of `plugins:` (a built-in name or a module path),
  * validates options and dependencies at boot with named errors, orders plugins so dependencies
- * come first, and constructs each in its own child container holding its validated options.
+ * come first, checks the plugin API version each was written for, and constructs each as
+ * `new Cls(options)` with its validated options.
  */
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { formatPath, type ConfigSource } from '../config/config.js';
 import type { PluginEntry } from '../config/config-schema.js';
-import { TOKENS, type DependencyContainer } from './di.js';
-import { isPluginClass, type PluginClass, type TapgatePlugin } from '../kernel/plugin-api.js';
+import {
+  isPluginClass,
+  PLUGIN_API_VERSION,
+  type PluginClass,
+  type TapgatePlugin,
+} from '../kernel/plugin-api.js';
 import {
   DuplicatePluginError,
   PluginDependencyError,
@@ -34,7 +39,6 @@ export interface LoadedPlugin {
   readonly name: string;
   readonly cls: PluginClass;
   readonly options: unknown;
-  readonly container: DependencyContainer;
   readonly instance: TapgatePlugin;
   /** `file:line:col` of its entry in config.yaml; undefined when enabled for an upstream type. */
   readonly where: string | undefined;
@@ -58,7 +62,6 @@ export async function loadPlugins(
   source: ConfigSource,
   configDir: string,
   upstreamTypes: readonly string[],
-  parent: DependencyContainer,
   registry: PluginRegistry = EMPTY_REGISTRY,
 ): Promise<LoadedPlugin[]> {
   const resolved: Resolved[] = [];
@@ -67,6 +70,7 @@ export async function loadPlugins(
     const spec = typeof entry === 'string' ? entry : entry.name;
     const where = locate(source, ['plugins', i]);
     const cls = await resolveClass(spec, configDir, where, registry);
+    checkApiVersion(cls, where);
     resolved.push({ cls, options: typeof entry === 'string' ? undefined : entry.options, index: i, where });
   }
   // An upstream type's provider is enabled automatically when an upstream uses the type.
@@ -101,14 +105,11 @@ export async function loadPlugins(
   const loaded: LoadedPlugin[] = [];
   for (const r of orderByDependencies(resolved, byName)) {
     const options = validateOptions(r, source);
-    const child = parent.createChildContainer();
-    child.register(TOKENS.PluginOptions, { useValue: options });
     loaded.push({
       name: r.cls.meta.name,
       cls: r.cls,
       options,
-      container: child,
-      instance: construct(r.cls, child, options, r.where),
+      instance: construct(r.cls, options, r.where),
       where: r.where,
     });
   }
@@ -143,12 +144,12 @@ async function resolveClass(
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
-    const hint = esmHint(file, err);
-    throw new PluginLoadError(
-      `plugin module ${file} failed to load: ${(err as Error).message}${hint}`,
-      where,
-      { cause: err },
-    );
+    const hint = loadHint(file, err);
+    // CommonJS appends the require() chain, which only repeats the plugin's own path.
+    const reason = (err as Error).message.replace(/\nRequire stack:[\s\S]*$/, '');
+    throw new PluginLoadError(`plugin module ${file} failed to load: ${reason}${hint}`, where, {
+      cause: err,
+    });
   }
   const candidates = [mod.default, ...Object.values(mod)];
   const nested = (mod.default as Record<string, unknown> | undefined)?.default; // CJS default export
@@ -162,19 +163,54 @@ async function resolveClass(
   return cls;
 }
 
-/**
- * A `.js` file with `import`/`export` outside a `"type": "module"` package is loaded as CommonJS by
- * the TypeScript loader, which fails with an error that does not say why (a require() cycle).
- */
-function esmHint(file: string, err: unknown): string {
+/** Why a plugin module failed to load, when the error does not say it plainly ('' otherwise). */
+function loadHint(file: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   const message = (err as Error).message;
+  // Resolved from the plugin's folder: tapgate's own dependencies are not visible from a folder elsewhere.
+  const missing = /Cannot find (?:package|module) '([^'./][^']*)'/.exec(message)?.[1];
+  if (missing === 'tapgate') {
+    return ' (outside the tapgate checkout, "tapgate" resolves only where it is installed or linked (npm link tapgate): import types only (import type), and take Stage and the rest from the context apply() receives)';
+  }
+  if (missing === 'zod') {
+    return " (zod resolves from the plugin's folder, not from tapgate's: install it there, or use any object with a safeParse(value) method as meta.options)";
+  }
+  if (missing !== undefined) return ` (packages resolve from the plugin's folder: install ${missing} there)`;
+  const ts = /\.(c|m)?ts$/.test(file);
+  // A .js (or .ts) file with import/export outside a "type": "module" package is CommonJS to Node;
+  // without tsx's CommonJS loader it fails with an error that does not say why (a require() cycle).
   const esmAsCjs =
     code === 'ERR_REQUIRE_CYCLE_MODULE' ||
     code === 'ERR_REQUIRE_ESM' ||
     /import statement outside a module|Unexpected token 'export'/.test(message);
-  if (!esmAsCjs || !file.endsWith('.js')) return '';
-  return ' (it uses import/export outside a "type": "module" package: rename it to .mjs, or put a package.json with {"type": "module"} beside it)';
+  if (esmAsCjs && (file.endsWith('.js') || file.endsWith('.ts'))) {
+    const mjs = file.endsWith('.js') ? '.mjs' : '.mts';
+    return ` (it uses import/export outside a "type": "module" package: rename it to ${mjs}, or put a package.json with {"type": "module"} beside it)`;
+  }
+  if (ts && (code === 'ERR_UNKNOWN_FILE_EXTENSION' || err instanceof SyntaxError)) {
+    return " (a TypeScript plugin needs tsx's loader: the tapgate command registers it; an embedding program runs node --import tsx)";
+  }
+  return '';
+}
+
+/**
+ * A plugin written for a newer plugin API than this core provides would be misread: refuse it at
+ * load, naming both versions. No `apiVersion` means 1, the first contract.
+ */
+function checkApiVersion(cls: PluginClass, where: string | undefined): void {
+  const wanted = cls.meta.apiVersion ?? 1;
+  if (Number.isInteger(wanted) && wanted >= 1 && wanted <= PLUGIN_API_VERSION) return;
+  const name = cls.meta.name;
+  if (!Number.isInteger(wanted) || wanted < 1) {
+    throw new PluginLoadError(
+      `plugin "${name}" has meta.apiVersion ${String(wanted)}: it must be a whole number from 1 to ${PLUGIN_API_VERSION}`,
+      where,
+    );
+  }
+  throw new PluginLoadError(
+    `plugin "${name}" needs plugin API version ${wanted}, but this tapgate provides version ${PLUGIN_API_VERSION}: upgrade tapgate, or use a version of the plugin written for API ${PLUGIN_API_VERSION}`,
+    where,
+  );
 }
 
 function validateOptions(r: Resolved, source: ConfigSource): unknown {
@@ -221,22 +257,9 @@ function orderByDependencies(list: Resolved[], byName: Map<string, Resolved>): R
   return out;
 }
 
-/** Decorated plugins are resolved by tsyringe; plain JS plugins receive their options. */
-function construct(
-  cls: PluginClass,
-  child: DependencyContainer,
-  options: unknown,
-  where: string | undefined,
-): TapgatePlugin {
+/** Every plugin, in JS or TS, is constructed with its validated options, and nothing else. */
+function construct(cls: PluginClass, options: unknown, where: string | undefined): TapgatePlugin {
   try {
-    // Nothing to inject into a zero-arity constructor, but `constructor(options = {})` or `(...args)`
-    // still reads its options (tsyringe would call it with no arguments).
-    if (cls.length === 0) return new cls(options);
-    try {
-      return child.resolve(cls);
-    } catch (err) {
-      if (!/TypeInfo not known/.test((err as Error).message)) throw err;
-    }
     return new cls(options);
   } catch (err) {
     // A constructor that throws is a named boot error, like a failed apply(), never a raw stack.

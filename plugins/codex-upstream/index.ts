@@ -7,10 +7,7 @@
  */
 import { z } from 'zod';
 import {
-  inject,
-  injectable,
   Stage,
-  TOKENS,
   UpstreamHttpError,
   type PluginContext,
   type OutgoingRequest,
@@ -38,15 +35,12 @@ export interface CodexUpstreamState {
   removeParameters: readonly string[];
 }
 
-@injectable()
 export default class CodexUpstreamPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: z.strictObject({}) };
   /** One account per auth file, however many upstreams name it: one refresh token, one refresher. */
   private readonly byFile = new Map<string, CodexAccount>();
   private readonly accounts = new Set<CodexAccount>();
   private gateway: PluginContext | undefined;
-
-  constructor(@inject(TOKENS.PluginOptions) _options: Record<string, never>) {}
 
   apply(gateway: PluginContext): void {
     this.gateway = gateway;

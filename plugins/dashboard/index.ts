@@ -7,12 +7,9 @@ import { z } from 'zod';
 import {
   duration,
   FailureThrottle,
-  inject,
-  injectable,
   integer,
   size,
   Stage,
-  TOKENS,
   type PluginContext,
   type Reply,
   type TapgatePlugin,
@@ -61,13 +58,12 @@ export const optionsSchema = z.strictObject({
 });
 export type DashboardOptions = z.output<typeof optionsSchema>;
 
-@injectable()
 export default class DashboardPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
   private feed: Feed | undefined;
   private throttle: FailureThrottle | undefined;
 
-  constructor(@inject(TOKENS.PluginOptions) private readonly options: DashboardOptions) {
+  constructor(private readonly options: DashboardOptions) {
     // The schema says so too; this guards a plugin constructed by hand.
     if (typeof options.token !== 'string' || options.token.trim() === '') throw new Error(TOKEN_MISSING);
     if (options.token.length < MIN_TOKEN_LENGTH) throw new Error(TOKEN_TOO_SHORT);

@@ -1,13 +1,6 @@
 /** Maps internal error types to the Responses `error.code` clients act on. */
 import { z } from 'zod';
-import {
-  inject,
-  injectable,
-  Stage,
-  TOKENS,
-  type PluginContext,
-  type TapgatePlugin,
-} from '../../core/index.js';
+import { Stage, type PluginContext, type TapgatePlugin } from '../../core/index.js';
 
 const NAME = 'error-codes';
 
@@ -28,12 +21,11 @@ const optionsSchema = z.strictObject({
 });
 type Options = z.output<typeof optionsSchema>;
 
-@injectable()
 export default class ErrorCodesPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
   private readonly table: Readonly<Record<string, string>>;
 
-  constructor(@inject(TOKENS.PluginOptions) options: Options) {
+  constructor(options: Options) {
     this.table = { ...DEFAULT_ERROR_CODES, ...options.map };
   }
 

@@ -3,10 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import {
   headerToken,
-  inject,
-  injectable,
   Stage,
-  TOKENS,
   unsafeHeaderChar,
   type PluginContext,
   type TapgatePlugin,
@@ -30,11 +27,8 @@ export const openaiUpstreamSchema = z.object({
   passBillingHeaders: z.boolean().default(false),
 });
 
-@injectable()
 export default class OpenAIUpstreamPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: z.strictObject({}) };
-
-  constructor(@inject(TOKENS.PluginOptions) _options: Record<string, never>) {}
 
   apply(gateway: PluginContext): void {
     gateway.upstreamTypes.register({

@@ -3,14 +3,7 @@
  * generated UUID; returns it as `x-request-id`, forwards it upstream, and hands the upstream's own
  * id back as `x-upstream-request-id`. Every log line of the request carries it.
  */
-import {
-  inject,
-  injectable,
-  Stage,
-  TOKENS,
-  type PluginContext,
-  type TapgatePlugin,
-} from '../../core/index.js';
+import { Stage, type PluginContext, type TapgatePlugin } from '../../core/index.js';
 
 const NAME = 'request-id';
 const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -19,11 +12,8 @@ export function saneRequestId(value: string | string[] | undefined): string | un
   return typeof value === 'string' && SANE_ID.test(value) ? value : undefined;
 }
 
-@injectable()
 export default class RequestIdPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME };
-
-  constructor(@inject(TOKENS.PluginOptions) _options: object) {}
 
   apply(gateway: PluginContext): void {
     const hooks = gateway.hooks;

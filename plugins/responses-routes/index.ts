@@ -5,14 +5,7 @@
  * built from the stream.
  */
 import { z } from 'zod';
-import {
-  inject,
-  injectable,
-  Stage,
-  TOKENS,
-  type PluginContext,
-  type TapgatePlugin,
-} from '../../core/index.js';
+import { Stage, type PluginContext, type TapgatePlugin } from '../../core/index.js';
 import { listModels } from './models.js';
 import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS } from './routes.js';
 import { onResponsesEvent, type EventOptions } from './stream-events.js';
@@ -45,11 +38,10 @@ const optionsSchema = z.strictObject({
 });
 type Options = z.output<typeof optionsSchema>;
 
-@injectable()
 export default class ResponsesRoutesPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
 
-  constructor(@inject(TOKENS.PluginOptions) private readonly options: Options) {}
+  constructor(private readonly options: Options) {}
 
   apply(gateway: PluginContext): void {
     const hooks = gateway.hooks;

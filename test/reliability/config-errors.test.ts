@@ -244,18 +244,18 @@ const CASES: Case[] = [
       ),
   },
   {
-    // The README's plain-JS plugin saved as .js in a folder with no package.json. Node itself loads
-    // it, but under the CLI's TypeScript loader it fails with a require() cycle that says nothing.
-    name: 'an ES-module plugin saved as .js outside a "type": "module" package',
+    // The old README's plain-JS plugin (it imports zod) saved outside the checkout. The .js file in a bare
+    // folder loads now (tsx's CommonJS loader); zod does not resolve from there, and the error says so.
+    name: 'a plugin outside the checkout that imports zod',
     setup: (dir) => {
       writeFileSync(
-        join(dir, 'esm.js'),
-        "export default class Esm {\n  static meta = { name: 'esm' };\n  apply() {}\n}\n",
+        join(dir, 'zod-plugin.js'),
+        "import { z } from 'zod';\nexport default class Z {\n  static meta = { name: 'z', options: z.object({}) };\n  apply() {}\n}\n",
       );
-      return { config: pluginConfig(dir, './esm.js') };
+      return { config: pluginConfig(dir, './zod-plugin.js') };
     },
     expect: (stderr, { config }) => {
-      const file = join(config, '..', 'esm.js');
+      const file = join(config, '..', 'zod-plugin.js');
       assert.match(
         stderr,
         new RegExp(
@@ -264,7 +264,7 @@ const CASES: Case[] = [
       );
       assert.match(
         stderr,
-        /\(it uses import\/export outside a "type": "module" package: rename it to \.mjs, or put a package\.json with \{"type": "module"\} beside it\)\n$/,
+        /\(zod resolves from the plugin's folder, not from tapgate's: install it there, or use any object with a safeParse\(value\) method as meta\.options\)\n$/,
       );
     },
   },
