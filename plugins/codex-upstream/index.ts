@@ -75,11 +75,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       if (!(error instanceof UpstreamHttpError) || error.status !== 401) return undefined;
       const st = requestState(ctx);
       if (!st.refreshed.has(upstream.name)) {
-        // Refresh once and retry the same account before failing over: the core pins the next
-        // attempt to this upstream and sets `ctx.locals.refreshCredentials`.
+        // Refresh once and retry the same account before failing over: `same` pins the next
+        // attempt to this upstream, and `refreshNext` makes its prepare force the refresh.
         st.refreshed.add(upstream.name);
         st.refreshNext = upstream.name;
-        return { retry: 'refresh' };
+        return { retry: 'same' };
       }
       return {
         retry: 'switch',
@@ -169,10 +169,9 @@ async function prepare(
 ): Promise<OutgoingRequest> {
   const { account, identity, pass, removeParameters } = stateOf(upstream);
   const st = requestState(ctx);
-  // After a 401 the core sets `refreshCredentials` and pins the retry to the same upstream; the
-  // check on `refreshNext` keeps a forced refresh off another account if the pin could not hold.
-  const force = ctx.locals.refreshCredentials === true && st.refreshNext === upstream.name;
-  delete ctx.locals.refreshCredentials;
+  // After a 401 the retry is pinned to the same upstream; the check on the name keeps a forced
+  // refresh off another account if the pin could not hold (the mark is spent either way).
+  const force = st.refreshNext === upstream.name;
   st.refreshNext = undefined;
   // Refreshes when due (ahead of expiry) or forced. When the account cannot be used (expired or
   // rejected token, and no new one), this throws a CodexRefreshError: the core counts it as a failed
