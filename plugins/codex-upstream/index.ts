@@ -5,6 +5,7 @@
  * non-standard events. The backend only streams: a non-streaming client gets the Response object the
  * Responses plugin builds from the stream (the type is registered `streamsOnly`).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import {
   Stage,
@@ -22,6 +23,7 @@ import { NAME, peekState, requestState } from './request-state.js';
 import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
 import { codexStreamEvent } from './sdk-events.js';
 import { normaliseBody, shapeHeaders } from './shape.js';
+import { exhaustedWindowMs } from './usage-window.js';
 
 export const CODEX_TYPE = 'codex';
 /** After a transient refresh failure, the token endpoint is left alone at least this long. */
@@ -59,6 +61,10 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
         upstream.type === CODEX_TYPE ? prepare(outgoing, ctx, upstream) : outgoing,
     );
 
+    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
+      if (upstream.type === CODEX_TYPE) this.coolExhaustedWindow(ctx, upstream, response.headers);
+    });
+
     // EARLY: before the Responses plugin's tap, which then still checks framing and terminal events.
     hooks.streamEvent.tap({ name: NAME, stage: Stage.EARLY }, (ev, ctx) => {
       if (ctx.upstream?.type !== CODEX_TYPE) return ev;
@@ -88,6 +94,23 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
         cooldownKind: 'transient',
       };
     });
+  }
+
+  /**
+   * The usage-window headers come on successes too: a full window cools the whole account until it
+   * resets, so later requests go elsewhere (this one is served).
+   */
+  private coolExhaustedWindow(ctx: RequestContext, upstream: Upstream, headers: IncomingHttpHeaders): void {
+    if (
+      headers['x-codex-primary-used-percent'] === undefined &&
+      headers['x-codex-secondary-used-percent'] === undefined
+    )
+      return;
+    const wait = exhaustedWindowMs(headers);
+    if (wait === undefined) return;
+    const reason = 'usage window exhausted (x-codex headers)';
+    this.gateway!.pool.state.cool(upstream.name, undefined, Date.now() + wait, reason, 'rate_limit');
+    ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
   }
 
   /** A refresh that already spent the old refresh token must reach the auth file before exit. */

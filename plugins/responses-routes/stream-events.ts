@@ -12,7 +12,12 @@ import {
   type RequestContext,
   type SseEvent,
 } from '../../core/index.js';
-import { firstSequenceWarning, rememberResponseEvent, startedByGateway, streamState } from './stream-state.js';
+import {
+  firstSequenceWarning,
+  rememberResponseEvent,
+  startedByGateway,
+  streamState,
+} from './stream-state.js';
 import { createdAtFor, nextSequence, responseIdFor } from './synthetic.js';
 import { errorFrame } from './terminal.js';
 
