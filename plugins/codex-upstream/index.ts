@@ -53,6 +53,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       // The backend answers every Responses call with a stream (prepare sets `stream: true`).
       streamsOnly: true,
       init: (upstream, context) => this.init(upstream, context.configDir),
+      multiProcess:
+        'a token refresh must happen once per account, and each process would refresh on its own (a shared store is needed)',
     });
 
     hooks.prepareUpstreamRequest.tapPromise(
