@@ -83,10 +83,13 @@ export async function main(argv: string[]): Promise<number> {
             message: problem,
           } as never,
         ]);
-      // Boot once here so a bad plugin or upstream is reported before any worker starts.
-      await (
-        await createGateway(loaded, { logDestination: new Writable({ write: (_c, _e, cb) => cb() }) })
-      ).close(0);
+      // Boot once here so a bad plugin or upstream, or a type that cannot run in several processes,
+      // is reported before any worker starts.
+      const probe = await createGateway(loaded, {
+        logDestination: new Writable({ write: (_c, _e, cb) => cb() }),
+        processes: workers,
+      });
+      await probe.close(0);
       plainLog(30, 'starting workers', { workers });
       return runPrimary(workers, (msg) => plainLog(30, msg));
     }

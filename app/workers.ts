@@ -19,11 +19,11 @@ export function workerCount(config: GatewayConfig): number {
   return w === 'auto' ? availableParallelism() : w;
 }
 
-/** Why this config cannot run in several processes yet, or undefined. */
+/**
+ * Why this config cannot run in several processes, or undefined. What an upstream type rules out
+ * (its `multiProcess` reason) the gateway checks when it boots with `processes` > 1.
+ */
 export function multiProcessProblem(config: GatewayConfig): string | undefined {
-  if (config.upstreams.some((u) => u.type === 'codex')) {
-    return 'server.workers > 1 is not supported with codex upstreams: a token refresh must happen once per account, and each process would refresh on its own (a shared store is needed)';
-  }
   if (config.server.port === 0)
     return 'server.workers > 1 needs a fixed server.port (with port 0 each process would get its own)';
   return undefined;

@@ -41,6 +41,11 @@ export interface GatewayOptions {
   port?: number;
   /** A shared store in place of the in-memory one. */
   poolState?: PoolStateStore;
+  /**
+   * How many processes will serve this config (the CLI's `server.workers`; 1 by default). Above 1,
+   * an upstream whose type sets `multiProcess` makes the config invalid.
+   */
+  processes?: number;
 }
 
 export class Gateway {
@@ -201,6 +206,7 @@ export class Gateway {
         } as never,
       ]);
 
+    if ((options.processes ?? 1) > 1) this.checkMultiProcess(source);
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
     this.poolRef = new UpstreamPool(this.buildUpstreams(source), state, queue);
     for (const u of this.poolRef.upstreams) {
@@ -239,6 +245,21 @@ export class Gateway {
         `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** Before any upstream is initialised: a type that cannot run in several processes is refused. */
+  private checkMultiProcess(source: ConfigSource): void {
+    for (const type of new Set(this.config.upstreams.map((u) => String(u.type)))) {
+      const reason = this.upstreamTypes.get(type)?.multiProcess;
+      if (reason === undefined) continue;
+      throw source.error([
+        {
+          path: ['server', 'workers'],
+          ...source.locate(['server', 'workers']),
+          message: `server.workers > 1 is not supported with ${type} upstreams: ${reason}`,
+        } as never,
+      ]);
+    }
   }
 
   private buildUpstreams(source: ConfigSource): Upstream[] {

@@ -14,6 +14,7 @@ export {
   type TapgatePlugin,
   type PluginClass,
 } from './kernel/plugin-api.js';
+export { createStateKey, type PluginStateKey } from './kernel/context.js';
 export * from './kernel/errors.js';
 export * from './loader/plugin-errors.js';
 export {

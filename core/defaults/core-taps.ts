@@ -16,7 +16,6 @@ import {
   openAIErrorBody,
   UpstreamHttpError,
 } from '../kernel/errors.js';
-import { exhaustedWindowMs } from '../pool/cooldown-signals.js';
 import type { PoolStateStore } from '../pool/pool-state.js';
 import { Scheduler, type SchedulerOptions } from '../pool/scheduler.js';
 import type { GatewayHooks } from '../kernel/hooks.js';
@@ -82,25 +81,6 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, candidates) =>
     scheduler.select(ctx, candidates),
   );
-
-  // Usage-window headers come on successes too: a full window cools the whole account until it resets.
-  hooks.upstreamResponse.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, upstream, response) => {
-    if (
-      response.headers['x-codex-primary-used-percent'] === undefined &&
-      response.headers['x-codex-secondary-used-percent'] === undefined
-    )
-      return;
-    const wait = exhaustedWindowMs(response.headers);
-    if (wait === undefined) return;
-    opts.state.cool(
-      upstream.name,
-      undefined,
-      Date.now() + wait,
-      'usage window exhausted (x-codex headers)',
-      'rate_limit',
-    );
-    ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
-  });
 
   // The gateway's own lack of resources: no plugin may cool an upstream for it. Logged once in a while.
   const outOfResources = new Occasional<string>(10_000, (count, message) =>

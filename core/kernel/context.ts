@@ -44,9 +44,7 @@ export class RequestContext {
 
   /** performance.now() by which a queued request must have a slot (set when it first waits). */
   queueDeadline: number | undefined = undefined;
-  /** Last `sequence_number` forwarded on a Responses stream (-1: none yet). */
-  lastSequence = -1;
-  /** A terminal event was forwarded or written. */
+  /** The stream's terminal event was forwarded or written: a route that requires one got it. */
   terminated = false;
   /** performance.now() when the upstream's first body byte went to the client (undefined: no output yet). */
   firstByteAt: number | undefined = undefined;
@@ -57,10 +55,9 @@ export class RequestContext {
   /** No access line: a repeated authentication failure, counted in its address's summary instead. */
   skipAccessLog = false;
 
-  /** Per-plugin scratch space, keyed by plugin name. */
-  readonly locals: Record<string, unknown> = {};
-
   private logger: Logger | undefined;
+  /** Per-plugin state by key slot; the array is made on the first `state()` call. */
+  private slots: unknown[] | undefined;
 
   constructor(
     id: string,
@@ -85,10 +82,51 @@ export class RequestContext {
     return (this.logger ??= this.rootLogger.child({ reqId: this.id }));
   }
 
+  /** This request's value for a plugin's state key, made by the key's `init` on first use. */
+  state<T>(key: PluginStateKey<T>): T {
+    const slots = (this.slots ??= []);
+    const held = slots[key.slot];
+    if (held !== undefined) return held as T;
+    const value = key.init(this);
+    slots[key.slot] = value;
+    return value;
+  }
+
+  /** The value if `state(key)` or `setState(key)` made one, else undefined (nothing is made). */
+  peekState<T>(key: PluginStateKey<T>): T | undefined {
+    return this.slots?.[key.slot] as T | undefined;
+  }
+
+  setState<T>(key: PluginStateKey<T>, value: T): void {
+    (this.slots ??= [])[key.slot] = value;
+  }
+
   /** Called when the request id changes, so later log lines carry the new id. */
   resetLogger(): void {
     this.logger = undefined;
   }
+}
+
+/**
+ * Typed per-plugin request state (the model: Kong's `kong.ctx.plugin`). A plugin creates its keys
+ * once, at module load; `ctx.state(key)` then gives that request's value, made by the key's `init`
+ * on first use. A key is a slot number: no lookup by name, nothing allocated for a request that
+ * never asks, and no cast in the plugin.
+ */
+export interface PluginStateKey<T> {
+  /** For debugging only: two keys with one name are still two slots. */
+  readonly name: string;
+  /** The slot in the context's state array. */
+  readonly slot: number;
+  /** The value a request starts with, made the first time `ctx.state(key)` is called. */
+  readonly init: (ctx: RequestContext) => T;
+}
+
+let stateSlots = 0;
+
+/** Creates a key: once per kind of state (module scope), never per request. */
+export function createStateKey<T>(name: string, init: (ctx: RequestContext) => T): PluginStateKey<T> {
+  return Object.freeze({ name, slot: stateSlots++, init });
 }
 
 /** What `matchRoute` resolves a request to. */

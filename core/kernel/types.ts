@@ -28,8 +28,12 @@ export interface OutgoingRequest {
 
 /** How the core should react to a failure; the `classifyError` hook decides. */
 export interface Classification {
-  /** `switch`: try another upstream; `same`: retry this one; `refresh`: refresh credentials then retry the same; `none`: give up. */
-  retry: 'switch' | 'same' | 'refresh' | 'none';
+  /**
+   * `switch`: try another upstream; `same`: retry this one (if it can still take the request; a
+   * plugin that must do something first, like a credential refresh, notes it in its request state);
+   * `none`: give up.
+   */
+  retry: 'switch' | 'same' | 'none';
   /** Cool the upstream for this long (ms). */
   cooldownMs?: number;
   /** `model`: only the request's model cools; `account`: every model of the upstream. */

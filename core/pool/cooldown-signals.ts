@@ -1,7 +1,7 @@
 /**
- * What upstreams say about their limits, turned into cooldowns: `Retry-After` / `retry-after-ms`,
- * a 429 body's `resets_at` / `resets_in_seconds`, and the `x-codex-*` usage-window headers
- * (≥ 100 % used means cooling until that window resets).
+ * What upstreams say about their limits, turned into cooldowns: `Retry-After` / `retry-after-ms`
+ * and a 429 body's `resets_at` / `resets_in_seconds`, plus the error codes of an account-wide quota.
+ * (A type's own signals, like Codex's usage-window headers, live in its plugin.)
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { retryAfterMs } from './retry-after.js';
@@ -44,19 +44,4 @@ export function limitSignal(headers: IncomingHttpHeaders, body: Buffer, now = Da
     }
   }
   return { waitMs, accountWide };
-}
-
-const WINDOWS = ['primary', 'secondary'];
-
-/** From `x-codex-{primary,secondary}-used-percent` and `-reset-after-seconds`: ms until a full window resets. */
-export function exhaustedWindowMs(headers: IncomingHttpHeaders): number | undefined {
-  let wait: number | undefined;
-  for (const w of WINDOWS) {
-    const used = Number(headers[`x-codex-${w}-used-percent`]);
-    if (!(used >= 100)) continue;
-    const after = Number(headers[`x-codex-${w}-reset-after-seconds`]);
-    const ms = Number.isFinite(after) && after > 0 ? after * 1000 : 60_000;
-    wait = wait === undefined ? ms : Math.max(wait, ms);
-  }
-  return wait;
 }

@@ -18,6 +18,11 @@ export interface UpstreamTypeDefinition {
    * route's protocol plugin then builds the unary answer from it (the Responses plugin does).
    */
   streamsOnly?: boolean;
+  /**
+   * Set when upstreams of this type cannot be served by several processes (`server.workers` > 1):
+   * why not. The gateway then refuses such a config, naming `server.workers` and this reason.
+   */
+  multiProcess?: string;
 }
 
 export interface UpstreamInitContext {

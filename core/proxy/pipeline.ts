@@ -100,7 +100,7 @@ export class Pipeline {
     const encoding = decoded.opaque ? ctx.req.headers['content-encoding'] : undefined;
     const maxAttempts = this.config.proxy.maxAttempts;
     let lastError: GatewayError | undefined;
-    /** After `same`/`refresh`, the next attempt goes to this upstream again. */
+    /** After `same`, the next attempt goes to this upstream again. */
     let pinned: Upstream | undefined;
     for (;;) {
       if (responseOver(ctx)) return;
@@ -148,10 +148,9 @@ export class Pipeline {
         this.logger.error({ err, reqId: ctx.id }, 'an attemptFailed tap threw');
       }
       if (verdict.retry === 'none' || ctx.attempts >= maxAttempts || ctx.clientGone) throw error;
-      if (verdict.retry === 'same' || verdict.retry === 'refresh') {
+      if (verdict.retry === 'same') {
         ctx.tried.pop();
         pinned = upstream;
-        if (verdict.retry === 'refresh') ctx.locals.refreshCredentials = true;
       }
       lastError = error;
     }

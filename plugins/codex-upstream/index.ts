@@ -5,6 +5,7 @@
  * non-standard events. The backend only streams: a non-streaming client gets the Response object the
  * Responses plugin builds from the stream (the type is registered `streamsOnly`).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
 import {
   Stage,
@@ -22,6 +23,7 @@ import { NAME, peekState, requestState } from './request-state.js';
 import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
 import { codexStreamEvent } from './sdk-events.js';
 import { normaliseBody, shapeHeaders } from './shape.js';
+import { exhaustedWindowMs } from './usage-window.js';
 
 export const CODEX_TYPE = 'codex';
 /** After a transient refresh failure, the token endpoint is left alone at least this long. */
@@ -51,6 +53,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       // The backend answers every Responses call with a stream (prepare sets `stream: true`).
       streamsOnly: true,
       init: (upstream, context) => this.init(upstream, context.configDir),
+      multiProcess:
+        'a token refresh must happen once per account, and each process would refresh on its own (a shared store is needed)',
     });
 
     hooks.prepareUpstreamRequest.tapPromise(
@@ -58,6 +62,10 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       async (outgoing, ctx, upstream) =>
         upstream.type === CODEX_TYPE ? prepare(outgoing, ctx, upstream) : outgoing,
     );
+
+    hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
+      if (upstream.type === CODEX_TYPE) this.coolExhaustedWindow(ctx, upstream, response.headers);
+    });
 
     // EARLY: before the Responses plugin's tap, which then still checks framing and terminal events.
     hooks.streamEvent.tap({ name: NAME, stage: Stage.EARLY }, (ev, ctx) => {
@@ -75,11 +83,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       if (!(error instanceof UpstreamHttpError) || error.status !== 401) return undefined;
       const st = requestState(ctx);
       if (!st.refreshed.has(upstream.name)) {
-        // Refresh once and retry the same account before failing over: the core pins the next
-        // attempt to this upstream and sets `ctx.locals.refreshCredentials`.
+        // Refresh once and retry the same account before failing over: `same` pins the next
+        // attempt to this upstream, and `refreshNext` makes its prepare force the refresh.
         st.refreshed.add(upstream.name);
         st.refreshNext = upstream.name;
-        return { retry: 'refresh' };
+        return { retry: 'same' };
       }
       return {
         retry: 'switch',
@@ -88,6 +96,23 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
         cooldownKind: 'transient',
       };
     });
+  }
+
+  /**
+   * The usage-window headers come on successes too: a full window cools the whole account until it
+   * resets, so later requests go elsewhere (this one is served).
+   */
+  private coolExhaustedWindow(ctx: RequestContext, upstream: Upstream, headers: IncomingHttpHeaders): void {
+    if (
+      headers['x-codex-primary-used-percent'] === undefined &&
+      headers['x-codex-secondary-used-percent'] === undefined
+    )
+      return;
+    const wait = exhaustedWindowMs(headers);
+    if (wait === undefined) return;
+    const reason = 'usage window exhausted (x-codex headers)';
+    this.gateway!.pool.state.cool(upstream.name, undefined, Date.now() + wait, reason, 'rate_limit');
+    ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
   }
 
   /** A refresh that already spent the old refresh token must reach the auth file before exit. */
@@ -169,10 +194,9 @@ async function prepare(
 ): Promise<OutgoingRequest> {
   const { account, identity, pass, removeParameters } = stateOf(upstream);
   const st = requestState(ctx);
-  // After a 401 the core sets `refreshCredentials` and pins the retry to the same upstream; the
-  // check on `refreshNext` keeps a forced refresh off another account if the pin could not hold.
-  const force = ctx.locals.refreshCredentials === true && st.refreshNext === upstream.name;
-  delete ctx.locals.refreshCredentials;
+  // After a 401 the retry is pinned to the same upstream; the check on the name keeps a forced
+  // refresh off another account if the pin could not hold (the mark is spent either way).
+  const force = st.refreshNext === upstream.name;
   st.refreshNext = undefined;
   // Refreshes when due (ahead of expiry) or forced. When the account cannot be used (expired or
   // rejected token, and no new one), this throws a CodexRefreshError: the core counts it as a failed

@@ -1,5 +1,5 @@
-/** What the plugin remembers about one request, in `ctx.locals['codex-upstream']`. */
-import type { RequestContext } from '../../core/index.js';
+/** What the plugin remembers about one request, in its typed request state. */
+import { createStateKey, type RequestContext } from '../../core/index.js';
 import { isCodexOriginator } from './sdk-events.js';
 
 export const NAME = 'codex-upstream';
@@ -9,26 +9,23 @@ export interface CodexRequestState {
   readonly sent: Map<string, number>;
   /** Upstreams that already had their one refresh-and-retry after a 401 in this request. */
   readonly refreshed: Set<string>;
-  /** The upstream a `refresh` verdict asked to retry; consumed by the next prepare. */
+  /** After a 401, the upstream whose retry (pinned by a `same` verdict) must refresh first; consumed by the next prepare. */
   refreshNext: string | undefined;
   /** The client calls itself Codex (`originator: codex_…`), so Codex-only events may reach it. */
   readonly codexClient: boolean;
 }
 
+const STATE = createStateKey<CodexRequestState>(NAME, (ctx) => ({
+  sent: new Map(),
+  refreshed: new Set(),
+  refreshNext: undefined,
+  codexClient: isCodexOriginator(ctx.req.headers.originator),
+}));
+
 export function requestState(ctx: RequestContext): CodexRequestState {
-  let st = ctx.locals[NAME] as CodexRequestState | undefined;
-  if (st === undefined) {
-    st = {
-      sent: new Map(),
-      refreshed: new Set(),
-      refreshNext: undefined,
-      codexClient: isCodexOriginator(ctx.req.headers.originator),
-    };
-    ctx.locals[NAME] = st;
-  }
-  return st;
+  return ctx.state(STATE);
 }
 
 export function peekState(ctx: RequestContext): CodexRequestState | undefined {
-  return ctx.locals[NAME] as CodexRequestState | undefined;
+  return ctx.peekState(STATE);
 }

@@ -5,7 +5,15 @@
  * feed reads it once per batch.
  */
 import type { IncomingMessage } from 'node:http';
-import type { GatewayError, Outcome, RequestContext, Secrets, SseEvent, Upstream } from '../../core/index.js';
+import {
+  createStateKey,
+  type GatewayError,
+  type Outcome,
+  type RequestContext,
+  type Secrets,
+  type SseEvent,
+  type Upstream,
+} from '../../core/index.js';
 
 export type RequestState = 'active' | 'ok' | 'error' | 'aborted';
 export type EventKind = 'start' | 'attempt' | 'response' | 'first_byte' | 'failover' | 'terminal' | 'finish';
@@ -68,8 +76,8 @@ export interface UpstreamCounters {
   lastError: { time: number; message: string } | null;
 }
 
-/** Where the collector keeps a request's record: `ctx.locals[LOCALS_KEY]`. */
-export const LOCALS_KEY = 'dashboard';
+/** Where the collector keeps a request's record (set in `onStart`; none for ignored paths). */
+const RECORD = createStateKey<RequestRecord | undefined>('dashboard.record', () => undefined);
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete']);
 /** Request faults: the same request fails on any account, so they do not count against one. */
@@ -263,7 +271,7 @@ export class Collector {
       ctx.receivedAt,
       ctx.startedAt,
     );
-    ctx.locals[LOCALS_KEY] = r;
+    ctx.setState(RECORD, r);
     r.event('start', `${ctx.method} ${this.opts.secrets.clip(ctx.pathname, MAX_FIELD)}`);
     this.ring[this.head] = r;
     this.head = (this.head + 1) % this.ring.length;
@@ -533,7 +541,7 @@ export class Collector {
 }
 
 function record(ctx: RequestContext): RequestRecord | undefined {
-  return ctx.locals[LOCALS_KEY] as RequestRecord | undefined;
+  return ctx.peekState(RECORD);
 }
 
 function emptyPoint(t: number): WirePoint {

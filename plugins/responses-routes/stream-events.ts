@@ -12,7 +12,12 @@ import {
   type RequestContext,
   type SseEvent,
 } from '../../core/index.js';
-import { firstSequenceWarning, rememberResponseEvent, startedByGateway } from './stream-state.js';
+import {
+  firstSequenceWarning,
+  rememberResponseEvent,
+  startedByGateway,
+  streamState,
+} from './stream-state.js';
 import { createdAtFor, nextSequence, responseIdFor } from './synthetic.js';
 import { errorFrame } from './terminal.js';
 
@@ -78,7 +83,8 @@ export function onResponsesEvent(ev: SseEvent, ctx: RequestContext, opts: EventO
   const seq = scanSequenceNumber(data);
   // What another tap dropped never reaches the client: its number is not the client's to count.
   if (seq >= 0 && ev.drop !== true) {
-    if (seq > ctx.lastSequence) ctx.lastSequence = seq;
+    const st = streamState(ctx);
+    if (seq > st.lastSequence) st.lastSequence = seq;
     else if (outOfOrder(ev, ctx, seq, opts.sequenceNumbers, undefined)) return ev;
   }
   if (TERMINAL.has(type)) ev.terminal = true;
@@ -136,7 +142,8 @@ function onParsed(ev: SseEvent, ctx: RequestContext, policy: SequencePolicy): Ss
   if (startedByGateway(ctx)) return renumber(ev, obj, type, ctx);
   const seq = obj.sequence_number;
   if (typeof seq === 'number' && ev.drop !== true) {
-    if (seq > ctx.lastSequence) ctx.lastSequence = seq;
+    const st = streamState(ctx);
+    if (seq > st.lastSequence) st.lastSequence = seq;
     else if (outOfOrder(ev, ctx, seq, policy, obj)) return ev;
   }
   if (type === undefined) return ev;
@@ -160,7 +167,7 @@ function outOfOrder(
   policy: SequencePolicy,
   obj: Record<string, unknown> | undefined,
 ): boolean {
-  const last = ctx.lastSequence;
+  const last = streamState(ctx).lastSequence;
   if (policy === 'fail') {
     ev.fail = new UpstreamMalformedError(`upstream sent sequence_number ${seq} after ${last}`, {
       phase: 'stream',
@@ -193,7 +200,7 @@ function outOfOrder(
 function announceFailure(ev: SseEvent, ctx: RequestContext, failure: UpstreamStreamError): void {
   const seq = scanSequenceNumber(ev.data);
   let errorSeq: number;
-  if (seq >= 0 && seq === ctx.lastSequence) {
+  if (seq >= 0 && seq === streamState(ctx).lastSequence) {
     errorSeq = seq;
     ev.data = ev.data.slice(0, scanned.from) + nextSequence(ctx) + ev.data.slice(scanned.to);
   } else {

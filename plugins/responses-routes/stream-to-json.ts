@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import {
+  createStateKey,
   UpstreamMalformedError,
   type GatewayError,
   type RequestContext,
@@ -19,7 +20,11 @@ import { RESPONSES } from './routes.js';
 import { onResponsesEvent, type EventOptions } from './stream-events.js';
 import { streamFailureError } from './stream-failure.js';
 
-const COLLECTOR = 'responses-routes.collector';
+/** The current attempt's collector, if any (set per upstream response). */
+const COLLECTOR = createStateKey<ResponseCollector | undefined>(
+  'responses-routes.collector',
+  () => undefined,
+);
 
 /**
  * At each upstream response: a collector when the client asked for JSON on `/responses` and a
@@ -32,19 +37,19 @@ export function collectIfUnary(
   response: IncomingMessage,
   types: UpstreamTypeRegistry,
 ): void {
-  if (ctx.locals[COLLECTOR] !== undefined) ctx.locals[COLLECTOR] = undefined;
+  if (ctx.peekState(COLLECTOR) !== undefined) ctx.setState(COLLECTOR, undefined);
   if (ctx.route !== RESPONSES || ctx.stream || ctx.json === undefined) return;
   const headers = ctx.responseHeaders;
   if (headers === undefined || (response.statusCode ?? 0) >= 400) return;
   if (!(response.headers['content-type'] ?? '').startsWith('text/event-stream')) return;
   if (types.get(upstream.type)?.streamsOnly !== true) return;
-  ctx.locals[COLLECTOR] = new ResponseCollector();
+  ctx.setState(COLLECTOR, new ResponseCollector());
   headers['content-type'] = 'application/json';
 }
 
 /** The collector of this attempt, when its answer is built from the stream. */
 export function collectorOf(ctx: RequestContext): ResponseCollector | undefined {
-  return ctx.locals[COLLECTOR] as ResponseCollector | undefined;
+  return ctx.peekState(COLLECTOR);
 }
 
 export class ResponseCollector {

@@ -3,7 +3,7 @@
  * the same Response the client was told of in `response.created`.
  */
 import type { RequestContext } from '../../core/index.js';
-import { startedByGateway, upstreamResponse } from './stream-state.js';
+import { startedByGateway, streamState, upstreamResponse } from './stream-state.js';
 
 /** Synthesised ids derive from the request id, so a client's error can be found in the logs. */
 export function responseIdFor(ctx: RequestContext): string {
@@ -17,7 +17,7 @@ export function createdAtFor(ctx: RequestContext): number {
 
 /** The next `sequence_number` of this stream, recorded as used. */
 export function nextSequence(ctx: RequestContext): number {
-  return ++ctx.lastSequence;
+  return ++streamState(ctx).lastSequence;
 }
 
 /**

@@ -6,12 +6,12 @@
  * and `created_at`, so nothing later contradicts what the client was told first (see stream-events.ts).
  */
 import type { RequestContext } from '../../core/index.js';
-import { markStartedByGateway } from './stream-state.js';
+import { markStartedByGateway, streamState } from './stream-state.js';
 import { nextSequence, sseFrame, syntheticResponse } from './synthetic.js';
 
 export const waitingFrames = {
   open(ctx: RequestContext): string {
-    ctx.lastSequence = -1;
+    streamState(ctx).lastSequence = -1;
     markStartedByGateway(ctx);
     return sseFrame('response.created', {
       type: 'response.created',

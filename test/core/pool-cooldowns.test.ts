@@ -1,14 +1,13 @@
 /**
  * Cooldowns: every upstream cooling answers 429 with the earliest reset; account-wide quota signals
- * (a usage_limit_reached body, exhausted x-codex usage windows on a success) cool every model of the
- * account; transient cooldowns (5xx) are soft, steer traffic away without blocking it, and clear on
+ * (a usage_limit_reached body) cool every model of the account (Codex's usage-window headers: see
+ * test/plugins/codex-usage-window.test.ts); transient cooldowns (5xx) are soft, steer traffic away without blocking it, and clear on
  * success, while rate-limit cooldowns are hard.
  */
 import assert from 'node:assert/strict';
 import type { TestGateway } from '../helpers/gateway.js';
-import { jsonError, okStream, poolHarness, servedBy, type ScriptedUpstream } from '../helpers/pool.js';
+import { jsonError, poolHarness, servedBy, type ScriptedUpstream } from '../helpers/pool.js';
 import { deadline, postJson, type RawResponse } from '../helpers/raw.js';
-import { happyStream } from '../helpers/upstream.js';
 
 const MODEL = 'gpt-test';
 const OTHER_MODEL = 'gpt-other';
@@ -133,42 +132,6 @@ describe('pool: cooldowns', () => {
       assert.equal(servedBy(r2), 'B');
       assert.equal(A.requests.length, 1);
       assert.equal(B.requests.length, 2);
-    });
-
-    it('x-codex-primary-used-percent: 100 on a successful response cools the account for later requests', async () => {
-      const { A, B, g } = await pair();
-      A.answer(
-        okStream('A', { 'x-codex-primary-used-percent': '100', 'x-codex-primary-reset-after-seconds': '60' }),
-      );
-      const t0 = Date.now();
-      const r1 = await post(g);
-      assert.equal(r1.status, 200);
-      assert.equal(servedBy(r1), 'A');
-      assert.equal(r1.text(), happyStream('resp_A').join(''), 'the successful response itself is untouched');
-
-      const cooldown = g.gw.pool.state.cooldown('A', OTHER_MODEL, Date.now());
-      assert.ok(cooldown, 'the whole account should be cooling');
-      assert.equal(cooldown.kind, 'rate_limit');
-      assertUntil(cooldown.until, t0, 60_000);
-
-      const r2 = await post(g);
-      const r3 = await post(g, { ...BODY, model: OTHER_MODEL });
-      assert.deepEqual([servedBy(r2), servedBy(r3)], ['B', 'B']);
-      assert.equal(A.requests.length, 1);
-      assert.equal(B.requests.length, 2);
-    });
-
-    it('a usage window below 100% cools nothing', async () => {
-      const { A, B, g } = await pair();
-      A.fallback = okStream('A', {
-        'x-codex-primary-used-percent': '99',
-        'x-codex-primary-reset-after-seconds': '60',
-      });
-      await post(g);
-      assert.equal(g.gw.pool.state.cooldown('A', MODEL, Date.now()), undefined);
-      const r2 = await post(g);
-      assert.equal(servedBy(r2), 'A');
-      assert.equal(B.requests.length, 0);
     });
   });
 

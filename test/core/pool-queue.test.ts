@@ -253,17 +253,12 @@ describe('pool: concurrency queue', () => {
 
   it('an upstream that is both full and rate limited: 429 at once with its reset, not a wait for its slot', async () => {
     const { A, g } = await oneSlot({ waitTimeout: '2s' });
-    // The open stream's own headers say the account's window is used up for 20 s.
-    const held = A.holdNext(5, {
-      'x-codex-primary-used-percent': '100',
-      'x-codex-primary-reset-after-seconds': '20',
-    });
+    const held = A.holdNext(5);
     const first = post(g);
     const stream = await held;
-    await until(
-      () => g.gw.pool.state.cooldown('A', BODY.model, Date.now()) !== undefined,
-      'the usage headers should cool A',
-    );
+    // While its stream is open, the account learns it is rate limited for 20 s (as a plugin's
+    // usage signal would cool it, e.g. Codex's usage-window headers).
+    g.gw.pool.state.cool('A', undefined, Date.now() + 20_000, 'usage window exhausted', 'rate_limit');
 
     const started = performance.now();
     const r = await post(g);

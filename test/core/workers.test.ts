@@ -1,4 +1,7 @@
-/** `server.workers`: several processes on one port, drained together on a signal. */
+/**
+ * `server.workers`: several processes on one port, drained together on a signal; configs that cannot
+ * run in several processes are refused, among them upstream types that say so (`multiProcess`).
+ */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -7,6 +10,15 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import {
+  ConfigError,
+  Gateway,
+  parseConfig,
+  type PluginContext,
+  type PluginRegistry,
+} from '../../core/index.js';
+import { LogCapture } from '../helpers/gateway.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 const BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../app/bin.js');
@@ -98,4 +110,54 @@ describe('server.workers (node:cluster)', () => {
       assert.match(err, /:1:\d+ server\.workers/);
     });
   }
+
+  describe('an upstream type’s multiProcess reason (checked by the gateway, not the CLI)', () => {
+    /** Upstreams of type `solo` initialised so far. */
+    let inits = 0;
+    /** Provides type `solo`, which cannot run in several processes, and type `many`, which can. */
+    class TypesPlugin {
+      static readonly meta = { name: 'types', options: z.strictObject({}) };
+      apply(ctx: PluginContext): void {
+        const schema = z.strictObject({ baseUrl: z.string() });
+        ctx.upstreamTypes.register({
+          type: 'solo',
+          schema,
+          multiProcess: 'its state lives in one process',
+          init: () => inits++,
+        });
+        ctx.upstreamTypes.register({ type: 'many', schema });
+      }
+    }
+    const registry: PluginRegistry = {
+      plugins: { types: TypesPlugin as never },
+      upstreamTypeProviders: { solo: 'types', many: 'types' },
+    };
+    const boot = (type: string, processes: number) =>
+      Gateway.create(
+        parseConfig(
+          `server: { port: 8787, workers: 2 }\nupstreams: [{ name: u, type: ${type}, baseUrl: "http://127.0.0.1:9/v1" }]\n`,
+          'workers.yaml',
+          {},
+        ),
+        { builtins: registry, logDestination: new LogCapture(), processes },
+      );
+
+    it('refuses it with processes > 1, naming server.workers, its line and the reason', async () => {
+      inits = 0;
+      await assert.rejects(boot('solo', 2), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(
+          err.message,
+          /workers\.yaml:1:\d+ server\.workers: server\.workers > 1 is not supported with solo upstreams: its state lives in one process/,
+        );
+        return true;
+      });
+      assert.equal(inits, 0, 'refused before any upstream is initialised');
+    });
+
+    it('accepts it in one process, and accepts a type without a reason in several', async () => {
+      await (await boot('solo', 1)).close(0);
+      await (await boot('many', 2)).close(0);
+    });
+  });
 });
