@@ -11,43 +11,28 @@ export const pluginEntrySchema = z.union([
 ]);
 
 export const timeoutsSchema = z.strictObject({
-  /** TCP (and TLS) connect. */
-  connect: duration()
-    .default(10_000)
-    .meta({
-      description: 'TCP (and TLS) connect to an upstream. Then `504`.',
-      docType: 'duration',
-      docDefault: '`10s`',
-    }),
-  /** From request sent until the response headers arrive. */
-  firstByte: duration()
-    .default(300_000)
-    .meta({
-      description: "From the connection until the upstream's response headers arrive. Then `504`.",
-      docType: 'duration',
-      docDefault: '`5m`',
-    }),
-  /** Between two body chunks of a response. */
-  idle: duration()
-    .default(300_000)
-    .meta({
-      description:
-        'Longest silence between two chunks of an upstream response. Then `504` or `response.failed`.',
-      docType: 'duration',
-      docDefault: '`5m`',
-    }),
-  /**
-   * The whole request, from arrival (queue wait, every attempt and the stream included): comment
-   * pings keep `idle` from firing, this does not. 0 turns it off.
-   */
-  total: duration()
-    .default(3_600_000)
-    .meta({
-      description:
-        'The whole request, from its arrival: queue wait, every attempt and the stream. Comment pings keep `idle` from firing; this still ends the request: `504` before output, or `response.failed` (`request_timeout`) after. Never retried, no cooldown. `0`: off.',
-      docType: 'duration',
-      docDefault: '`1h`',
-    }),
+  connect: duration().default(10_000).meta({
+    description: 'TCP (and TLS) connect to an upstream. Then `504`.',
+    docType: 'duration',
+    docDefault: '`10s`',
+  }),
+  firstByte: duration().default(300_000).meta({
+    description: "From the connection until the upstream's response headers arrive. Then `504`.",
+    docType: 'duration',
+    docDefault: '`5m`',
+  }),
+  idle: duration().default(300_000).meta({
+    description:
+      'Longest silence between two chunks of an upstream response. Then `504` or `response.failed`.',
+    docType: 'duration',
+    docDefault: '`5m`',
+  }),
+  total: duration().default(3_600_000).meta({
+    description:
+      'The whole request, from its arrival: queue wait, every attempt and the stream. Comment pings keep `idle` from firing; this still ends the request: `504` before output, or `response.failed` (`request_timeout`) after. Never retried, no cooldown. `0`: off.',
+    docType: 'duration',
+    docDefault: '`1h`',
+  }),
 });
 
 /** Keys every upstream has; each type adds its own (see the type's plugin). */
@@ -60,79 +45,56 @@ export const upstreamBaseSchema = z.object({
       docType: 'string',
       docDefault: '(required)',
     }),
-  type: z
-    .string()
-    .min(1)
-    .meta({
-      description: 'The upstream type; a plugin provides it (`openai` and `codex` come with tapgate).',
-      docType: 'string',
-      docDefault: '(required)',
-    }),
-  /** Models this upstream serves; empty means any. */
-  models: z
-    .array(z.string())
-    .default([])
-    .meta({
-      description: 'Models this upstream serves; empty means any. Also what `GET /v1/models` lists.',
-      docType: 'list of strings',
-      docDefault: '`[]`',
-    }),
-  /** Requests in flight at once; 0 means unlimited. */
-  maxConcurrency: integer(0, 100_000)
-    .default(0)
-    .meta({
-      description:
-        'Requests in flight at once (0: unlimited). A full upstream is skipped; if every one is full, the request waits in the queue (`pool.queue`).',
-      docType: 'integer',
-      docDefault: '`0`',
-    }),
-  weight: integer(1, 1000)
-    .default(1)
-    .meta({
-      description:
-        '1–1000. Share of picks for `round-robin`, and the divisor of in-flight for `least-in-flight`.',
-      docType: 'integer',
-      docDefault: '`1`',
-    }),
-  priority: integer(0, 1000)
-    .default(0)
-    .meta({
-      description:
-        '0–1000, lower is preferred. Higher tiers are used only when no lower-tier upstream can take the attempt.',
-      docType: 'integer',
-      docDefault: '`0`',
-    }),
-  timeouts: timeoutsSchema
-    .partial()
-    .optional()
-    .meta({
-      description:
-        '`connect`, `firstByte`, `idle` and `total` for this upstream, each overriding `proxy.timeouts` (a queue wait, before any upstream is chosen, uses `proxy.timeouts.total`).',
-      docType: 'object',
-      docDefault: '—',
-    }),
+  type: z.string().min(1).meta({
+    description: 'The upstream type; a plugin provides it (`openai` and `codex` come with tapgate).',
+    docType: 'string',
+    docDefault: '(required)',
+  }),
+  models: z.array(z.string()).default([]).meta({
+    description: 'Models this upstream serves; empty means any. Also what `GET /v1/models` lists.',
+    docType: 'list of strings',
+    docDefault: '`[]`',
+  }),
+  maxConcurrency: integer(0, 100_000).default(0).meta({
+    description:
+      'Requests in flight at once (0: unlimited). A full upstream is skipped; if every one is full, the request waits in the queue (`pool.queue`).',
+    docType: 'integer',
+    docDefault: '`0`',
+  }),
+  weight: integer(1, 1000).default(1).meta({
+    description:
+      '1–1000. Share of picks for `round-robin`, and the divisor of in-flight for `least-in-flight`.',
+    docType: 'integer',
+    docDefault: '`1`',
+  }),
+  priority: integer(0, 1000).default(0).meta({
+    description:
+      '0–1000, lower is preferred. Higher tiers are used only when no lower-tier upstream can take the attempt.',
+    docType: 'integer',
+    docDefault: '`0`',
+  }),
+  timeouts: timeoutsSchema.partial().optional().meta({
+    description:
+      '`connect`, `firstByte`, `idle` and `total` for this upstream, each overriding `proxy.timeouts` (a queue wait, before any upstream is chosen, uses `proxy.timeouts.total`).',
+    docType: 'object',
+    docDefault: '—',
+  }),
 });
 
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
-      host: z
-        .string()
-        .default('127.0.0.1')
-        .meta({
-          description:
-            'Listen address. A non-loopback host (`0.0.0.0`) requires at least one `auth.keys` entry.',
-          docType: 'string',
-          docDefault: '`127.0.0.1`',
-        }),
-      port: integer(0, 65535)
-        .default(8787)
-        .meta({
-          description: 'Listen port, 0–65535 (`0`: any free port). `--port` overrides it.',
-          docType: 'integer',
-          docDefault: '`8787`',
-        }),
-      /** Largest request body accepted (413 beyond). */
+      host: z.string().default('127.0.0.1').meta({
+        description:
+          'Listen address. A non-loopback host (`0.0.0.0`) requires at least one `auth.keys` entry.',
+        docType: 'string',
+        docDefault: '`127.0.0.1`',
+      }),
+      port: integer(0, 65535).default(8787).meta({
+        description: 'Listen port, 0–65535 (`0`: any free port). `--port` overrides it.',
+        docType: 'integer',
+        docDefault: '`8787`',
+      }),
       bodyLimit: size()
         .default(16 * 1024 * 1024)
         .meta({
@@ -140,80 +102,50 @@ export const configSchema = z.strictObject({
           docType: 'size',
           docDefault: '`16mb`',
         }),
-      /** Deepest nesting of a JSON body (the top-level object is level 1); 400 beyond, before parsing. */
-      maxJsonDepth: integer(1, 10_000)
-        .default(128)
-        .meta({
-          description:
-            'Deepest nesting of a JSON request body (the top-level object is level 1). A deeper body gets `400` before it is parsed.',
-          docType: 'integer',
-          docDefault: '`128`',
-        }),
-      /** Most values (array elements, object members) in a JSON body; 400 beyond, before parsing. */
-      maxJsonValues: integer(1, 100_000_000)
-        .default(1_000_000)
-        .meta({
-          description:
-            'Most values in a JSON request body (the object, each array element, each member). More gets `400` before it is parsed.',
-          docType: 'integer',
-          docDefault: '`1000000`',
-        }),
-      /** On SIGTERM, how long in-flight requests may take to finish. */
-      drainTimeout: duration()
-        .default(30_000)
-        .meta({
-          description: 'On shutdown, how long in-flight requests may take to finish.',
-          docType: 'duration',
-          docDefault: '`30s`',
-        }),
-      /** Slow-client guard: time allowed to send the request headers. */
-      headersTimeout: duration()
-        .default(30_000)
-        .meta({
-          description: 'Slow-client guard: time allowed to send the request headers (`408`).',
-          docType: 'duration',
-          docDefault: '`30s`',
-        }),
-      /** Time allowed to send the whole request. */
-      requestTimeout: duration()
-        .default(120_000)
-        .meta({
-          description: 'Time allowed to send the whole request.',
-          docType: 'duration',
-          docDefault: '`2m`',
-        }),
-      keepAliveTimeout: duration()
-        .default(65_000)
-        .meta({
-          description: 'How long an idle client connection is kept open.',
-          docType: 'duration',
-          docDefault: '`65s`',
-        }),
-      /**
-       * Client connections held at once; more are closed as they arrive. Omitted: derived from the
-       * process's file-descriptor limit (see core/connection-limit.ts).
-       */
-      maxConnections: integer(1, 10_000_000)
-        .optional()
-        .meta({
-          description:
-            'Client connections held at once; more are closed as soon as they are accepted. Default: half of what the soft file-descriptor limit (`ulimit -n`) leaves after 64, at least 64 (480 with `ulimit -n 1024`), since each connection may need an upstream socket too. Logged at boot. Per process with `workers > 1`.',
-          docType: 'integer',
-          docDefault: 'from the fd limit',
-        }),
-      /**
-       * A client that does not read: how long the response may wait for the client to drain what
-       * was written before the connection is dropped (and its upstream slot freed). 0 turns it off.
-       */
-      sendTimeout: duration()
-        .default(60_000)
-        .meta({
-          description:
-            'A client that stops reading: how long output the gateway wrote may stay undrained before the connection is dropped, its upstream request cancelled and its slot freed (`CLIENT_STALLED` in the access line). The clock restarts whenever the client drains, so a slow but steady reader is never cut. `0`: off.',
-          docType: 'duration',
-          docDefault: '`60s`',
-        }),
-      /** Processes serving the port (node:cluster): a number, or `auto` for one per core. */
+      maxJsonDepth: integer(1, 10_000).default(128).meta({
+        description:
+          'Deepest nesting of a JSON request body (the top-level object is level 1). A deeper body gets `400` before it is parsed.',
+        docType: 'integer',
+        docDefault: '`128`',
+      }),
+      maxJsonValues: integer(1, 100_000_000).default(1_000_000).meta({
+        description:
+          'Most values in a JSON request body (the object, each array element, each member). More gets `400` before it is parsed.',
+        docType: 'integer',
+        docDefault: '`1000000`',
+      }),
+      drainTimeout: duration().default(30_000).meta({
+        description: 'On shutdown, how long in-flight requests may take to finish.',
+        docType: 'duration',
+        docDefault: '`30s`',
+      }),
+      headersTimeout: duration().default(30_000).meta({
+        description: 'Slow-client guard: time allowed to send the request headers (`408`).',
+        docType: 'duration',
+        docDefault: '`30s`',
+      }),
+      requestTimeout: duration().default(120_000).meta({
+        description: 'Time allowed to send the whole request.',
+        docType: 'duration',
+        docDefault: '`2m`',
+      }),
+      keepAliveTimeout: duration().default(65_000).meta({
+        description: 'How long an idle client connection is kept open.',
+        docType: 'duration',
+        docDefault: '`65s`',
+      }),
+      maxConnections: integer(1, 10_000_000).optional().meta({
+        description:
+          'Client connections held at once; more are closed as soon as they are accepted. Default: half of what the soft file-descriptor limit (`ulimit -n`) leaves after 64, at least 64 (480 with `ulimit -n 1024`), since each connection may need an upstream socket too. Logged at boot. Per process with `workers > 1`.',
+        docType: 'integer',
+        docDefault: 'from the fd limit',
+      }),
+      sendTimeout: duration().default(60_000).meta({
+        description:
+          'A client that stops reading: how long output the gateway wrote may stay undrained before the connection is dropped, its upstream request cancelled and its slot freed (`CLIENT_STALLED` in the access line). The clock restarts whenever the client drains, so a slow but steady reader is never cut. `0`: off.',
+        docType: 'duration',
+        docDefault: '`60s`',
+      }),
       workers: z
         .union([z.literal('auto'), integer(1, 256)])
         .default(1)
@@ -256,15 +188,12 @@ export const configSchema = z.strictObject({
       /** Failed authentication per source address: over the limit, its requests get 429 until the window ends. */
       bruteForce: z
         .strictObject({
-          /** Failures per window before an address is refused; 0 turns refusing off. */
-          maxFailures: integer(0, 1_000_000)
-            .default(10)
-            .meta({
-              description:
-                'Failed authentications (a wrong or missing key) from one address within `bruteForce.window` before that address gets `429 too_many_auth_failures` until the window ends, even with the right key. `0`: never refused (log lines are still aggregated).',
-              docType: 'integer',
-              docDefault: '`10`',
-            }),
+          maxFailures: integer(0, 1_000_000).default(10).meta({
+            description:
+              'Failed authentications (a wrong or missing key) from one address within `bruteForce.window` before that address gets `429 too_many_auth_failures` until the window ends, even with the right key. `0`: never refused (log lines are still aggregated).',
+            docType: 'integer',
+            docDefault: '`10`',
+          }),
           window: duration()
             .pipe(z.number().min(1000, 'the window must be at least 1s'))
             .default(60_000)
@@ -279,17 +208,13 @@ export const configSchema = z.strictObject({
     .prefault({}),
   proxy: z
     .strictObject({
-      /** Attempts per request across upstreams, before the first byte reaches the client. */
-      maxAttempts: integer(1, 20)
-        .default(3)
-        .meta({
-          description:
-            'Attempts per request across upstreams (1–20). Retries happen only before the client got a response.',
-          docType: 'integer',
-          docDefault: '`3`',
-        }),
+      maxAttempts: integer(1, 20).default(3).meta({
+        description:
+          'Attempts per request across upstreams (1–20). Retries happen only before the client got a response.',
+        docType: 'integer',
+        docDefault: '`3`',
+      }),
       timeouts: timeoutsSchema.prefault({}),
-      /** Largest single SSE event accepted from an upstream; also bounds a JSON answer held for its check. */
       maxEventBytes: size()
         .default(16 * 1024 * 1024)
         .meta({
@@ -298,37 +223,29 @@ export const configSchema = z.strictObject({
           docType: 'size',
           docDefault: '`16mb`',
         }),
-      /** Short cooldown after a transient upstream failure (5xx, network). */
-      transientCooldown: duration()
-        .default(30_000)
-        .meta({
-          description:
-            'How long an upstream rests after a `5xx`, `401`/`403` or network failure, or a `429` without `Retry-After`.',
-          docType: 'duration',
-          docDefault: '`30s`',
-        }),
+      transientCooldown: duration().default(30_000).meta({
+        description:
+          'How long an upstream rests after a `5xx`, `401`/`403` or network failure, or a `429` without `Retry-After`.',
+        docType: 'duration',
+        docDefault: '`30s`',
+      }),
       /**
        * Pre-output hold: on a Responses stream, response.created / in_progress wait (within these
        * bounds) for the first content event, so an in-200 failure before any output can fail over.
        */
       hold: z
         .strictObject({
-          enabled: z
-            .boolean()
-            .default(true)
-            .meta({
-              description:
-                'Pre-output hold (see [Failover](#failover)): `response.created`/`in_progress` wait for the first content event.',
-              docType: 'boolean',
-              docDefault: '`true`',
-            }),
-          maxEvents: integer(0, 1000)
-            .default(8)
-            .meta({
-              description: 'At most this many events are held; then they go out.',
-              docType: 'integer',
-              docDefault: '`8`',
-            }),
+          enabled: z.boolean().default(true).meta({
+            description:
+              'Pre-output hold (see [Failover](#failover)): `response.created`/`in_progress` wait for the first content event.',
+            docType: 'boolean',
+            docDefault: '`true`',
+          }),
+          maxEvents: integer(0, 1000).default(8).meta({
+            description: 'At most this many events are held; then they go out.',
+            docType: 'integer',
+            docDefault: '`8`',
+          }),
           maxBytes: size()
             .default(64 * 1024)
             .meta({
@@ -336,113 +253,82 @@ export const configSchema = z.strictObject({
               docType: 'size',
               docDefault: '`64kb`',
             }),
-          maxTime: duration()
-            .default(5_000)
-            .meta({
-              description: 'At most this long; then what is held goes out.',
-              docType: 'duration',
-              docDefault: '`5s`',
-            }),
+          maxTime: duration().default(5_000).meta({
+            description: 'At most this long; then what is held goes out.',
+            docType: 'duration',
+            docDefault: '`5s`',
+          }),
         })
         .prefault({}),
     })
     .prefault({}),
   pool: z
     .strictObject({
-      /** How to pick among eligible upstreams of the best priority tier. */
       // A registered selection policy (core/pool/policies.ts); checked at boot, after plugins registered theirs.
-      strategy: z
-        .string()
-        .min(1)
-        .default('round-robin')
-        .meta({
-          description:
-            "Within the best priority tier, a registered selection policy: `round-robin` (smooth, by `weight`), `least-in-flight` (in-flight ÷ weight), `fill-first` (config order: one account's prompt cache stays warm), or one a plugin registers (`context.selectionPolicies.register(name, factory)`). An unknown name stops the boot.",
-          docType: 'string',
-          docDefault: '`round-robin`',
-        }),
+      strategy: z.string().min(1).default('round-robin').meta({
+        description:
+          "Within the best priority tier, a registered selection policy: `round-robin` (smooth, by `weight`), `least-in-flight` (in-flight ÷ weight), `fill-first` (config order: one account's prompt cache stays warm), or one a plugin registers (`context.selectionPolicies.register(name, factory)`). An unknown name stops the boot.",
+        docType: 'string',
+        docDefault: '`round-robin`',
+      }),
       affinity: z
         .strictObject({
-          /** Keep a session on one upstream (prompt caching): session-id → prompt_cache_key → previous_response_id. */
-          enabled: z
-            .boolean()
-            .default(true)
-            .meta({
-              description:
-                'Keep a session on one upstream. The key is the `session-id`/`session_id` header, else `prompt_cache_key`, else `previous_response_id`.',
-              docType: 'boolean',
-              docDefault: '`true`',
-            }),
-          ttl: duration()
-            .default(3_600_000)
-            .meta({
-              description:
-                'How long an idle binding lives. A binding is dropped when its upstream cools down or is disabled; while it is only busy, the request goes elsewhere and the binding stays.',
-              docType: 'duration',
-              docDefault: '`1h`',
-            }),
-          /** Bindings kept at most; beyond, the least recently used goes. */
-          maxEntries: integer(1, 10_000_000)
-            .default(100_000)
-            .meta({
-              description:
-                'Session bindings kept at most. When full, expired bindings go first, then the least recently used.',
-              docType: 'integer',
-              docDefault: '`100000`',
-            }),
+          enabled: z.boolean().default(true).meta({
+            description:
+              'Keep a session on one upstream. The key is the `session-id`/`session_id` header, else `prompt_cache_key`, else `previous_response_id`.',
+            docType: 'boolean',
+            docDefault: '`true`',
+          }),
+          ttl: duration().default(3_600_000).meta({
+            description:
+              'How long an idle binding lives. A binding is dropped when its upstream cools down or is disabled; while it is only busy, the request goes elsewhere and the binding stays.',
+            docType: 'duration',
+            docDefault: '`1h`',
+          }),
+          maxEntries: integer(1, 10_000_000).default(100_000).meta({
+            description:
+              'Session bindings kept at most. When full, expired bindings go first, then the least recently used.',
+            docType: 'integer',
+            docDefault: '`100000`',
+          }),
         })
         .prefault({}),
       queue: z
         .strictObject({
-          /** How long a request may wait for a free slot before 429. */
-          waitTimeout: duration()
-            .default(30_000)
-            .meta({
-              description:
-                'When every upstream for the model is at `maxConcurrency`, a request waits this long for a slot, then gets `429` "Too many pending requests" with `Retry-After`.',
-              docType: 'duration',
-              docDefault: '`30s`',
-            }),
-          /** Requests waiting at once; beyond it, 429 at once. */
-          maxQueue: integer(0, 100_000)
-            .default(100)
-            .meta({
-              description: 'Requests waiting at once; beyond it, `429` at once.',
-              docType: 'integer',
-              docDefault: '`100`',
-            }),
-          /** `hold`: headers wait with the request. `keepalive`: a stream gets response.created, then keepalive events. */
-          mode: z
-            .enum(['hold', 'keepalive'])
-            .default('hold')
-            .meta({
-              description:
-                '`hold`: a waiting request gets nothing until it has a slot (safe: Codex has no timeout before headers). `keepalive`: a streamed Responses request gets `response.created` (status `queued`) at once, then `{"type":"keepalive"}` data events, which reset Codex\'s idle timer where `: ping` comments do not; the upstream\'s own events follow, renumbered.',
-              docType: 'enum',
-              docDefault: '`hold`',
-            }),
-          keepaliveInterval: duration()
-            .default(5_000)
-            .meta({
-              description: 'How often a `keepalive` event goes out in `keepalive` mode.',
-              docType: 'duration',
-              docDefault: '`5s`',
-            }),
+          waitTimeout: duration().default(30_000).meta({
+            description:
+              'When every upstream for the model is at `maxConcurrency`, a request waits this long for a slot, then gets `429` "Too many pending requests" with `Retry-After`.',
+            docType: 'duration',
+            docDefault: '`30s`',
+          }),
+          maxQueue: integer(0, 100_000).default(100).meta({
+            description: 'Requests waiting at once; beyond it, `429` at once.',
+            docType: 'integer',
+            docDefault: '`100`',
+          }),
+          mode: z.enum(['hold', 'keepalive']).default('hold').meta({
+            description:
+              '`hold`: a waiting request gets nothing until it has a slot (safe: Codex has no timeout before headers). `keepalive`: a streamed Responses request gets `response.created` (status `queued`) at once, then `{"type":"keepalive"}` data events, which reset Codex\'s idle timer where `: ping` comments do not; the upstream\'s own events follow, renumbered.',
+            docType: 'enum',
+            docDefault: '`hold`',
+          }),
+          keepaliveInterval: duration().default(5_000).meta({
+            description: 'How often a `keepalive` event goes out in `keepalive` mode.',
+            docType: 'duration',
+            docDefault: '`5s`',
+          }),
         })
         .prefault({}),
     })
     .prefault({}),
   log: z
     .strictObject({
-      level: z
-        .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-        .default('info')
-        .meta({
-          description:
-            '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Logs are JSON lines (pino) on stdout.',
-          docType: 'enum',
-          docDefault: '`info`',
-        }),
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').meta({
+        description:
+          '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Logs are JSON lines (pino) on stdout.',
+        docType: 'enum',
+        docDefault: '`info`',
+      }),
     })
     .prefault({}),
   upstreams: z.array(upstreamBaseSchema.passthrough()).default([]),
