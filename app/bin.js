@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { register } from 'tsx/esm/api';
 import { register as registerCommonJs } from 'tsx/cjs/api';
 
-// Until the CLI installs its own handlers (core/signals.ts): a SIGHUP or SIGUSR2 must not end a
+// Until the CLI installs its own handlers (app/signals.ts): a SIGHUP or SIGUSR2 must not end a
 // booting gateway, and SIGUSR1 must not open the inspector.
 for (const signal of ['SIGHUP', 'SIGUSR1', 'SIGUSR2']) process.on(signal, () => {});
 
