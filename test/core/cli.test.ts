@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { killStrayClis, runCli } from '../helpers/cli.js';
+import { killStrayClis, runCli, startStream } from '../helpers/cli.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
 
 let tmp: string;
@@ -33,37 +32,6 @@ plugins:
   - request-id
   - error-codes
 `;
-}
-
-/** Starts a streamed Responses request and resolves once the first events have arrived. */
-function startStream(port: number): Promise<{ body: () => string; ended: Promise<void>; status: number }> {
-  return new Promise((resolveStarted, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v1/responses',
-        agent: false,
-        headers: { 'content-type': 'application/json' },
-      },
-      (res) => {
-        let body = '';
-        const ended = once(res, 'end').then(() => undefined);
-        let started = false;
-        res.setEncoding('utf8').on('data', (chunk: string) => {
-          body += chunk;
-          if (!started && body.includes('event: response.in_progress')) {
-            started = true;
-            resolveStarted({ body: () => body, ended, status: res.statusCode ?? 0 });
-          }
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(JSON.stringify({ model: 'gpt-test', input: 'hi', stream: true }));
-  });
 }
 
 /** Sends a request on a new connection: resolves with `status <n>` if it is served, else the error code. */

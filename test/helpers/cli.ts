@@ -1,5 +1,6 @@
 /** Runs the real `tapgate` binary (app/bin.js) as a child process, with its output captured. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { once } from 'node:events';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,4 +93,37 @@ function registerConfigSecrets(file: string): void {
   } catch {
     // A missing or broken config is some tests' point; it holds no secret to register.
   }
+}
+
+/** Starts a streamed Responses request and resolves once the first events have arrived. */
+export function startStream(
+  port: number,
+): Promise<{ body: () => string; ended: Promise<void>; status: number }> {
+  return new Promise((resolveStarted, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/v1/responses',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let body = '';
+        const ended = once(res, 'end').then(() => undefined);
+        let started = false;
+        res.setEncoding('utf8').on('data', (chunk: string) => {
+          body += chunk;
+          if (!started && body.includes('event: response.in_progress')) {
+            started = true;
+            resolveStarted({ body: () => body, ended, status: res.statusCode ?? 0 });
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify({ model: 'gpt-test', input: 'hi', stream: true }));
+  });
 }

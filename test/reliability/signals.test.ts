@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, killStrayClis, runCli } from '../helpers/cli.js';
+import { BIN, killStrayClis, runCli, startStream } from '../helpers/cli.js';
 import { closedPort, deadline, parseSse } from '../helpers/raw.js';
 import { happyStream, startUpstream, writeSseHead, type TestUpstream } from '../helpers/upstream.js';
 
@@ -42,37 +41,6 @@ function listeningPorts(pid: number): number[] {
     }
   }
   return ports;
-}
-
-/** A streamed request; resolves with its whole body once it ends. `started` resolves at the first byte. */
-function stream(port: number): { started: Promise<void>; body: Promise<string> } {
-  let started!: () => void;
-  const startedP = new Promise<void>((r) => (started = r));
-  const body = new Promise<string>((resolve, reject) => {
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v1/responses',
-        agent: false,
-        headers: { 'content-type': 'application/json' },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          text += d;
-          started();
-        });
-        res.on('end', () => resolve(text));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end('{"model":"gpt-test","input":"hi","stream":true}');
-  });
-  return { started: startedP, body };
 }
 
 describe('reliability: signals (issue 11)', function () {
@@ -112,8 +80,7 @@ describe('reliability: signals (issue 11)', function () {
     const listening = await cli.logLine('tapgate listening');
     const port = listening.port as number;
     const pid = cli.child.pid!;
-    const s = stream(port);
-    await s.started;
+    const s = await startStream(port);
     for (const signal of SIGNALS) process.kill(pid, signal);
     // Each signal is acknowledged in the log, and the process is still here.
     for (const signal of SIGNALS) {
@@ -133,8 +100,8 @@ describe('reliability: signals (issue 11)', function () {
       'the inspector opened',
     );
     releases.shift()!();
-    const events = parseSse(await deadline(s.body, 5000, 'the stream'));
-    assert.equal(events.at(-1)?.event, 'response.completed');
+    await deadline(s.ended, 5000, 'the stream');
+    assert.equal(parseSse(s.body()).at(-1)?.event, 'response.completed');
     const after = await fetch(`http://127.0.0.1:${port}/v1/models`);
     assert.equal(after.status, 200);
     process.kill(pid, 'SIGTERM');
@@ -144,13 +111,12 @@ describe('reliability: signals (issue 11)', function () {
   it('SIGQUIT drains like SIGTERM: the running stream finishes, then exit 0', async () => {
     const cli = runCli(['--config', config('port: 0, drainTimeout: 10s')]);
     const port = (await cli.logLine('tapgate listening')).port as number;
-    const s = stream(port);
-    await s.started;
+    const s = await startStream(port);
     process.kill(cli.child.pid!, 'SIGQUIT');
     await cli.logLine('shutting down');
     releases.shift()!();
-    const events = parseSse(await deadline(s.body, 5000, 'the stream'));
-    assert.equal(events.at(-1)?.event, 'response.completed');
+    await deadline(s.ended, 5000, 'the stream');
+    assert.equal(parseSse(s.body()).at(-1)?.event, 'response.completed');
     assert.equal((await deadline(cli.closed, 10_000, 'exit')).code, 0);
   });
 
