@@ -6,6 +6,17 @@ import { matchResponsesRoute } from '../../plugins/responses-routes/routes.js';
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json' };
 
+/** A streamed /v1/responses call: each frame's data, parsed. */
+async function streamedData(url: string): Promise<Record<string, unknown>[]> {
+  const res = await fetch(`${url}/v1/responses`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
+  });
+  const frames = (await res.text()).trim().split('\n\n');
+  return frames.map((f) => JSON.parse(f.split('data: ')[1]!) as Record<string, unknown>);
+}
+
 describe('plugin responses-routes', () => {
   describe('route table', () => {
     const positives: [string, string][] = [
@@ -249,13 +260,7 @@ describe('plugin responses-routes, errorEvent (the default)', () => {
   });
 
   it('sends an error event with flat and nested fields, then response.failed, numbered in order', async () => {
-    const res = await fetch(`${gateway.url}/v1/responses`, {
-      method: 'POST',
-      headers: auth,
-      body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
-    });
-    const frames = (await res.text()).trim().split('\n\n');
-    const data = frames.map((f) => JSON.parse(f.split('data: ')[1]!) as Record<string, unknown>);
+    const data = await streamedData(gateway.url);
     assert.deepEqual(
       data.map((d) => [d.type, d.sequence_number]),
       [
@@ -284,13 +289,7 @@ describe('plugin responses-routes, errorEvent (the default)', () => {
       ),
     );
     try {
-      const res = await fetch(`${g.url}/v1/responses`, {
-        method: 'POST',
-        headers: auth,
-        body: JSON.stringify({ model: 'm', input: 'x', stream: true }),
-      });
-      const frames = (await res.text()).trim().split('\n\n');
-      const data = frames.map((f) => JSON.parse(f.split('data: ')[1]!) as Record<string, unknown>);
+      const data = await streamedData(g.url);
       assert.deepEqual(
         data.map((d) => [d.type, d.sequence_number]),
         [
