@@ -27,7 +27,8 @@ import { loadPlugins, type LoadedPlugin, type PluginRegistry } from './loader/pl
 import { Pipeline } from './proxy/pipeline.js';
 import { SelectionPolicyRegistry } from './pool/policies.js';
 import { UpstreamPool } from './pool/pool.js';
-import { MemoryPoolState, type PoolStateStore } from './pool/pool-state.js';
+import type { PoolStateStore } from './pool/pool-state.js';
+import { createStateStores, type StateStores } from './state/state-stores.js';
 import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
 import { Upstream, UpstreamTypeRegistry } from './pool/upstream.js';
@@ -75,6 +76,8 @@ export class Gateway {
   private readonly throttle: FailureThrottle;
   /** What plugins get in apply(): the parts they work with, not the gateway that runs them. */
   private readonly pluginContext: PluginContext;
+  /** Pool state and the plugins' cluster store: this process's, or shared on Redis (`state`). */
+  private readonly stores: StateStores;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
@@ -104,7 +107,9 @@ export class Gateway {
     );
     this.server.on('drop', () => dropped.hit(undefined));
     const pool = () => this.pool;
+    this.stores = createStateStores(config, this.logger, this.secrets);
     this.pluginContext = Object.freeze({
+      cluster: this.stores.cluster,
       hooks: this.hooks,
       logger: this.logger,
       config,
@@ -139,6 +144,7 @@ export class Gateway {
     } catch (err) {
       gw.throttle.close();
       await gw.closePlugins();
+      await gw.stores.close();
       throw err;
     }
     return gw;
@@ -162,8 +168,9 @@ export class Gateway {
     }
     this.auth = auth;
     this.throttle.start();
+    await this.stores.start();
     // Built before the pool, which needs the plugins' upstream types: the core taps use the state.
-    const state = options.poolState ?? new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries });
+    const state = options.poolState ?? this.stores.pool;
     tapCore(this.hooks, {
       auth,
       throttle: this.throttle,
@@ -216,6 +223,7 @@ export class Gateway {
       this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
     }
     const pool = this.poolRef;
+    this.stores.track(pool.upstreams.map((u) => u.name));
     this.secrets.watch(() => pool.upstreams);
     sealHooks(this.hooks);
 
@@ -247,8 +255,12 @@ export class Gateway {
     });
   }
 
-  /** Before any upstream is initialised: a type that cannot run in several processes is refused. */
+  /**
+   * Before any upstream is initialised: a type that cannot run in several processes on their own
+   * state is refused, unless the state is shared (`state.store: redis`).
+   */
   private checkMultiProcess(source: ConfigSource): void {
+    if (this.config.state.store === 'redis') return;
     for (const type of new Set(this.config.upstreams.map((u) => String(u.type)))) {
       const reason = this.upstreamTypes.get(type)?.multiProcess;
       if (reason === undefined) continue;
@@ -256,7 +268,7 @@ export class Gateway {
         {
           path: ['server', 'workers'],
           ...source.locate(['server', 'workers']),
-          message: `server.workers > 1 is not supported with ${type} upstreams: ${reason}`,
+          message: `server.workers > 1 with ${type} upstreams needs state.store: redis: ${reason}`,
         } as never,
       ]);
     }
@@ -420,6 +432,8 @@ export class Gateway {
     // Requests are done. Plugins close now: the sockets they took over (WebSocket viewers) are not
     // HTTP connections, so server.close() would wait for them forever.
     await this.closePlugins();
+    // After the plugins: a refresh finishing in a plugin's close() may still write shared state.
+    await this.stores.close();
     this.throttle.close();
     this.server.closeAllConnections();
     await closed;

@@ -44,3 +44,8 @@ export {
   type SelectionPolicy,
   type SelectionPolicyFactory,
 } from './pool/policies.js';
+export {
+  SharedStoreUnavailableError,
+  type ClusterStore,
+  type ClusterLock,
+} from './state/cluster-store.js';

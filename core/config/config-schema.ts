@@ -321,6 +321,68 @@ export const configSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  state: z
+    .strictObject({
+      store: z.enum(['memory', 'redis']).default('memory').meta({
+        description:
+          'Where pool state lives (cooldowns, disabled accounts, session bindings, concurrency slots, Codex token refresh). `memory`: this process only. `redis`: shared by every worker and every instance on the same Redis (see [Running several instances](#running-several-instances)).',
+        docType: 'enum',
+        docDefault: '`memory`',
+      }),
+      url: z
+        .string()
+        .regex(/^rediss?:\/\/[^\s]+$/, 'expected a redis:// or rediss:// URL')
+        .optional()
+        .meta({
+          description:
+            'With `store: redis`: the server, as `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS); `${REDIS_URL}` works. The password is kept out of logs.',
+          docType: 'string',
+          docDefault: '—',
+        }),
+      keyPrefix: z
+        .string()
+        .regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'letters, digits and _ . : - only, 1 to 64 characters')
+        .default('tapgate:')
+        .meta({
+          description:
+            'Prefix of every key and channel tapgate uses. Instances share state only with the same prefix; two deployments on one Redis use two prefixes.',
+          docType: 'string',
+          docDefault: '`tapgate:`',
+        }),
+      timeout: duration()
+        .pipe(z.number().min(10, 'at least 10ms').max(10_000, 'at most 10s'))
+        .default(250)
+        .meta({
+          description:
+            "Longest wait for one Redis operation on a request path. Past it (or with Redis down), that operation uses this process's own state and the request goes on.",
+          docType: 'duration',
+          docDefault: '`250ms`',
+        }),
+      leaseTtl: duration()
+        .pipe(z.number().min(1000, 'at least 1s').max(300_000, 'at most 5m'))
+        .default(10_000)
+        .meta({
+          description:
+            'A concurrency slot held in Redis is a lease renewed every third of this; the slots of a process that died come back within it.',
+          docType: 'duration',
+          docDefault: '`10s`',
+        }),
+    })
+    .superRefine((s, ctx) => {
+      if (s.store === 'redis' && s.url === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['store'],
+          message: 'store: redis needs state.url (redis://host:port)',
+        });
+      if (s.store === 'memory' && s.url !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message: 'state.url is set but state.store is memory: set store: redis to use it',
+        });
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').meta({
@@ -339,3 +401,4 @@ export type GatewayConfig = z.output<typeof configSchema>;
 export type UpstreamBaseConfig = z.output<typeof upstreamBaseSchema>;
 export type PluginEntry = z.output<typeof pluginEntrySchema>;
 export type Timeouts = z.output<typeof timeoutsSchema>;
+export type StateConfig = GatewayConfig['state'];

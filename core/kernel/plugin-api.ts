@@ -9,6 +9,7 @@ import type { Secrets } from '../observe/secrets.js';
 import type { SelectionPolicyRegistry } from '../pool/policies.js';
 import type { UpstreamPool } from '../pool/pool.js';
 import type { UpstreamTypeRegistry } from '../pool/upstream.js';
+import type { ClusterStore } from '../state/cluster-store.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Stage } from './stages.js';
 
@@ -34,6 +35,11 @@ export interface PluginContext {
   readonly selectionPolicies: SelectionPolicyRegistry;
   /** The upstream pool. It is built after every plugin's apply(): read it at request time, or keep it at `ready`. */
   readonly pool: UpstreamPool;
+  /**
+   * Locks, claims, values and channels shared with every process on the same `state` store (this
+   * process alone with `store: memory`): what a plugin coordinates across workers and instances.
+   */
+  readonly cluster: ClusterStore;
   /** The tap stages (`Stage.DEFAULT`…), for a plugin that cannot import the package. */
   readonly Stage: typeof Stage;
 }

@@ -28,19 +28,30 @@ export interface UpstreamStateView {
 export interface PoolStateStore {
   /** A read-only view of one upstream's state. */
   view(upstream: string, now: number): UpstreamStateView;
+  /** Slots this process holds on the upstream. */
   inFlight(upstream: string): number;
-  acquire(upstream: string): void;
+  /**
+   * Takes one of the upstream's `limit` concurrency slots (0: no limit); false when all are taken.
+   * A shared store counts every process's slots and may answer asynchronously.
+   */
+  acquire(upstream: string, limit: number): boolean | Promise<boolean>;
   release(upstream: string): void;
+  /** A shared store calls this when a slot may have freed in another process. */
+  onSlotFreed?(listener: () => void): void;
   /** The cooldown in force for (upstream, model), the account-wide one included. */
   cooldown(upstream: string, model: string | undefined, now: number): Cooldown | undefined;
   /** `model` undefined cools the whole account. */
   cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void;
   clearCooldown(upstream: string, model: string | undefined): void;
-  /** Success clears what a 5xx or network fault left, for the model and the account; rate limits stay. */
-  clearTransient(upstream: string, model: string | undefined): void;
+  /**
+   * Success clears what a 5xx or network fault left, for the model and the account; rate limits
+   * stay. True when there was something to clear.
+   */
+  clearTransient(upstream: string, model: string | undefined): boolean;
   /** Session affinity: the upstream a session key is bound to, while the binding lives. */
   affinity(key: string, now: number): string | undefined;
-  bind(key: string, upstream: string, until: number): void;
+  /** Returns when the binding it replaced would have ended (0: there was none, or to another upstream). */
+  bind(key: string, upstream: string, until: number): number;
   unbind(key: string): void;
   /** Drops every binding to this upstream (it cooled or failed). */
   unbindUpstream(upstream: string): void;
@@ -136,8 +147,11 @@ export class MemoryPoolState implements PoolStateStore {
     }
     return { inFlight: this.inFlight(upstream), disabled: this.disabledReasons.get(upstream), cooldowns };
   }
-  acquire(upstream: string): void {
-    this.inflight.set(upstream, this.inFlight(upstream) + 1);
+  acquire(upstream: string, limit: number): boolean {
+    const n = this.inFlight(upstream);
+    if (limit > 0 && n >= limit) return false;
+    this.inflight.set(upstream, n + 1);
+    return true;
   }
   release(upstream: string): void {
     const n = this.inFlight(upstream);
@@ -164,6 +178,12 @@ export class MemoryPoolState implements PoolStateStore {
       ? c
       : found;
   }
+  /** The cooldown set on exactly (upstream, model): the account's own when `model` is undefined. */
+  ownCooldown(upstream: string, model: string | undefined): Cooldown | undefined {
+    const cs = this.cooldowns.get(upstream);
+    if (cs === undefined) return undefined;
+    return model === undefined ? cs.account : cs.models.get(stateKey(model));
+  }
   cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void {
     let cs = this.cooldowns.get(upstream);
     if (cs === undefined) this.cooldowns.set(upstream, (cs = { account: undefined, models: new Map() }));
@@ -189,13 +209,17 @@ export class MemoryPoolState implements PoolStateStore {
     if (model === undefined) cs.account = undefined;
     else if (cs.models.size > 0) cs.models.delete(stateKey(model));
   }
-  clearTransient(upstream: string, model: string | undefined): void {
+  clearTransient(upstream: string, model: string | undefined): boolean {
     const cs = this.cooldowns.get(upstream);
-    if (cs === undefined) return;
-    if (cs.account?.kind === 'transient') cs.account = undefined;
-    if (model === undefined || cs.models.size === 0) return;
+    if (cs === undefined) return false;
+    let cleared = false;
+    if (cs.account?.kind === 'transient') {
+      cs.account = undefined;
+      cleared = true;
+    }
+    if (model === undefined || cs.models.size === 0) return cleared;
     const key = stateKey(model);
-    if (cs.models.get(key)?.kind === 'transient') cs.models.delete(key);
+    return (cs.models.get(key)?.kind === 'transient' && cs.models.delete(key)) || cleared;
   }
   affinity(key: string, now: number): string | undefined {
     const k = stateKey(key);
@@ -207,11 +231,13 @@ export class MemoryPoolState implements PoolStateStore {
     }
     return b.upstream;
   }
-  bind(key: string, upstream: string, until: number): void {
+  bind(key: string, upstream: string, until: number): number {
     const k = stateKey(key);
     const b = this.bindings.get(k);
+    let previous = 0;
     if (b === undefined) this.bindings.set(k, { upstream, until, renewed: false });
     else {
+      if (b.upstream === upstream) previous = b.until;
       // Renewed in place (a delete and re-insert costs more than the rest of the lookup); the sweep
       // moves it to the back when it reaches the front.
       b.upstream = upstream;
@@ -219,9 +245,11 @@ export class MemoryPoolState implements PoolStateStore {
       b.renewed = true;
     }
     const now = Date.now();
-    if (this.bindings.size <= this.maxBindings && now - this.bindingsSweptAt < SWEEP_EVERY_MS) return;
+    if (this.bindings.size <= this.maxBindings && now - this.bindingsSweptAt < SWEEP_EVERY_MS)
+      return previous;
     this.bindingsSweptAt = now;
     this.sweepBindings(now);
+    return previous;
   }
   unbind(key: string): void {
     this.bindings.delete(stateKey(key));

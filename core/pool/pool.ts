@@ -23,6 +23,8 @@ export class UpstreamPool {
     readonly queue: SlotQueue,
   ) {
     for (const u of upstreams) this.byName.set(u.name, u);
+    // A slot freed in another process (shared store) wakes this one's waiters too.
+    state.onSlotFreed?.(() => queue.notify());
   }
 
   get(name: string): Upstream | undefined {
@@ -37,7 +39,13 @@ export class UpstreamPool {
    * left is only transiently cooling, they are tried anyway rather than failing every request.
    * Rate-limit cooldowns are hard: the upstream said to wait.
    */
-  candidates(model: string | undefined, tried: readonly Upstream[], now: number): Upstream[] | GatewayError {
+  candidates(
+    model: string | undefined,
+    tried: readonly Upstream[],
+    now: number,
+    /** Upstreams whose slot was refused since the last wait: busy, whatever the local count says. */
+    full: readonly Upstream[] = [],
+  ): Upstream[] | GatewayError {
     const out: Upstream[] = [];
     const soft: Upstream[] = [];
     let serving = 0;
@@ -55,7 +63,10 @@ export class UpstreamPool {
       }
       if (tried.includes(u)) continue;
       const cooling = this.state.cooldown(u.name, model, now);
-      if (u.maxConcurrency > 0 && this.state.inFlight(u.name) >= u.maxConcurrency) {
+      if (
+        u.maxConcurrency > 0 &&
+        (this.state.inFlight(u.name) >= u.maxConcurrency || (full.length > 0 && full.includes(u)))
+      ) {
         // Full and rate limited: a freed slot would not help, so it counts as cooling, not busy.
         if (cooling?.kind !== 'rate_limit') busy++;
         else if (earliest === undefined || cooling.until < earliest.cooldown.until)
@@ -100,8 +111,9 @@ export class UpstreamPool {
     return new NoUpstreamError('Every upstream was tried and failed', { phase: 'admission' });
   }
 
-  acquire(upstream: Upstream): void {
-    this.state.acquire(upstream.name);
+  /** One of the upstream's slots (see PoolStateStore.acquire); false when all are taken. */
+  acquire(upstream: Upstream): boolean | Promise<boolean> {
+    return this.state.acquire(upstream.name, upstream.maxConcurrency);
   }
 
   release(upstream: Upstream): void {

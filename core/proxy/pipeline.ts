@@ -102,11 +102,14 @@ export class Pipeline {
     let lastError: GatewayError | undefined;
     /** After `same`, the next attempt goes to this upstream again. */
     let pinned: Upstream | undefined;
+    /** Upstreams whose slot was refused since the last wait (taken by another request or process). */
+    let full: Upstream[] = [];
     for (;;) {
       if (responseOver(ctx)) return;
-      const candidates = this.pool.candidates(ctx.model, ctx.tried, Date.now());
+      const candidates = this.pool.candidates(ctx.model, ctx.tried, Date.now(), full);
       if (candidates instanceof QueueFullError) {
         await this.waitForSlot(ctx, candidates);
+        full = [];
         continue;
       }
       if (candidates instanceof GatewayError) throw lastError ?? candidates;
@@ -115,13 +118,16 @@ export class Pipeline {
           ? pinned
           : ((await this.hooks.selectUpstream.promise(ctx, candidates)) ?? candidates[0]!);
       pinned = undefined;
-      // Selection may yield: a request woken with this one can have taken the last slot meanwhile.
-      if (
-        candidates.includes(upstream) &&
-        upstream.maxConcurrency > 0 &&
-        this.pool.state.inFlight(upstream.name) >= upstream.maxConcurrency
-      )
+      // Selection may yield, and a shared store counts other processes' slots: the slot can be gone.
+      const slot = this.pool.acquire(upstream);
+      if (slot !== true && (slot === false || !(await slot))) {
+        full.push(upstream);
         continue;
+      }
+      if (responseOver(ctx)) {
+        this.pool.release(upstream);
+        return;
+      }
       ctx.upstream = upstream;
       ctx.tried.push(upstream);
       ctx.attempts++;
@@ -208,13 +214,12 @@ export class Pipeline {
     }, q.keepaliveInterval);
   }
 
-  /** One attempt, holding the upstream's concurrency slot until the response is done. */
+  /** One attempt, on a slot of the upstream's taken by the caller, released when the response is done. */
   private async attempt(
     ctx: RequestContext,
     upstream: Upstream,
     encoding: string | string[] | undefined,
   ): Promise<AttemptResult> {
-    this.pool.acquire(upstream);
     try {
       const headers = forwardableRequestHeaders(ctx.req.headers);
       delete headers['content-encoding'];

@@ -185,9 +185,9 @@ describe('MemoryPoolState (unit)', () => {
   describe('leases and disabling', () => {
     it('counts leases per upstream and refuses a release with none held', () => {
       const s = new MemoryPoolState();
-      s.acquire('A');
-      s.acquire('A');
-      s.acquire('B');
+      s.acquire('A', 0);
+      s.acquire('A', 0);
+      s.acquire('B', 0);
       assert.equal(s.inFlight('A'), 2);
       s.release('A');
       s.release('A');
@@ -209,7 +209,7 @@ describe('MemoryPoolState (unit)', () => {
   describe('view()', () => {
     it('shows in-flight, the disabled reason and the cooldowns in force (account as model null)', () => {
       const s = new MemoryPoolState();
-      s.acquire('A');
+      s.acquire('A', 0);
       s.disable('A', 'paused');
       s.cool('A', undefined, T + 1_000, 'account 429', 'rate_limit');
       s.cool('A', 'm1', T + 2_000, 'm1 503', 'transient');

@@ -75,12 +75,12 @@ describe('Scheduler (unit)', () => {
     it('picks the upstream with the fewest requests in flight', () => {
       const { s, state } = scheduler('least-in-flight');
       const ups = [upstream('A'), upstream('B'), upstream('C')];
-      state.acquire('A');
-      state.acquire('A');
-      state.acquire('B');
+      state.acquire('A', 0);
+      state.acquire('A', 0);
+      state.acquire('B', 0);
       assert.equal(s.select(request(), ups).name, 'C');
-      state.acquire('C');
-      state.acquire('C');
+      state.acquire('C', 0);
+      state.acquire('C', 0);
       assert.equal(s.select(request(), ups).name, 'B');
     });
 
@@ -88,14 +88,14 @@ describe('Scheduler (unit)', () => {
       const { s, state } = scheduler('least-in-flight');
       const ups = [upstream('A', { weight: 4 }), upstream('B')];
       assert.equal(s.select(request(), ups).name, 'A', 'tie at 0: the first');
-      state.acquire('A');
-      state.acquire('A');
-      state.acquire('B');
+      state.acquire('A', 0);
+      state.acquire('A', 0);
+      state.acquire('B', 0);
       // A: 2/4 = 0.5, B: 1/1 = 1.
       assert.equal(s.select(request(), ups).name, 'A');
-      state.acquire('A');
-      state.acquire('A');
-      state.acquire('A');
+      state.acquire('A', 0);
+      state.acquire('A', 0);
+      state.acquire('A', 0);
       // A: 5/4 > B: 1.
       assert.equal(s.select(request(), ups).name, 'B');
     });
@@ -105,7 +105,7 @@ describe('Scheduler (unit)', () => {
     it('takes the first candidate however loaded, and the next once the first is not a candidate', () => {
       const { s, state } = scheduler('fill-first');
       const [A, B, C] = [upstream('A'), upstream('B'), upstream('C')];
-      for (let i = 0; i < 5; i++) state.acquire('A');
+      for (let i = 0; i < 5; i++) state.acquire('A', 0);
       assert.deepEqual(picks(s, [A, B, C], 3), ['A', 'A', 'A']);
       // The pool leaves a full upstream out of the candidates.
       assert.deepEqual(picks(s, [B, C], 2), ['B', 'B']);
@@ -118,8 +118,8 @@ describe('Scheduler (unit)', () => {
         const { s, state } = scheduler(strategy);
         const backup = upstream('backup', { priority: 1, weight: 100 });
         const [A, B] = [upstream('A', { priority: 0 }), upstream('B', { priority: 0 })];
-        state.acquire('A');
-        state.acquire('B');
+        state.acquire('A', 0);
+        state.acquire('B', 0);
         const got = picks(s, [backup, A, B], 6);
         assert.ok(!got.includes('backup'), got.join(' '));
         assert.deepEqual(picks(s, [backup], 2), ['backup', 'backup']);

@@ -23,6 +23,8 @@ export interface GatewayConfigOptions {
   proxy?: Record<string, unknown>;
   pool?: Record<string, unknown>;
   log?: Record<string, unknown>;
+  /** The `state` section, e.g. `{ store: 'redis', url }`. */
+  state?: Record<string, unknown>;
   /** Upstreams as config.yaml has them. */
   upstreams: readonly Record<string, unknown>[];
   /** Default DEFAULT_PLUGINS. */
@@ -37,6 +39,7 @@ export function gatewayConfig(o: GatewayConfigOptions): string {
     ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
     ...(o.pool === undefined ? {} : { pool: o.pool }),
     ...(o.log === undefined ? {} : { log: o.log }),
+    ...(o.state === undefined ? {} : { state: o.state }),
     upstreams: o.upstreams,
     plugins: o.plugins ?? DEFAULT_PLUGINS,
   });
