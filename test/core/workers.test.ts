@@ -94,7 +94,7 @@ describe('server.workers (node:cluster)', () => {
     [
       'codex upstreams',
       `server: { port: 9, workers: 2 }\nupstreams: [{ name: c, type: codex, tokens: { access_token: a, refresh_token: r, account_id: x } }]\n`,
-      /server\.workers: server\.workers > 1 is not supported with codex upstreams/,
+      /server\.workers: server\.workers > 1 with codex upstreams needs state\.store: redis/,
     ],
     ['port 0', `server: { port: 0, workers: 2 }\nupstreams: []\n`, /needs a fixed server\.port/],
   ] as const) {
@@ -148,7 +148,7 @@ describe('server.workers (node:cluster)', () => {
         assert.ok(err instanceof ConfigError);
         assert.match(
           err.message,
-          /workers\.yaml:1:\d+ server\.workers: server\.workers > 1 is not supported with solo upstreams: its state lives in one process/,
+          /workers\.yaml:1:\d+ server\.workers: server\.workers > 1 with solo upstreams needs state\.store: redis: its state lives in one process/,
         );
         return true;
       });
