@@ -39,6 +39,8 @@ export class RedisLink {
   private closed = false;
   private readonly upListeners: (() => void)[] = [];
   private readonly channels = new Map<string, Set<(message: string) => void>>();
+  /** SUBSCRIBE commands sent before start(): it waits for them. */
+  private readonly subscriptions: Promise<unknown>[] = [];
   private readonly log: Logger;
   /** The URL as logs show it: no password. */
   readonly where: string;
@@ -75,18 +77,24 @@ export class RedisLink {
     });
   }
 
-  /** Waits (briefly) for the first connection; the gateway starts either way. */
+  /**
+   * Waits (briefly) for the first connection and for the channels subscribed so far, so no change
+   * another process makes after this one starts serving is missed. The gateway starts either way.
+   */
   async start(): Promise<void> {
-    if (this.healthy) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, BOOT_CONNECT_MS);
-      const onReady = () => done();
-      this.command.once('ready', onReady);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
+    const ready = this.healthy
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          // Refused at once: no need to wait out the bound (a timeout still waits for it).
+          this.command.once('ready', () => resolve());
+          this.command.once('error', () => resolve());
+        });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([ready, ...this.subscriptions]),
+      new Promise((resolve) => (timer = setTimeout(resolve, BOOT_CONNECT_MS))),
+    ]);
+    clearTimeout(timer);
     if (this.healthy) {
       this.log.info({ redis: this.where }, 'shared state on Redis');
     } else {
@@ -150,7 +158,7 @@ export class RedisLink {
     let set = this.channels.get(full);
     if (set === undefined) {
       this.channels.set(full, (set = new Set()));
-      this.subscriber.subscribe(full).catch(() => undefined);
+      this.subscriptions.push(this.subscriber.subscribe(full).catch(() => undefined));
     }
     set.add(listener);
     return () => {

@@ -19,6 +19,8 @@
 import type { Cooldown, CooldownKind, PoolStateStore, UpstreamStateView } from '../pool/pool-state.js';
 import type { MemoryPoolState } from '../pool/pool-state.js';
 import { stateKey } from '../pool/state-key.js';
+import { RedisScript } from './redis-script.js';
+import type { ChainableCommander } from 'ioredis';
 import type { RedisLink } from './redis-link.js';
 
 export interface RedisPoolStateOptions {
@@ -28,37 +30,43 @@ export interface RedisPoolStateOptions {
 }
 
 /** Takes a slot if fewer than the limit are live; expired leases go first. Redis's clock scores them. */
-const ACQUIRE = `
+const ACQUIRE = new RedisScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
-return 1`;
+return 1`);
+
+/** Gives a slot back and tells every process (one command on the release path). */
+const RELEASE = new RedisScript(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`);
 
 /** Renews (or, after a Redis restart, re-creates) this process's leases on one upstream. */
-const RENEW = `
+const RENEW = new RedisScript(`
 local t = redis.call('TIME')
 local until = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], until, ARGV[i]) end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
-return 1`;
+return 1`);
 
 /** Stores a cooldown in the upstream's hash; the hash lives as long as its longest cooldown. */
-const COOL = `
+const COOL = new RedisScript(`
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1`;
+return 1`);
 
 /** Drops the named fields that hold a transient cooldown (a rate limit stays). */
-const CLEAR_TRANSIENT = `
+const CLEAR_TRANSIENT = new RedisScript(`
 for i = 1, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v and string.find(v, '"kind":"transient"', 1, true) then redis.call('HDEL', KEYS[1], ARGV[i]) end
 end
-return 1`;
+return 1`);
 
 /** A change one process made, for the others' mirrors. `o` is the process that made it. */
 type Change =
@@ -142,7 +150,7 @@ export class RedisPoolState implements PoolStateStore {
     const id = `${this.link.id}:${++this.leaseSeq}`;
     const key = this.slotsKey(upstream);
     return this.link
-      .run((r) => r.eval(ACQUIRE, 1, key, id, limit, this.options.leaseTtlMs) as Promise<number>)
+      .run((r) => ACQUIRE.run(r, [key], [id, limit, this.options.leaseTtlMs]))
       .then(
         (ok) => {
           if (Number(ok) !== 1) return false;
@@ -162,11 +170,7 @@ export class RedisPoolState implements PoolStateStore {
     if (id === undefined) return;
     const change: Change = { o: this.link.id, t: 'slot', u: upstream };
     this.link.fire((r) =>
-      r
-        .multi()
-        .zrem(this.slotsKey(upstream), id)
-        .publish(this.link.channel(CHANNEL), JSON.stringify(change))
-        .exec(),
+      RELEASE.run(r, [this.slotsKey(upstream)], [id, this.link.channel(CHANNEL), JSON.stringify(change)]),
     );
   }
 
@@ -192,7 +196,7 @@ export class RedisPoolState implements PoolStateStore {
     if (!this.local.clearTransient(upstream, model)) return false;
     const fields = model === undefined ? [ACCOUNT_FIELD] : [ACCOUNT_FIELD, stateKey(model)];
     this.share({ o: this.link.id, t: 'clear', u: upstream, m: modelKey(model), transient: true }, (m) =>
-      m.eval(CLEAR_TRANSIENT, 1, this.coolKey(upstream), ...fields),
+      CLEAR_TRANSIENT.queue(m, [this.coolKey(upstream)], fields),
     );
     return true;
   }
@@ -256,7 +260,7 @@ export class RedisPoolState implements PoolStateStore {
     const ttl = this.options.leaseTtlMs;
     for (const [upstream, ids] of this.leases) {
       if (ids.length === 0) continue;
-      this.link.fire((r) => r.eval(RENEW, 1, this.slotsKey(upstream), ttl, ...ids) as Promise<unknown>);
+      this.link.fire((r) => RENEW.run(r, [this.slotsKey(upstream)], [ttl, ...ids]));
     }
   }
 
@@ -272,14 +276,14 @@ export class RedisPoolState implements PoolStateStore {
     const field = m ?? ACCOUNT_FIELD;
     this.share(
       { o: this.link.id, t: 'cool', u: upstream, m, until: c.until, reason: c.reason, kind: c.kind },
-      (m) => m.eval(COOL, 1, this.coolKey(upstream), field, JSON.stringify(stored), ttl),
+      (m) => COOL.queue(m, [this.coolKey(upstream)], [field, JSON.stringify(stored), ttl]),
     );
   }
 
-  /** One pipelined write: the change in Redis, then on the channel. Nothing waits for it. */
-  private share(change: Change, write: (m: ReturnType<RedisLink['command']['multi']>) => unknown): void {
+  /** One pipelined write (not a transaction): the change in Redis, then on the channel. Nothing waits for it. */
+  private share(change: Change, write: (m: ChainableCommander) => unknown): void {
     this.link.fire((r) => {
-      const m = r.multi();
+      const m = r.pipeline();
       write(m);
       m.publish(this.link.channel(CHANNEL), JSON.stringify(change));
       return m.exec();
@@ -334,7 +338,7 @@ export class RedisPoolState implements PoolStateStore {
     const link = this.link;
     try {
       await link.run((r) => {
-        const m = r.multi();
+        const m = r.pipeline();
         for (const u of this.upstreams) {
           const reason = this.local.disabled(u);
           if (reason !== undefined) m.set(this.disabledKey(u), reason);
@@ -342,7 +346,7 @@ export class RedisPoolState implements PoolStateStore {
             const field = c.model === null ? ACCOUNT_FIELD : stateKey(c.model);
             const stored: StoredCooldown = { until: c.until, reason: c.reason, kind: c.kind };
             if (c.model !== null) stored.model = c.model;
-            m.eval(COOL, 1, this.coolKey(u), field, JSON.stringify(stored), Math.max(1, c.until - now));
+            COOL.queue(m, [this.coolKey(u)], [field, JSON.stringify(stored), Math.max(1, c.until - now)]);
           }
         }
         return m.exec();

@@ -16,6 +16,9 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port, empty. */
   restart(): Promise<void>;
+  /** SIGSTOP / SIGCONT: Redis stays connected but answers nothing (slower than any timeout). */
+  pause(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -81,8 +84,9 @@ function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   });
 }
 
-export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
+/** `port`: a port chosen earlier (a gateway may be told about it before Redis runs). */
+export async function startRedis(port?: number): Promise<TestRedis> {
+  port ??= await freePort();
   let child = await launch(port);
   const url = `redis://127.0.0.1:${port}`;
   const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -93,11 +97,15 @@ export async function startRedis(): Promise<TestRedis> {
     client,
     kill: () => stop(child, 'SIGKILL'),
     restart: async () => {
+      child.kill('SIGCONT');
       await stop(child, 'SIGKILL');
       child = await launch(port);
     },
+    pause: () => child.kill('SIGSTOP'),
+    resume: () => child.kill('SIGCONT'),
     close: async () => {
       client.disconnect();
+      child.kill('SIGCONT');
       await stop(child, 'SIGKILL');
     },
   };
