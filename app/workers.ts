@@ -1,8 +1,8 @@
 /**
  * `server.workers`: several processes serve one port through node:cluster, so every core works.
  * The primary validates the config once, forks the workers, forwards SIGTERM/SIGINT so each drains
- * its own requests, and restarts a worker that dies on its own. Each worker has its own pool state
- * (in-flight counts, cooldowns, session affinity); see the README for what that means.
+ * its own requests, and restarts a worker that dies on its own. Pool state is each worker's own with
+ * `state.store: memory`, and shared by all of them (and other instances) with `redis`; see the README.
  */
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';

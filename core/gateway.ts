@@ -371,6 +371,7 @@ export class Gateway {
             upstreams: this.pool.upstreams.map((u) => u.name),
             plugins: this.plugins.map((p) => p.name),
             maxConnections: this.maxConnections,
+            state: this.config.state.store,
             ...(this.fdLimit === undefined ? {} : { fdLimit: this.fdLimit }),
           },
           'tapgate listening',

@@ -1,6 +1,7 @@
 /**
- * Per-upstream runtime state: in-flight counts, cooldowns, disabled flags. Behind an interface so a
- * shared store (Redis) can replace the in-memory one when several gateway processes share accounts.
+ * Per-upstream runtime state: in-flight counts, cooldowns, disabled flags, session bindings. Behind
+ * an interface: the in-memory store here serves one process; core/state/redis-pool-state.ts shares
+ * the state with other processes (and keeps one of these as its local mirror).
  */
 import { stateKey, stateText } from './state-key.js';
 
