@@ -44,8 +44,4 @@ export {
   type SelectionPolicy,
   type SelectionPolicyFactory,
 } from './pool/policies.js';
-export {
-  SharedStoreUnavailableError,
-  type ClusterStore,
-  type ClusterLock,
-} from './state/cluster-store.js';
+export { SharedStoreUnavailableError, type ClusterStore, type ClusterLock } from './state/cluster-store.js';
