@@ -35,22 +35,34 @@ export function runPrimary(count: number, log: (msg: string) => void): Promise<n
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
   let failures = 0;
-  const fork = () => cluster.fork();
+  // Counted here: cluster.workers keeps a worker that exited until its channel's 'disconnect', which
+  // may come after its 'exit', so the last exit could otherwise find a worker still listed.
+  const live = new Set<number>();
+  const fork = () => live.add(cluster.fork().id);
   for (let i = 0; i < count; i++) fork();
   return new Promise((done) => {
     cluster.on('exit', (worker, code, signal) => {
+      live.delete(worker.id);
       if (stopping) {
-        if (Object.keys(cluster.workers ?? {}).length === 0) done(failures > 0 ? 1 : 0);
         if (code !== 0) failures++;
+        if (live.size === 0) done(failures > 0 ? 1 : 0);
         return;
       }
       log(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
-      setTimeout(fork, 1000).unref();
+      // Kept referenced: with every worker gone, this timer is what keeps the primary running.
+      const timer = setTimeout(() => {
+        respawns.delete(timer);
+        fork();
+      }, 1000);
+      respawns.add(timer);
     });
+    const respawns = new Set<NodeJS.Timeout>();
     const stop = (signal: NodeJS.Signals) => {
       if (stopping) return;
       stopping = true;
-      log(`${signal}: stopping ${Object.keys(cluster.workers ?? {}).length} workers`);
+      for (const t of respawns) clearTimeout(t);
+      log(`${signal}: stopping ${live.size} workers`);
+      if (live.size === 0) done(failures > 0 ? 1 : 0);
       // A message, not a signal: after a terminal's Ctrl-C the workers got SIGINT already, and a
       // second signal would make them skip the drain.
       for (const w of Object.values(cluster.workers ?? {})) w?.send(SHUTDOWN);

@@ -38,6 +38,8 @@ export class RedisLink {
   private probe: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly upListeners: (() => void)[] = [];
+  /** The connection's latest error (ECONNREFUSED, WRONGPASS…), for the boot warning. */
+  private lastError: string | undefined;
   private readonly channels = new Map<string, Set<(message: string) => void>>();
   /** SUBSCRIBE commands sent before start(): it waits for them. */
   private readonly subscriptions: Promise<unknown>[] = [];
@@ -67,8 +69,8 @@ export class RedisLink {
     });
     // Subscriptions are replayed by the client after a reconnect; queued until connected.
     this.subscriber = new Redis(options.url, { ...common, enableOfflineQueue: true });
-    // Connection errors are the outage itself: reported once, by state changes below.
-    this.command.on('error', () => undefined);
+    // Connection errors are the outage itself: reported once, by state changes below (with the latest).
+    this.command.on('error', (err: Error) => (this.lastError = err.message));
     this.subscriber.on('error', () => undefined);
     this.command.on('ready', () => this.markUp());
     this.command.on('close', () => this.markDown('connection lost'));
@@ -100,7 +102,7 @@ export class RedisLink {
     } else {
       this.reported = true;
       this.log.warn(
-        { redis: this.where },
+        { redis: this.where, reason: this.lastError?.slice(0, 200) ?? 'no answer' },
         "Redis unreachable at boot: serving on this process's own state, reconnecting in the background",
       );
       this.startProbe();

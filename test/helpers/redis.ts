@@ -34,20 +34,12 @@ export function freePort(): Promise<number> {
   });
 }
 
-function launch(port: number): Promise<ChildProcess> {
+function launch(port: number, password: string | undefined): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
     [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--protected-mode',
-      'yes',
+      ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      ...(password === undefined ? [] : ['--requirepass', password]),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -84,12 +76,16 @@ function stop(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   });
 }
 
-/** `port`: a port chosen earlier (a gateway may be told about it before Redis runs). */
-export async function startRedis(port?: number): Promise<TestRedis> {
+/**
+ * `port`: a port chosen earlier (a gateway may be told about it before Redis runs). `password`:
+ * Redis requires it (`requirepass`); `url` then carries it.
+ */
+export async function startRedis(port?: number, password?: string): Promise<TestRedis> {
   port ??= await freePort();
-  let child = await launch(port);
-  const url = `redis://127.0.0.1:${port}`;
-  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+  let child = await launch(port, password);
+  const auth = password === undefined ? '' : `:${encodeURIComponent(password)}@`;
+  const url = `redis://${auth}127.0.0.1:${port}`;
+  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1, password });
   client.on('error', () => undefined);
   return {
     port,
@@ -99,7 +95,7 @@ export async function startRedis(port?: number): Promise<TestRedis> {
     restart: async () => {
       child.kill('SIGCONT');
       await stop(child, 'SIGKILL');
-      child = await launch(port);
+      child = await launch(port, password);
     },
     pause: () => child.kill('SIGSTOP'),
     resume: () => child.kill('SIGCONT'),
