@@ -39,10 +39,13 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
 return 1`);
 
-/** Gives a slot back and tells every process (one command on the release path). */
+/**
+ * Gives a slot back (one command on the release path). Only a release from a full set is announced:
+ * no process waits for an upstream that had a free slot.
+ */
 const RELEASE = new RedisScript(`
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+if redis.call('ZCARD', KEYS[1]) + 1 >= tonumber(ARGV[2]) then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1`);
 
 /** Renews (or, after a Redis restart, re-creates) this process's leases on one upstream. */
@@ -68,16 +71,19 @@ for i = 1, #ARGV do
 end
 return 1`);
 
-/** A change one process made, for the others' mirrors. `o` is the process that made it. */
+/**
+ * A change one process made, for the others' mirrors. On the channel it follows the id of the
+ * process that made it and a space, so a process skips its own without parsing them.
+ */
 type Change =
-  | { o: string; t: 'cool'; u: string; m: string | null; until: number; reason: string; kind: CooldownKind }
-  | { o: string; t: 'clear'; u: string; m: string | null; transient: boolean }
-  | { o: string; t: 'disable'; u: string; reason: string }
-  | { o: string; t: 'enable'; u: string }
-  | { o: string; t: 'bind'; k: string; u: string; until: number }
-  | { o: string; t: 'unbind'; k: string }
-  | { o: string; t: 'unbindUpstream'; u: string }
-  | { o: string; t: 'slot'; u: string };
+  | { t: 'cool'; u: string; m: string | null; until: number; reason: string; kind: CooldownKind }
+  | { t: 'clear'; u: string; m: string | null; transient: boolean }
+  | { t: 'disable'; u: string; reason: string }
+  | { t: 'enable'; u: string }
+  | { t: 'bind'; k: string; u: string; until: number }
+  | { t: 'unbind'; k: string }
+  | { t: 'unbindUpstream'; u: string }
+  | { t: 'slot'; u: string };
 
 /** A cooldown as stored in Redis (the field is the model's state key, or `*` for the account). */
 interface StoredCooldown {
@@ -97,6 +103,10 @@ export class RedisPoolState implements PoolStateStore {
   /** This process's leases per upstream: ids, any of which a release gives back. */
   private readonly leases = new Map<string, string[]>();
   private leaseSeq = 0;
+  /** Each upstream's `maxConcurrency`, as acquire() was told. */
+  private readonly limits = new Map<string, number>();
+  /** What this process's messages start with. */
+  private readonly origin: string;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly slotListeners: (() => void)[] = [];
   private readonly unsubscribe: () => void;
@@ -108,6 +118,7 @@ export class RedisPoolState implements PoolStateStore {
     private readonly local: MemoryPoolState,
     private readonly options: RedisPoolStateOptions,
   ) {
+    this.origin = link.id + ' ';
     this.unsubscribe = link.subscribe(CHANNEL, (message) => this.apply(message));
     this.heartbeat = setInterval(() => this.renew(), Math.max(250, Math.floor(options.leaseTtlMs / 3)));
     this.heartbeat.unref();
@@ -145,6 +156,7 @@ export class RedisPoolState implements PoolStateStore {
   // Slots.
   acquire(upstream: string, limit: number): boolean | Promise<boolean> {
     // This process's slots are among the cluster's: if it alone holds the limit, no need to ask.
+    if (limit > 0) this.limits.set(upstream, limit);
     if (limit === 0 || !this.link.up || this.local.inFlight(upstream) >= limit)
       return this.takeLocal(upstream, limit);
     const id = `${this.link.id}:${++this.leaseSeq}`;
@@ -168,9 +180,10 @@ export class RedisPoolState implements PoolStateStore {
     this.local.release(upstream);
     const id = this.leases.get(upstream)?.pop();
     if (id === undefined) return;
-    const change: Change = { o: this.link.id, t: 'slot', u: upstream };
+    const change: Change = { t: 'slot', u: upstream };
+    const limit = this.limits.get(upstream) ?? 0;
     this.link.fire((r) =>
-      RELEASE.run(r, [this.slotsKey(upstream)], [id, this.link.channel(CHANNEL), JSON.stringify(change)]),
+      RELEASE.run(r, [this.slotsKey(upstream)], [id, limit, this.link.channel(CHANNEL), this.encode(change)]),
     );
   }
 
@@ -186,7 +199,7 @@ export class RedisPoolState implements PoolStateStore {
 
   clearCooldown(upstream: string, model: string | undefined): void {
     this.local.clearCooldown(upstream, model);
-    this.share({ o: this.link.id, t: 'clear', u: upstream, m: modelKey(model), transient: false }, (m) =>
+    this.share({ t: 'clear', u: upstream, m: modelKey(model), transient: false }, (m) =>
       m.hdel(this.coolKey(upstream), model === undefined ? ACCOUNT_FIELD : stateKey(model)),
     );
   }
@@ -195,7 +208,7 @@ export class RedisPoolState implements PoolStateStore {
     // On every success: it costs Redis something only when there was a transient cooldown to clear.
     if (!this.local.clearTransient(upstream, model)) return false;
     const fields = model === undefined ? [ACCOUNT_FIELD] : [ACCOUNT_FIELD, stateKey(model)];
-    this.share({ o: this.link.id, t: 'clear', u: upstream, m: modelKey(model), transient: true }, (m) =>
+    this.share({ t: 'clear', u: upstream, m: modelKey(model), transient: true }, (m) =>
       CLEAR_TRANSIENT.queue(m, [this.coolKey(upstream)], fields),
     );
     return true;
@@ -204,14 +217,14 @@ export class RedisPoolState implements PoolStateStore {
   disable(upstream: string, reason: string): void {
     this.local.disable(upstream, reason);
     const stored = this.local.disabled(upstream)!;
-    this.share({ o: this.link.id, t: 'disable', u: upstream, reason: stored }, (m) =>
+    this.share({ t: 'disable', u: upstream, reason: stored }, (m) =>
       m.set(this.disabledKey(upstream), stored),
     );
   }
 
   enable(upstream: string): void {
     this.local.enable(upstream);
-    this.share({ o: this.link.id, t: 'enable', u: upstream }, (m) => m.del(this.disabledKey(upstream)));
+    this.share({ t: 'enable', u: upstream }, (m) => m.del(this.disabledKey(upstream)));
   }
 
   // Session bindings.
@@ -221,7 +234,7 @@ export class RedisPoolState implements PoolStateStore {
     // A renewal is shared only once half the TTL has passed: a busy session is not one write per request.
     if (previous - now > this.options.bindingTtlMs / 2) return previous;
     const k = stateKey(key);
-    this.share({ o: this.link.id, t: 'bind', k, u: upstream, until }, (m) =>
+    this.share({ t: 'bind', k, u: upstream, until }, (m) =>
       m.set(this.bindingKey(k), upstream, 'PX', Math.max(1, until - now)),
     );
     return previous;
@@ -230,14 +243,14 @@ export class RedisPoolState implements PoolStateStore {
   unbind(key: string): void {
     this.local.unbind(key);
     const k = stateKey(key);
-    this.share({ o: this.link.id, t: 'unbind', k }, (m) => m.del(this.bindingKey(k)));
+    this.share({ t: 'unbind', k }, (m) => m.del(this.bindingKey(k)));
   }
 
   unbindUpstream(upstream: string): void {
     this.local.unbindUpstream(upstream);
     // Bindings stored in Redis are left to their TTL: a process reading one finds its upstream
     // cooling or disabled, and the scheduler moves the session then.
-    this.share({ o: this.link.id, t: 'unbindUpstream', u: upstream }, (m) => m);
+    this.share({ t: 'unbindUpstream', u: upstream }, (m) => m);
   }
 
   private takeLocal(upstream: string, limit: number): boolean {
@@ -274,9 +287,8 @@ export class RedisPoolState implements PoolStateStore {
     const stored: StoredCooldown = { until: c.until, reason: c.reason, kind: c.kind };
     if (m !== null) stored.model = m;
     const field = m ?? ACCOUNT_FIELD;
-    this.share(
-      { o: this.link.id, t: 'cool', u: upstream, m, until: c.until, reason: c.reason, kind: c.kind },
-      (m) => COOL.queue(m, [this.coolKey(upstream)], [field, JSON.stringify(stored), ttl]),
+    this.share({ t: 'cool', u: upstream, m, until: c.until, reason: c.reason, kind: c.kind }, (m) =>
+      COOL.queue(m, [this.coolKey(upstream)], [field, JSON.stringify(stored), ttl]),
     );
   }
 
@@ -285,20 +297,24 @@ export class RedisPoolState implements PoolStateStore {
     this.link.fire((r) => {
       const m = r.pipeline();
       write(m);
-      m.publish(this.link.channel(CHANNEL), JSON.stringify(change));
+      m.publish(this.link.channel(CHANNEL), this.encode(change));
       return m.exec();
     });
   }
 
   /** Another process's change, applied to the mirror. */
+  private encode(change: Change): string {
+    return this.origin + JSON.stringify(change);
+  }
+
   private apply(message: string): void {
+    if (message.startsWith(this.origin)) return;
     let c: Change;
     try {
-      c = JSON.parse(message) as Change;
+      c = JSON.parse(message.slice(message.indexOf(' ') + 1)) as Change;
     } catch {
       return;
     }
-    if (c.o === this.link.id) return;
     const local = this.local;
     switch (c.t) {
       case 'cool':
