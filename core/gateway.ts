@@ -219,7 +219,8 @@ export class Gateway {
     for (const u of this.poolRef.upstreams) {
       const reason = this.upstreamTypes.get(u.type)?.check?.(u);
       if (reason === undefined) continue;
-      this.poolRef.state.disable(u.name, reason);
+      // This process's own config (no key…): other instances may well have what it lacks.
+      this.poolRef.state.disable(u.name, reason, 'process');
       this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
     }
     const pool = this.poolRef;

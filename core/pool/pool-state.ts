@@ -14,6 +14,8 @@ export interface Cooldown {
   kind: CooldownKind;
 }
 
+export type DisableScope = 'shared' | 'process';
+
 /** What a dashboard or an admin API may show about one upstream: no secret in it. */
 export interface UpstreamStateView {
   inFlight: number;
@@ -56,7 +58,11 @@ export interface PoolStateStore {
   unbind(key: string): void;
   /** Drops every binding to this upstream (it cooled or failed). */
   unbindUpstream(upstream: string): void;
-  disable(upstream: string, reason: string): void;
+  /**
+   * `scope` 'process': only this process cannot use it (its own config: no key, say); a shared store
+   * does not tell the others. By default every process sharing the state sees it disabled.
+   */
+  disable(upstream: string, reason: string, scope?: DisableScope): void;
   enable(upstream: string): void;
   disabled(upstream: string): string | undefined;
 }

@@ -16,7 +16,13 @@
  * per process. When it is back, this process writes what it knows (its cooldowns, disabled
  * accounts and leases: a Redis restarted empty is rebuilt) and reads what the others wrote.
  */
-import type { Cooldown, CooldownKind, PoolStateStore, UpstreamStateView } from '../pool/pool-state.js';
+import type {
+  Cooldown,
+  CooldownKind,
+  DisableScope,
+  PoolStateStore,
+  UpstreamStateView,
+} from '../pool/pool-state.js';
 import type { MemoryPoolState } from '../pool/pool-state.js';
 import { stateKey } from '../pool/state-key.js';
 import { RedisScript } from './redis-script.js';
@@ -105,6 +111,8 @@ export class RedisPoolState implements PoolStateStore {
   private leaseSeq = 0;
   /** Each upstream's `maxConcurrency`, as acquire() was told. */
   private readonly limits = new Map<string, number>();
+  /** Disabled by this process's own config (`scope` 'process'): never shared, never enabled by others. */
+  private readonly ownDisabled = new Set<string>();
   /** What this process's messages start with. */
   private readonly origin: string;
   private readonly heartbeat: NodeJS.Timeout;
@@ -214,8 +222,12 @@ export class RedisPoolState implements PoolStateStore {
     return true;
   }
 
-  disable(upstream: string, reason: string): void {
+  disable(upstream: string, reason: string, scope: DisableScope = 'shared'): void {
     this.local.disable(upstream, reason);
+    if (scope === 'process') {
+      this.ownDisabled.add(upstream);
+      return;
+    }
     const stored = this.local.disabled(upstream)!;
     this.share({ t: 'disable', u: upstream, reason: stored }, (m) =>
       m.set(this.disabledKey(upstream), stored),
@@ -223,6 +235,7 @@ export class RedisPoolState implements PoolStateStore {
   }
 
   enable(upstream: string): void {
+    this.ownDisabled.delete(upstream);
     this.local.enable(upstream);
     this.share({ t: 'enable', u: upstream }, (m) => m.del(this.disabledKey(upstream)));
   }
@@ -328,7 +341,8 @@ export class RedisPoolState implements PoolStateStore {
         local.disable(c.u, c.reason);
         break;
       case 'enable':
-        local.enable(c.u);
+        // Enabled elsewhere; this process still cannot use it if its own config disabled it.
+        if (!this.ownDisabled.has(c.u)) local.enable(c.u);
         break;
       case 'bind':
         local.bind(c.k, c.u, c.until);
@@ -356,7 +370,7 @@ export class RedisPoolState implements PoolStateStore {
       await link.run((r) => {
         const m = r.pipeline();
         for (const u of this.upstreams) {
-          const reason = this.local.disabled(u);
+          const reason = this.ownDisabled.has(u) ? undefined : this.local.disabled(u);
           if (reason !== undefined) m.set(this.disabledKey(u), reason);
           for (const c of this.local.view(u, now).cooldowns) {
             const field = c.model === null ? ACCOUNT_FIELD : stateKey(c.model);

@@ -172,6 +172,30 @@ describe('state.store: redis — pool state shared by several gateways', () => {
     assert.equal(servedBy(await post(B)), 'X');
   });
 
+  it('an upstream one gateway cannot use (its key is unset there) stays usable on the other', async () => {
+    const redis = h.track(await startRedis());
+    const X = await h.scripted('X');
+    const Y = await h.scripted('Y');
+    const yaml = gatewayConfig({
+      state: { store: 'redis', url: redis.url },
+      pool: { strategy: 'fill-first' },
+      upstreams: [
+        { name: 'X', type: 'openai', baseUrl: X.url + '/v1', apiKey: '${X_KEY:-}' },
+        { name: 'Y', type: 'openai', baseUrl: Y.url + '/v1', apiKey: upstreamKey('Y') },
+      ],
+    });
+    const A = await h.gatewayYaml(yaml, { X_KEY: '' });
+    const B = await h.gatewayYaml(yaml, { X_KEY: upstreamKey('X') });
+    assert.match(String(A.gw.pool.state.disabled('X')), /no API key/);
+    assert.equal(servedBy(await post(A)), 'Y');
+    // B changes something shared after A's boot: it has arrived, and X is still B's to use.
+    B.gw.pool.state.cool('Y', 'other', Date.now() + 60_000, 'r', 'rate_limit');
+    await until(() => A.gw.pool.state.cooldown('Y', 'other', Date.now()) !== undefined, 'A hears from B');
+    assert.equal(B.gw.pool.state.disabled('X'), undefined);
+    assert.equal(servedBy(await post(B)), 'X');
+    assert.equal(await redis.client.exists('tapgate:disabled:X'), 0);
+  });
+
   it('a gateway that starts later reads the cooldowns, disabled accounts and bindings already in Redis', async () => {
     const redis = h.track(await startRedis());
     const X = await h.scripted('X');
