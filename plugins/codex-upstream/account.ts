@@ -2,12 +2,14 @@
  * One Codex account's live credentials: the tokens, their generation, and the single-flight
  * refresh. Every request that needs a refresh while one is running waits for that one, so the
  * refresh token is spent exactly once (two concurrent refreshes burn it: `refresh_token_reused`).
- * A request whose token still works does not wait for a refresh ahead of expiry.
+ * A request whose token still works does not wait for a refresh ahead of expiry. With a shared
+ * store, the process's one refresh is in turn the cluster's one (cluster-refresh.ts).
  */
 import type { Logger } from '../../core/index.js';
+import type { ClusterRefresh } from './cluster-refresh.js';
 import { readAuthDoc, tokensOfDoc, writeBackTokens, type CodexTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
-import { RefreshFailure, requestTokenRefresh } from './refresh.js';
+import { RefreshFailure, requestTokenRefresh, type RefreshedTokens } from './refresh.js';
 
 /** An access token this close to its `exp` is treated as expired (clock skew, time in flight). */
 export const EXPIRY_SKEW_MS = 30_000;
@@ -38,6 +40,10 @@ export class CodexAccount {
   tokens: CodexTokens;
   /** Bumped on every new access token; a 401 on generation g forces a refresh only while g is current. */
   generation = 0;
+  /** The lock fence of the shared record the tokens came from (0: not from the store): breaks expiry ties. */
+  fence = 0;
+  /** Set with a shared store: the refresh is coordinated with the other processes. */
+  cluster: ClusterRefresh | undefined;
   /** Names of the upstreams on this account (several may share one auth.json). */
   readonly upstreams: string[] = [];
   /** Set once a refresh failed terminally; no refresh is ever tried again. */
@@ -106,44 +112,45 @@ export class CodexAccount {
   }
 
   private async refresh(): Promise<void> {
-    const log = this.opts.log;
-    const source = this.source;
-    if (source.kind === 'file' && (await this.adoptFromFile(source))) return;
+    // The generation the refresh is for: tokens adopted from here on may make it unnecessary.
+    const start = this.generation;
+    if (await this.adoptFromFile()) return;
+    await (this.cluster === undefined ? this.refreshAlone() : this.cluster.refresh(start));
+  }
+
+  /** The refresh in this process alone: no shared store, or the store is unreachable. */
+  async refreshAlone(): Promise<void> {
     let fresh;
     try {
-      fresh = await requestTokenRefresh({
+      fresh = await this.requestRefresh();
+    } catch (err) {
+      const f = err as RefreshFailure;
+      // Codex CLI may have refreshed the same login at the same moment: its tokens are the live ones.
+      if (f.terminal && (await this.adoptFromFile())) return;
+      throw f.terminal ? this.die(f) : this.backOff(f);
+    }
+    this.applyRefreshed(fresh, 0);
+    await this.writeBack();
+  }
+
+  /** One call to the token endpoint with the current refresh token; it fails with a RefreshFailure. */
+  async requestRefresh(): Promise<RefreshedTokens> {
+    try {
+      return await requestTokenRefresh({
         tokenUrl: this.opts.tokenUrl,
         clientId: this.opts.clientId,
         refreshToken: this.tokens.refreshToken,
         userAgent: this.opts.userAgent,
       });
     } catch (err) {
-      const f =
-        err instanceof RefreshFailure
-          ? err
-          : new RefreshFailure(false, 'error', (err as Error).message ?? String(err));
-      // Codex CLI may have refreshed the same login at the same moment: its tokens are the live ones.
-      if (f.terminal && source.kind === 'file' && (await this.adoptFromFile(source))) return;
-      const who = `codex upstream ${this.upstreams.join(', ')}`;
-      const fields = { upstreams: this.upstreams, code: f.code, status: f.status, detail: f.message };
-      if (f.terminal) {
-        this.deadReason = `refresh failed: ${f.code}`;
-        this.lastFailure = new CodexRefreshError(
-          true,
-          `${who}: token refresh failed (${f.message}); the account is disabled until it logs in again (codex login) and tapgate restarts`,
-        );
-        log.warn(fields, 'codex token refresh failed for good: upstream disabled');
-        this.opts.onDead(this.deadReason);
-      } else {
-        this.retryAt = Date.now() + this.opts.retryBackoffMs;
-        this.lastFailure = new CodexRefreshError(
-          false,
-          `${who}: token refresh failed (${f.message}); try again shortly`,
-        );
-        log.warn(fields, 'codex token refresh failed; will retry');
-      }
-      throw this.lastFailure;
+      throw err instanceof RefreshFailure
+        ? err
+        : new RefreshFailure(false, 'error', (err as Error).message ?? String(err));
     }
+  }
+
+  /** Takes the endpoint's answer as the tokens; `fence` is the shared lock's that covered the refresh. */
+  applyRefreshed(fresh: RefreshedTokens, fence: number): void {
     this.tokens = {
       accessToken: fresh.accessToken,
       refreshToken: fresh.refreshToken ?? this.tokens.refreshToken,
@@ -151,14 +158,75 @@ export class CodexAccount {
       accountId: this.tokens.accountId,
       expiresAt: fresh.expiresAt,
     };
-    this.generation++;
-    this.retryAt = 0;
-    this.lastFailure = undefined;
-    log.info(
+    this.renewed(fence);
+    this.opts.log.info(
       { upstreams: this.upstreams, expiresAt: new Date(fresh.expiresAt).toISOString() },
       'codex access token refreshed',
     );
-    if (source.kind === 'file') await this.writeBack(source);
+  }
+
+  /** Newer tokens another process refreshed (read from the shared store). */
+  adopt(tokens: CodexTokens, fence: number): void {
+    this.tokens = tokens;
+    this.renewed(fence);
+    this.opts.log.info(
+      { upstreams: this.upstreams, expiresAt: new Date(tokens.expiresAt).toISOString() },
+      'codex tokens adopted from the shared store (refreshed by another process)',
+    );
+  }
+
+  /** The refresh failed for good: the login is dead. Returns the error requests get from now on. */
+  die(f: RefreshFailure): CodexRefreshError {
+    this.deadReason = `refresh failed: ${f.code}`;
+    this.lastFailure = new CodexRefreshError(
+      true,
+      `${this.who()}: token refresh failed (${f.message}); the account is disabled until it logs in again (codex login) and tapgate restarts`,
+    );
+    this.opts.log.warn(this.failureFields(f), 'codex token refresh failed for good: upstream disabled');
+    this.opts.onDead(this.deadReason);
+    return this.lastFailure;
+  }
+
+  /** Another process's refresh failed for good (its reason, e.g. `refresh failed: invalid_grant`). */
+  diedElsewhere(reason: string): CodexRefreshError {
+    if (this.deadReason !== undefined) return this.lastFailure!;
+    this.deadReason = reason;
+    this.lastFailure = new CodexRefreshError(
+      true,
+      `${this.who()}: token refresh failed in another process (${reason}); the account is disabled until it logs in again (codex login) and tapgate restarts`,
+    );
+    this.opts.log.warn(
+      { upstreams: this.upstreams, reason },
+      'codex token refresh failed for good in another process: upstream disabled',
+    );
+    this.opts.onDead(reason);
+    return this.lastFailure;
+  }
+
+  /** A transient failure: no new attempt from this process within the back-off. */
+  backOff(f: RefreshFailure): CodexRefreshError {
+    this.retryAt = Date.now() + this.opts.retryBackoffMs;
+    this.lastFailure = new CodexRefreshError(
+      false,
+      `${this.who()}: token refresh failed (${f.message}); try again shortly`,
+    );
+    this.opts.log.warn(this.failureFields(f), 'codex token refresh failed; will retry');
+    return this.lastFailure;
+  }
+
+  private renewed(fence: number): void {
+    this.generation++;
+    this.fence = fence;
+    this.retryAt = 0;
+    this.lastFailure = undefined;
+  }
+
+  private who(): string {
+    return `codex upstream ${this.upstreams.join(', ')}`;
+  }
+
+  private failureFields(f: RefreshFailure): Record<string, unknown> {
+    return { upstreams: this.upstreams, code: f.code, status: f.status, detail: f.message };
   }
 
   /**
@@ -166,7 +234,9 @@ export class CodexAccount {
    * token is then the only live one. Adopt the file's tokens when they are newer and for the same
    * account; returns true when that made a refresh unnecessary.
    */
-  private async adoptFromFile(source: FileSource): Promise<boolean> {
+  async adoptFromFile(): Promise<boolean> {
+    const source = this.source;
+    if (source.kind !== 'file') return false;
     const doc = await readAuthDoc(source.path);
     const onFile = doc === undefined ? undefined : tokensOfDoc(doc);
     if (
@@ -177,7 +247,7 @@ export class CodexAccount {
     )
       return false;
     this.tokens = onFile;
-    this.generation++;
+    this.renewed(0);
     source.doc = doc!;
     this.opts.log.info(
       { upstreams: this.upstreams },
@@ -186,7 +256,10 @@ export class CodexAccount {
     return !this.due();
   }
 
-  private async writeBack(source: FileSource): Promise<void> {
+  /** Writes the tokens back to the auth file (inline tokens stay in memory). */
+  async writeBack(): Promise<void> {
+    const source = this.source;
+    if (source.kind !== 'file') return;
     try {
       const written = await writeBackTokens(source.path, source.doc, this.tokens);
       if (written === undefined) {

@@ -1,9 +1,10 @@
 /**
  * Upstream type `codex`: ChatGPT/Codex OAuth accounts on the Codex backend. Credentials come from
- * Codex CLI's auth.json (or inline tokens) and are refreshed single-flight, ahead of expiry and once
- * after a 401; requests are shaped the way the backend expects; SDK clients are spared the backend's
- * non-standard events. The backend only streams: a non-streaming client gets the Response object the
- * Responses plugin builds from the stream (the type is registered `streamsOnly`).
+ * Codex CLI's auth.json (or inline tokens) and are refreshed single-flight (once for the whole
+ * cluster with a shared state store), ahead of expiry and once after a 401; requests are shaped the
+ * way the backend expects; SDK clients are spared the backend's non-standard events. The backend
+ * only streams: a non-streaming client gets the Response object the Responses plugin builds from the
+ * stream (the type is registered `streamsOnly`).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { z } from 'zod';
@@ -17,6 +18,7 @@ import {
   type Upstream,
 } from '../../core/index.js';
 import { CodexAccount } from './account.js';
+import { ClusterTokens } from './cluster-refresh.js';
 import { CodexCredentialsError, expandHome, loadAuthFile, loadInlineTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
 import { NAME, peekState, requestState } from './request-state.js';
@@ -43,10 +45,14 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
   private readonly byFile = new Map<string, CodexAccount>();
   private readonly accounts = new Set<CodexAccount>();
   private gateway: PluginContext | undefined;
+  /** With a shared store (`state.store: redis`): refreshes coordinated with the other processes. */
+  private cluster: ClusterTokens | undefined;
 
   apply(gateway: PluginContext): void {
     this.gateway = gateway;
     const hooks = gateway.hooks;
+    if (gateway.cluster.shared)
+      this.cluster = new ClusterTokens(gateway.cluster, gateway.logger.child({ plugin: NAME }));
     gateway.upstreamTypes.register({
       type: CODEX_TYPE,
       schema: codexUpstreamSchema,
@@ -54,7 +60,7 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       streamsOnly: true,
       init: (upstream, context) => this.init(upstream, context.configDir),
       multiProcess:
-        'a token refresh must happen once per account, and each process would refresh on its own (a shared store is needed)',
+        'a refresh token must be sent once per account, and only a shared store lets the processes agree on which one sends it',
     });
 
     hooks.prepareUpstreamRequest.tapPromise(
@@ -117,6 +123,7 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
 
   /** A refresh that already spent the old refresh token must reach the auth file before exit. */
   async close(): Promise<void> {
+    this.cluster?.close();
     await Promise.all([...this.accounts].map((a) => a.idle()));
   }
 
@@ -166,6 +173,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       account = makeAccount(loadInlineTokens(upstream.name, s.tokens!), { kind: 'inline' });
     }
     account.upstreams.push(upstream.name);
+    // Shared under its first upstream's name: instances sharing the account must name it alike.
+    if (account.upstreams.length === 1) account.cluster = this.cluster?.attach(upstream.name, account);
     log.info(
       {
         upstream: upstream.name,
