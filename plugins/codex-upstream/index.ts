@@ -147,7 +147,9 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
         retryBackoffMs: Math.max(MIN_REFRESH_BACKOFF_MS, gateway.config.proxy.transientCooldown),
         log,
         onDead: (reason) => {
-          for (const name of account.upstreams) gateway.pool.state.disable(name, reason);
+          // This process's: the other processes learn the death from the shared token record (its
+          // `dead`), which a new login outdates, so a restart after `codex login` starts clean.
+          for (const name of account.upstreams) gateway.pool.state.disable(name, reason, 'process');
         },
         onUnusable: (reason) => {
           const until = Date.now() + gateway.config.proxy.transientCooldown;

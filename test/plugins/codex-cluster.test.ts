@@ -243,6 +243,15 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
       assert.equal((await postJson(gw.url, '/v1/responses', BODY)).status, 503);
     }
     assert.equal(tokens.requests.length, 1, 'a dead login is never refreshed again');
+
+    // `codex login` again, and a restart: the new login serves; the dead one's record does not stop it.
+    await Promise.all([a.close(), b.close()]);
+    const fresh = { ...login('acct-5', 3600), refresh_token: 'rt-acct-5-relogin' };
+    tokens.register(fresh, 'acct-5');
+    const c = await h.gatewayYaml(yaml(writeAuthFile(dir, fresh, {}, 'relogin.json')));
+    assert.equal((await postJson(c.url, '/v1/responses', BODY)).status, 200);
+    assert.equal(c.gw.pool.state.disabled(NAME), undefined);
+    assert.equal(await redis.client.exists(`tapgate:disabled:${NAME}`), 0, 'no lasting shared disable');
   });
 
   it('Redis down: each process refreshes on its own, and once Redis is back the refresher shares its tokens', async () => {
