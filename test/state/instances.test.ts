@@ -133,6 +133,65 @@ describe('two tapgate instances on one Redis (real processes)', function () {
     assert.equal(X.requests.length, 3, 'never more than 2 at once, and nothing lost');
   });
 
+  it('Redis killed under mixed load: no failed request, one warning per instance, sharing back after a restart', async () => {
+    const redis = h.track(await startRedis());
+    const X = await h.scripted('X');
+    const Y = await h.scripted('Y');
+    const [A, B] = await instances(redis, [
+      { name: 'X', up: X, maxConcurrency: 20 },
+      { name: 'Y', up: Y },
+    ]);
+    const statuses: number[] = [];
+    let stop = false;
+    const load = async (i: Instance, n: number) => {
+      for (let k = 0; !stop; k++) {
+        const body = { ...BODY, stream: k % 2 === 0 };
+        const headers: Record<string, string> = k % 3 === 0 ? { session_id: `mixed-${n}-${k % 5}` } : {};
+        const r = await deadline(postJson(i.url, '/v1/responses', body, headers), 20_000, 'no answer');
+        statuses.push(r.status);
+      }
+    };
+    const lines = (i: Instance, msg: string) => i.cli.stdout().split(msg).length - 1;
+    const DOWN = "Redis unavailable: pool state falls back to this process's own until it is back";
+    const BACK = 'Redis is back: shared state resumed';
+    const running = [load(A, 1), load(B, 2), load(A, 3), load(B, 4)];
+    await until(() => statuses.length >= 20, 'load running', 10_000);
+    await redis.kill();
+    await until(() => lines(A, DOWN) === 1 && lines(B, DOWN) === 1, 'both warn', 10_000);
+    const atKill = statuses.length;
+    await until(() => statuses.length >= atKill + 40, 'load goes on without Redis', 10_000);
+    await redis.restart();
+    await until(() => lines(A, BACK) === 1 && lines(B, BACK) === 1, 'both recover', 10_000);
+    const atBack = statuses.length;
+    await until(() => statuses.length >= atBack + 20, 'load after the restart', 10_000);
+    stop = true;
+    await Promise.all(running);
+    assert.deepEqual(
+      statuses.filter((s) => s !== 200),
+      [],
+      'no client request failed',
+    );
+    assert.equal(lines(A, DOWN), 1, 'one warning, not one per request');
+    assert.equal(lines(B, DOWN), 1);
+    // Shared again: a 429 that A gets from X keeps B off X.
+    X.answer(
+      jsonError(
+        429,
+        { error: { message: 'Rate limit reached', type: 'rate_limit_error' } },
+        { 'retry-after': '30' },
+      ),
+    );
+    const xBefore = X.requests.length;
+    // Round robin reaches X within two requests; A fails over to Y, so each one succeeds.
+    for (let k = 0; X.requests.length === xBefore; k++) {
+      assert.ok(k < 5, 'A never reached X');
+      assert.equal((await post(A)).status, 200);
+    }
+    const xAfter = X.requests.length;
+    for (let k = 0; k < 4; k++) assert.equal(servedBy(await post(B)), 'Y');
+    assert.equal(X.requests.length, xAfter, 'B kept off X');
+  });
+
   it('SIGKILL of an instance holding slots: the slots come back within the lease TTL', async () => {
     const redis = h.track(await startRedis());
     const X = await h.scripted('X');
