@@ -24,6 +24,8 @@ export interface TokenServer {
   requests: TokenRequest[];
   /** Makes a login known: its refresh token is live and its access token valid. */
   register(login: CodexLogin, accountId: string): void;
+  /** A new login of `account`, registered; `expiresInSec` ≤ 0 gives an already expired access token. */
+  login(account: string, expiresInSec?: number): CodexLogin;
   /** Whether the backend should accept this access token (issued or registered, not superseded). */
   accepts(access: string): boolean;
   /** Revokes an access token, as the backend would after e.g. a password change. */
@@ -117,6 +119,16 @@ export async function startTokenServer(): Promise<TokenServer> {
     register(login, accountId) {
       live.set(login.refresh_token, accountId);
       valid.add(login.access_token);
+    },
+    login(account, expiresInSec = 3600) {
+      const l = {
+        access_token: accessToken(account, expiresInSec),
+        refresh_token: `rt-${account}-0`,
+        id_token: idToken(account),
+        account_id: account,
+      };
+      server_.register(l, account);
+      return l;
     },
     accepts: (access) => valid.has(access),
     revoke: (access) => void valid.delete(access),

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { killStrayClis, runCli } from '../helpers/cli.js';
 import type { CodexBackend } from '../helpers/codex-backend.js';
-import { accessToken, idToken, writeAuthFile, type CodexLogin } from '../helpers/codex-jwt.js';
+import { writeAuthFile } from '../helpers/codex-jwt.js';
 import type { TokenServer } from '../helpers/codex-token-server.js';
 import { CLIENT_KEY, type TestGateway } from '../helpers/gateway.js';
 import { Harness } from '../helpers/harness.js';
@@ -76,17 +76,6 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A login known to the token server; `expiresInSec` ≤ 0 gives an already expired access token. */
-  function login(account: string, expiresInSec = 3600): CodexLogin {
-    const l = {
-      access_token: accessToken(account, expiresInSec),
-      refresh_token: `rt-${account}-0`,
-      id_token: idToken(account),
-      account_id: account,
-    };
-    tokens.register(l, account);
-    return l;
-  }
 
   function yaml(auth: string, extra: { baseUrl?: string; server?: Record<string, unknown> } = {}): string {
     return gatewayConfig({
@@ -111,7 +100,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   }
 
   it('20 concurrent requests over two instances, expired token: one refresh, all succeed, auth.json written once', async () => {
-    const l = login('acct-1', -60);
+    const l = tokens.login('acct-1', -60);
     const path = writeAuthFile(dir, l);
     const [a, b] = await pair(path);
     const writes = watchWrites(path);
@@ -157,7 +146,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('a 401 on instance B after A refreshed: B takes A’s tokens from the store, never the spent refresh token', async () => {
-    const l = login('acct-2');
+    const l = tokens.login('acct-2');
     const backendB = await h.codexBackend(tokens.accepts);
     // B on another host: its own copy of the login, so only the store can bring it A's tokens.
     const pathA = writeAuthFile(dir, l, {}, 'a.json');
@@ -181,7 +170,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('an instance started after the refresh with a stale copy of the login adopts the stored tokens on its first 401', async () => {
-    const l = login('acct-3');
+    const l = tokens.login('acct-3');
     const pathA = writeAuthFile(dir, l, {}, 'a.json');
     // Another host's copy of the same login: never written by A.
     const pathB = join(dir, 'b.json');
@@ -201,7 +190,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('a slow token endpoint: the other instance’s requests wait for the holder and succeed with its token', async () => {
-    const l = login('acct-4', -60);
+    const l = tokens.login('acct-4', -60);
     const [a, b] = await pair(writeAuthFile(dir, l));
     const release = tokens.hold();
     const first = postJson(a.url, '/v1/responses', BODY);
@@ -223,7 +212,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('a terminal refresh failure disables the account on both instances; the waiter fails at once, nothing retried', async () => {
-    const l = login('acct-5', -60);
+    const l = tokens.login('acct-5', -60);
     const [a, b] = await pair(writeAuthFile(dir, l));
     tokens.script = () => ({ status: 400, body: { error: 'invalid_grant', error_description: 'gone' } });
     const release = tokens.hold();
@@ -246,7 +235,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
 
     // `codex login` again, and a restart: the new login serves; the dead one's record does not stop it.
     await Promise.all([a.close(), b.close()]);
-    const fresh = { ...login('acct-5', 3600), refresh_token: 'rt-acct-5-relogin' };
+    const fresh = { ...tokens.login('acct-5', 3600), refresh_token: 'rt-acct-5-relogin' };
     tokens.register(fresh, 'acct-5');
     const c = await h.gatewayYaml(yaml(writeAuthFile(dir, fresh, {}, 'relogin.json')));
     assert.equal((await postJson(c.url, '/v1/responses', BODY)).status, 200);
@@ -255,7 +244,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('Redis down: each process refreshes on its own, and once Redis is back the refresher shares its tokens', async () => {
-    const l = login('acct-6', -60);
+    const l = tokens.login('acct-6', -60);
     const pathA = writeAuthFile(dir, l, {}, 'a.json');
     const pathB = join(dir, 'b.json');
     copyFileSync(pathA, pathB);
@@ -276,7 +265,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('Redis down, one auth file: both instances serve; the second takes the first one’s tokens from the file', async () => {
-    const l = login('acct-7', -60);
+    const l = tokens.login('acct-7', -60);
     const [a, b] = await pair(writeAuthFile(dir, l));
     await redis.kill();
     assert.equal((await postJson(a.url, '/v1/responses', BODY)).status, 200);
@@ -287,7 +276,7 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
   });
 
   it('the binary with server.workers: 2 boots with a codex upstream, and its workers refresh once', async () => {
-    const l = login('acct-8', -60);
+    const l = tokens.login('acct-8', -60);
     const path = writeAuthFile(dir, l);
     const port = await freePort();
     const config = join(dir, 'workers.yaml');

@@ -63,17 +63,6 @@ describe('plugin codex-upstream: token refresh', () => {
     await tokens.close();
   });
 
-  /** A login known to the token server; `expiresInSec` ≤ 0 gives an already expired access token. */
-  function login(account: string, expiresInSec = 3600): CodexLogin {
-    const l = {
-      access_token: accessToken(account, expiresInSec),
-      refresh_token: `rt-${account}-0`,
-      id_token: idToken(account),
-      account_id: account,
-    };
-    tokens.register(l, account);
-    return l;
-  }
 
   function authFile(l: CodexLogin, extra: Record<string, unknown> = {}): string {
     return writeAuthFile(dir, l, extra, `auth-${++n}.json`);
@@ -106,7 +95,7 @@ describe('plugin codex-upstream: token refresh', () => {
 
   describe('ahead of expiry', () => {
     it('refreshes before sending, with the form the token endpoint expects, and writes the file back atomically', async () => {
-      const l = login('acct-a', 60); // inside the default refreshAhead of 5m
+      const l = tokens.login('acct-a', 60); // inside the default refreshAhead of 5m
       const path = authFile(l, { OPENAI_API_KEY: null, custom_field: { keep: true } });
       const gw = await gateway([codex('cx', path)]);
       const before = Date.now();
@@ -146,7 +135,7 @@ describe('plugin codex-upstream: token refresh', () => {
       ['expired', -60],
     ] as const) {
       it(`refreshes exactly once for 20 concurrent requests, token ${state} (single-flight)`, async () => {
-        const l = login(`acct-b${expiresInSec}`, expiresInSec);
+        const l = tokens.login(`acct-b${expiresInSec}`, expiresInSec);
         const gw = await gateway([codex('cx', authFile(l))]);
         const release = tokens.hold();
         const all = Array.from({ length: 20 }, () => postJson(gw.url, '/v1/responses', BODY));
@@ -172,7 +161,7 @@ describe('plugin codex-upstream: token refresh', () => {
     }
 
     it('requests whose token still works do not wait for a slow refresh ahead of expiry', async () => {
-      const l = login('acct-b2', 60);
+      const l = tokens.login('acct-b2', 60);
       const gw = await gateway([codex('cx', authFile(l))]);
       const release = tokens.hold();
       const first = postJson(gw.url, '/v1/responses', BODY);
@@ -194,7 +183,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('a refresh that fails transiently while the token is still valid does not fail the request, nor retry at once', async () => {
-      const l = login('acct-c', 120);
+      const l = tokens.login('acct-c', 120);
       const gw = await gateway([codex('cx', authFile(l))]);
       tokens.script = () => ({ status: 503, body: { error: { message: 'try later', code: 'unavailable' } } });
       const r1 = await postJson(gw.url, '/v1/responses', BODY);
@@ -207,7 +196,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('inline tokens are refreshed in memory only', async () => {
-      const l = login('acct-d', 30);
+      const l = tokens.login('acct-d', 30);
       const gw = await gateway([
         {
           name: 'cx',
@@ -226,7 +215,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('adopts newer tokens that Codex CLI wrote to the file instead of spending its own refresh token', async () => {
-      const l = login('acct-e', 60);
+      const l = tokens.login('acct-e', 60);
       const path = authFile(l);
       const gw = await gateway([codex('cx', path)]);
       // Codex CLI refreshed the same login meanwhile: its refresh token is now the only live one.
@@ -241,7 +230,7 @@ describe('plugin codex-upstream: token refresh', () => {
       assert.equal(bearer(backend.requests[0]!), newer.access_token);
     });
     it('refresh_token_reused because Codex CLI refreshed at the same moment: adopts its tokens, not disabled', async () => {
-      const l = login('acct-e2', 60);
+      const l = tokens.login('acct-e2', 60);
       const path = authFile(l);
       const gw = await gateway([codex('cx', path)]);
       const newer = { ...l, access_token: accessToken('acct-e2', 3600), refresh_token: 'rt-acct-e2-cli' };
@@ -261,8 +250,8 @@ describe('plugin codex-upstream: token refresh', () => {
 
   describe('after a 401', () => {
     it('refreshes once and retries the same account before failing over', async () => {
-      const a = login('acct-f');
-      const b = login('acct-g');
+      const a = tokens.login('acct-f');
+      const b = tokens.login('acct-g');
       const gw = await gateway([codex('cx-a', authFile(a)), codex('cx-b', authFile(b))]);
       tokens.revoke(a.access_token);
       const res = await postJson(gw.url, '/v1/responses', BODY);
@@ -284,7 +273,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('20 concurrent 401s cause exactly one refresh, and all 20 succeed', async () => {
-      const a = login('acct-h');
+      const a = tokens.login('acct-h');
       const gw = await gateway([codex('cx', authFile(a))]);
       tokens.revoke(a.access_token);
       // All 20 reach the backend with the old token, then get their 401s at once.
@@ -307,7 +296,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('requests that arrive while a 401-driven refresh runs wait for it instead of sending a dead token', async () => {
-      const a = login('acct-h2');
+      const a = tokens.login('acct-h2');
       const gw = await gateway([codex('cx', authFile(a))]);
       tokens.revoke(a.access_token);
       const releaseTokens = tokens.hold();
@@ -326,8 +315,8 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('a second 401 after the refresh switches account and cools the first', async () => {
-      const a = login('acct-i');
-      const b = login('acct-j');
+      const a = tokens.login('acct-i');
+      const b = tokens.login('acct-j');
       const gw = await gateway([codex('cx-a', authFile(a)), codex('cx-b', authFile(b), { priority: 1 })]);
       const rejected = new Set<string>();
       backend.answer = undefined;
@@ -366,7 +355,7 @@ describe('plugin codex-upstream: token refresh', () => {
     }
 
     it('refresh_token_reused disables the account, with no loop, and the request fails over (expired token)', async () => {
-      const a = login('acct-k', -60);
+      const a = tokens.login('acct-k', -60);
       const path = authFile(a);
       const before = readFileSync(path, 'utf8');
       const gw = await gateway([codex('cx', path), openai()]);
@@ -395,7 +384,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('after a 401, refresh_token_reused disables the account and the same request fails over', async () => {
-      const a = login('acct-l');
+      const a = tokens.login('acct-l');
       const gw = await gateway([codex('cx', authFile(a)), openai()]);
       tokens.revoke(a.access_token);
       tokens.script = () => ({
@@ -411,8 +400,8 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('a dead account fails over to another codex account in the same request, and is never tried again', async () => {
-      const a = login('acct-k2', -60);
-      const b = login('acct-k3');
+      const a = tokens.login('acct-k2', -60);
+      const b = tokens.login('acct-k3');
       const gw = await gateway([codex('cx-a', authFile(a)), codex('cx-b', authFile(b), { priority: 1 })]);
       tokens.script = (req) =>
         req.form.refresh_token === a.refresh_token
@@ -433,7 +422,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('an OAuth invalid_grant (400) is terminal too; alone, the client gets a clear error and then a 503 naming the reason', async () => {
-      const a = login('acct-m', -60);
+      const a = tokens.login('acct-m', -60);
       const gw = await gateway([codex('cx', authFile(a))]);
       tokens.script = () => ({
         status: 400,
@@ -458,7 +447,7 @@ describe('plugin codex-upstream: token refresh', () => {
 
   describe('transient refresh failures', () => {
     it('an expired token and a 5xx token endpoint: a clear 502, a short cooldown, not disabled, no hammering', async () => {
-      const gw = await gateway([codex('cx', authFile(login('acct-n', -60)))], { transientCooldown: '20s' });
+      const gw = await gateway([codex('cx', authFile(tokens.login('acct-n', -60)))], { transientCooldown: '20s' });
       tokens.script = () => ({ status: 503, body: 'upstream connect error' });
       const res = await postJson(gw.url, '/v1/responses', BODY);
       assert.equal(res.status, 502);
@@ -476,7 +465,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('after a 401, a 5xx token endpoint fails the same request over, cools the account, does not disable it', async () => {
-      const a = login('acct-o2');
+      const a = tokens.login('acct-o2');
       const gw = await gateway([codex('cx', authFile(a)), openai()]);
       tokens.revoke(a.access_token);
       tokens.script = () => ({ status: 503, body: 'upstream connect error' });
@@ -490,7 +479,7 @@ describe('plugin codex-upstream: token refresh', () => {
     });
 
     it('an unreachable token endpoint fails over to another upstream', async () => {
-      const a = login('acct-o', -60);
+      const a = tokens.login('acct-o', -60);
       const gw = await gateway([
         {
           name: 'cx',
@@ -510,7 +499,7 @@ describe('plugin codex-upstream: token refresh', () => {
   });
 
   it('shutdown waits for a running refresh, so the rotated refresh token reaches the file', async () => {
-    const path = authFile(login('acct-q', -60));
+    const path = authFile(tokens.login('acct-q', -60));
     const gw = await gateway([codex('cx', path)]);
     const release = tokens.hold();
     const pending = postJson(gw.url, '/v1/responses', BODY);
@@ -524,7 +513,7 @@ describe('plugin codex-upstream: token refresh', () => {
   });
 
   it('CodexAccount.idle() (awaited by the plugin on close) resolves only after the refresh and its write-back', async () => {
-    const l = login('acct-r', -60);
+    const l = tokens.login('acct-r', -60);
     const path = authFile(l);
     const { tokens: t, doc } = loadAuthFile('cx', path);
     const account = new CodexAccount(
@@ -557,7 +546,7 @@ describe('plugin codex-upstream: token refresh', () => {
   });
 
   it('two upstreams on one auth file share one account: one refresh for both', async () => {
-    const path = authFile(login('acct-p', 60));
+    const path = authFile(tokens.login('acct-p', 60));
     const gw = await gateway([
       codex('cx-1', path, { models: ['m1'] }),
       codex('cx-2', path, { models: ['m2'] }),

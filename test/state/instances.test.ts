@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { killStrayClis, runCli, type Cli } from '../helpers/cli.js';
 import { CLIENT_KEY } from '../helpers/gateway.js';
 import { Harness } from '../helpers/harness.js';
-import { jsonError, servedBy, until, type ScriptedUpstream } from '../helpers/pool.js';
-import { gatewayConfig, upstreamKey } from '../helpers/proxy-config.js';
+import { jsonError, servedBy, until } from '../helpers/pool.js';
+import { sharedStateConfig, type SharedStateExtra, type SharedUpstream } from '../helpers/shared-state.js';
 import { deadline, postJson } from '../helpers/raw.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -32,24 +32,11 @@ describe('two tapgate instances on one Redis (real processes)', function () {
 
   async function instances(
     redis: TestRedis,
-    ups: { name: string; up: ScriptedUpstream; maxConcurrency?: number }[],
-    extra: { pool?: Record<string, unknown>; state?: Record<string, unknown> } = {},
+    ups: SharedUpstream[],
+    extra: SharedStateExtra = {},
   ): Promise<[Instance, Instance]> {
     const file = join(dir, `config-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(
-      file,
-      gatewayConfig({
-        state: { store: 'redis', url: redis.url, ...extra.state },
-        pool: extra.pool,
-        upstreams: ups.map((u) => ({
-          name: u.name,
-          type: 'openai',
-          baseUrl: u.up.url + '/v1',
-          apiKey: upstreamKey(u.name),
-          ...(u.maxConcurrency === undefined ? {} : { maxConcurrency: u.maxConcurrency }),
-        })),
-      }),
-    );
+    writeFileSync(file, sharedStateConfig(redis.url, ups, extra));
     const start = async (): Promise<Instance> => {
       const cli = runCli(['--config', file], { env: { TAPGATE_TEST_KEY: CLIENT_KEY } });
       const line = await cli.logLine('tapgate listening');

@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict';
 import type { TestGateway } from '../helpers/gateway.js';
 import { Harness } from '../helpers/harness.js';
-import { jsonError, servedBy, until, type ScriptedUpstream } from '../helpers/pool.js';
+import { jsonError, servedBy, until } from '../helpers/pool.js';
 import { gatewayConfig, upstreamKey } from '../helpers/proxy-config.js';
+import { sharedStateConfig, type SharedStateExtra, type SharedUpstream } from '../helpers/shared-state.js';
 import { deadline, postJson, type RawResponse } from '../helpers/raw.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/redis.js';
 
@@ -15,33 +16,21 @@ const BODY = { model: 'gpt-test', stream: true, input: 'hi' };
 
 const h = Harness.perTest();
 
-interface Up {
-  name: string;
-  up: ScriptedUpstream;
-  maxConcurrency?: number;
-}
-
-function sharedConfig(
-  url: string,
-  ups: Up[],
-  extra: { pool?: Record<string, unknown>; state?: Record<string, unknown> } = {},
-) {
-  return gatewayConfig({
-    state: { store: 'redis', url, ...extra.state },
-    pool: extra.pool,
-    upstreams: ups.map((u) => ({
-      name: u.name,
-      type: 'openai',
-      baseUrl: u.up.url + '/v1',
-      apiKey: upstreamKey(u.name),
-      ...(u.maxConcurrency === undefined ? {} : { maxConcurrency: u.maxConcurrency }),
-    })),
-  });
+/** A Redis and two accounts, X and Y. */
+async function twoAccounts() {
+  const redis = h.track(await startRedis());
+  const X = await h.scripted('X');
+  const Y = await h.scripted('Y');
+  const ups: SharedUpstream[] = [
+    { name: 'X', up: X },
+    { name: 'Y', up: Y },
+  ];
+  return { redis, X, Y, ups };
 }
 
 /** Two gateways on one Redis with the same config. */
-async function pair(redis: TestRedis, ups: Up[], extra: Parameters<typeof sharedConfig>[2] = {}) {
-  const yaml = sharedConfig(redis.url, ups, extra);
+async function pair(redis: TestRedis, ups: SharedUpstream[], extra: SharedStateExtra = {}) {
+  const yaml = sharedStateConfig(redis.url, ups, extra);
   const A = await h.gatewayYaml(yaml);
   const B = await h.gatewayYaml(yaml);
   return { A, B };
@@ -60,17 +49,8 @@ const BACK = 'Redis is back: shared state resumed';
 
 describe('state.store: redis — pool state shared by several gateways', () => {
   it('a 429 with Retry-After seen by one gateway keeps the other off that account until it ends', async () => {
-    const redis = h.track(await startRedis());
-    const X = await h.scripted('X');
-    const Y = await h.scripted('Y');
-    const { A, B } = await pair(
-      redis,
-      [
-        { name: 'X', up: X },
-        { name: 'Y', up: Y },
-      ],
-      { pool: { strategy: 'fill-first' } },
-    );
+    const { redis, X, ups } = await twoAccounts();
+    const { A, B } = await pair(redis, ups, { pool: { strategy: 'fill-first' } });
     X.answer(
       jsonError(
         429,
@@ -98,13 +78,8 @@ describe('state.store: redis — pool state shared by several gateways', () => {
   });
 
   it('a session started on one gateway stays on its account when the next turn goes to the other', async () => {
-    const redis = h.track(await startRedis());
-    const X = await h.scripted('X');
-    const Y = await h.scripted('Y');
-    const { A, B } = await pair(redis, [
-      { name: 'X', up: X },
-      { name: 'Y', up: Y },
-    ]);
+    const { redis, ups } = await twoAccounts();
+    const { A, B } = await pair(redis, ups);
     // B's round robin is moved one step, so without shared bindings each session would land elsewhere.
     await post(B);
     const sessions = ['s1', 's2', 's3', 's4'];
@@ -152,17 +127,8 @@ describe('state.store: redis — pool state shared by several gateways', () => {
   });
 
   it('a disabled account is disabled everywhere', async () => {
-    const redis = h.track(await startRedis());
-    const X = await h.scripted('X');
-    const Y = await h.scripted('Y');
-    const { A, B } = await pair(
-      redis,
-      [
-        { name: 'X', up: X },
-        { name: 'Y', up: Y },
-      ],
-      { pool: { strategy: 'fill-first' } },
-    );
+    const { redis, ups } = await twoAccounts();
+    const { A, B } = await pair(redis, ups, { pool: { strategy: 'fill-first' } });
     A.gw.pool.state.disable('X', 'refresh failed: invalid_grant');
     await until(() => B.gw.pool.state.disabled('X') !== undefined, 'B learns X is disabled');
     assert.equal(B.gw.pool.state.disabled('X'), 'refresh failed: invalid_grant');
@@ -173,9 +139,7 @@ describe('state.store: redis — pool state shared by several gateways', () => {
   });
 
   it('an upstream one gateway cannot use (its key is unset there) stays usable on the other', async () => {
-    const redis = h.track(await startRedis());
-    const X = await h.scripted('X');
-    const Y = await h.scripted('Y');
+    const { redis, X, Y } = await twoAccounts();
     const yaml = gatewayConfig({
       state: { store: 'redis', url: redis.url },
       pool: { strategy: 'fill-first' },
@@ -197,14 +161,8 @@ describe('state.store: redis — pool state shared by several gateways', () => {
   });
 
   it('a gateway that starts later reads the cooldowns, disabled accounts and bindings already in Redis', async () => {
-    const redis = h.track(await startRedis());
-    const X = await h.scripted('X');
-    const Y = await h.scripted('Y');
-    const ups = [
-      { name: 'X', up: X },
-      { name: 'Y', up: Y },
-    ];
-    const A = await h.gatewayYaml(sharedConfig(redis.url, ups));
+    const { redis, ups } = await twoAccounts();
+    const A = await h.gatewayYaml(sharedStateConfig(redis.url, ups));
     A.gw.pool.state.cool('X', 'gpt-test', Date.now() + 60_000, 'Rate limit reached', 'rate_limit');
     A.gw.pool.state.disable('Y', 'revoked');
     A.gw.pool.state.bind('s:late', 'X', Date.now() + 60_000);
@@ -214,7 +172,7 @@ describe('state.store: redis — pool state shared by several gateways', () => {
       async () =>
         (await redis.client.exists('tapgate:cool:X', 'tapgate:disabled:Y', 'tapgate:aff:s:late')) === 3,
     );
-    const C = await h.gatewayYaml(sharedConfig(redis.url, ups));
+    const C = await h.gatewayYaml(sharedStateConfig(redis.url, ups));
     await until(
       () =>
         C.gw.pool.state.cooldown('X', 'gpt-test', Date.now())?.kind === 'rate_limit' &&
@@ -230,11 +188,11 @@ describe('state.store: redis — when Redis fails', () => {
     const port = await freePort();
     const X = await h.scripted('X');
     const Y = await h.scripted('Y');
-    const ups = [
+    const ups: SharedUpstream[] = [
       { name: 'X', up: X },
       { name: 'Y', up: Y },
     ];
-    const A = await h.gatewayYaml(sharedConfig(`redis://127.0.0.1:${port}`, ups));
+    const A = await h.gatewayYaml(sharedStateConfig(`redis://127.0.0.1:${port}`, ups));
     assert.equal(
       messages(
         A,
@@ -249,7 +207,7 @@ describe('state.store: redis — when Redis fails', () => {
     await until(() => messages(A, BACK) === 1, 'A reconnects on its own', 10_000);
     // What A learned while alone is pushed: a gateway that starts now sees it.
     await untilAsync(async () => (await redis.client.exists('tapgate:cool:X')) === 1);
-    const B = await h.gatewayYaml(sharedConfig(redis.url, ups));
+    const B = await h.gatewayYaml(sharedStateConfig(redis.url, ups));
     await until(
       () => B.gw.pool.state.cooldown('X', undefined, Date.now()) !== undefined,
       'B reads the cooldown',
@@ -257,9 +215,7 @@ describe('state.store: redis — when Redis fails', () => {
   });
 
   it('killed under load: no request fails, one warning per gateway, and sharing resumes after a restart (empty)', async () => {
-    const redis = h.track(await startRedis());
-    const X = await h.scripted('X');
-    const Y = await h.scripted('Y');
+    const { redis, X, Y } = await twoAccounts();
     const { A, B } = await pair(redis, [
       { name: 'X', up: X, maxConcurrency: 50 },
       { name: 'Y', up: Y },
@@ -319,7 +275,9 @@ describe('state.store: redis — when Redis fails', () => {
     const redis = h.track(await startRedis());
     const X = await h.scripted('X');
     const A = await h.gatewayYaml(
-      sharedConfig(redis.url, [{ name: 'X', up: X, maxConcurrency: 4 }], { state: { timeout: '200ms' } }),
+      sharedStateConfig(redis.url, [{ name: 'X', up: X, maxConcurrency: 4 }], {
+        state: { timeout: '200ms' },
+      }),
     );
     assert.equal((await post(A)).status, 200);
     redis.pause();
