@@ -236,3 +236,18 @@ export function stealSeconds(): number {
   // cpu user nice system idle iowait irq softirq steal …
   return Number(line.trim().split(/\s+/)[8] ?? 0) / CLK_TCK;
 }
+
+/**
+ * Busy time of one core so far, in seconds (from /proc/stat: everything but idle and iowait). The
+ * load core runs the upstream, the load generator (and Redis): near 100% busy, it is the limit.
+ */
+export function coreBusySeconds(core: number): number {
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${core} `));
+  if (line === undefined) return Number.NaN;
+  // cpuN user nice system idle iowait irq softirq steal …
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - f[3]! - f[4]!) / CLK_TCK;
+}

@@ -1,15 +1,20 @@
 /** The bench's figures: the targets' PASS/MISS, the console table, the markdown file, the profile summary. */
 import { readFileSync } from 'node:fs';
 import type { LoadResult, Sequential } from './load.js';
+import type { RedisUsage } from './redis.js';
 
-export type TargetName = 'direct' | 'bare' | 'tapgate' | 'nginx';
+export type TargetName = 'direct' | 'bare' | 'tapgate' | 'tapgate-redis' | 'nginx';
 
 export const LABELS: Record<TargetName, string> = {
   direct: 'upstream direct',
   bare: 'bare http-proxy-3',
   tapgate: 'tapgate',
+  'tapgate-redis': 'tapgate, Redis store',
   nginx: 'nginx',
 };
+
+/** Issue 13: the Redis store keeps at least this share of the memory store's throughput. */
+export const REDIS_MIN_RATIO = 0.85;
 
 export interface TargetResult {
   name: TargetName;
@@ -26,6 +31,10 @@ export interface TargetResult {
   cpu?: { json: number; sse: number; jsonUsPerReq: number; sseUsPerReq: number };
   /** CPU taken meanwhile by other processes and hypervisor steal (background noise), in % of one core. */
   otherCpu?: { json: number; sse: number };
+  /** How busy the load core (upstream, load generator, Redis) was meanwhile, in %: near 100, it is the limit. */
+  loadCore?: { json: number; sse: number };
+  /** tapgate-redis: what Redis did per request under the JSON and SSE loads, and in the sequential JSON run. */
+  redis?: { json: RedisUsage; sse: RedisUsage; seq?: RedisUsage };
 }
 
 export interface MemoryResult {
@@ -80,12 +89,15 @@ const ratio = (v: number | null | undefined) => (v === undefined || v === null ?
 export function computeRatios(targets: TargetResult[]): Pick<Report, 'ratios' | 'added'> {
   const by = (n: TargetName) => targets.find((t) => t.name === n && t.status === 'ok');
   const tg = by('tapgate');
+  const tgr = by('tapgate-redis');
   const bare = by('bare');
   const direct = by('direct');
   const div = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined || b === 0 ? null : a / b;
   const sub = (a: number | undefined, b: number | undefined) =>
     a === undefined || b === undefined ? null : a - b;
+  const sum = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined ? undefined : a + b;
   return {
     ratios: {
       tapgateToBareJson: div(tg?.json?.rps, bare?.json?.rps),
@@ -94,6 +106,19 @@ export function computeRatios(targets: TargetResult[]): Pick<Report, 'ratios' | 
       tapgateToDirectSse: div(tg?.sse?.rps, direct?.sse?.rps),
       cpuPerRequestTapgateToBareJson: div(tg?.cpu?.jsonUsPerReq, bare?.cpu?.jsonUsPerReq),
       cpuPerRequestTapgateToBareSse: div(tg?.cpu?.sseUsPerReq, bare?.cpu?.sseUsPerReq),
+      redisToMemoryJson: div(tgr?.json?.rps, tg?.json?.rps),
+      redisToMemorySse: div(tgr?.sse?.rps, tg?.sse?.rps),
+      cpuPerRequestRedisToMemoryJson: div(tgr?.cpu?.jsonUsPerReq, tg?.cpu?.jsonUsPerReq),
+      cpuPerRequestRedisToMemorySse: div(tgr?.cpu?.sseUsPerReq, tg?.cpu?.sseUsPerReq),
+      // tapgate's CPU plus Redis's, per request: what the Redis store costs the cluster in all.
+      cpuWithRedisPerRequestRedisToMemoryJson: div(
+        sum(tgr?.cpu?.jsonUsPerReq, tgr?.redis?.json.cpuUsPerRequest),
+        tg?.cpu?.jsonUsPerReq,
+      ),
+      cpuWithRedisPerRequestRedisToMemorySse: div(
+        sum(tgr?.cpu?.sseUsPerReq, tgr?.redis?.sse.cpuUsPerRequest),
+        tg?.cpu?.sseUsPerReq,
+      ),
     },
     added: {
       latencyP50Ms: sub(tg?.seq?.p50, direct?.seq?.p50),
@@ -157,6 +182,18 @@ export function computeChecks(r: Pick<Report, 'ratios' | 'added' | 'memory'>): C
       target: `≤ ${GROWTH_TOLERANCE_MB} MB`,
       value: growth === null ? '–' : `${growth >= 0 ? '+' : ''}${fmt(growth, 1)} MB`,
       pass: growth === null ? undefined : allOpen && growth <= GROWTH_TOLERANCE_MB,
+    },
+    {
+      name: 'JSON throughput, tapgate Redis store ÷ memory store',
+      target: `≥ ${fmt(REDIS_MIN_RATIO, 2)}×`,
+      value: ratio(r.ratios.redisToMemoryJson),
+      pass: ge(r.ratios.redisToMemoryJson, REDIS_MIN_RATIO),
+    },
+    {
+      name: 'SSE throughput, tapgate Redis store ÷ memory store',
+      target: `≥ ${fmt(REDIS_MIN_RATIO, 2)}×`,
+      value: ratio(r.ratios.redisToMemorySse),
+      pass: ge(r.ratios.redisToMemorySse, REDIS_MIN_RATIO),
     },
   ];
 }
@@ -240,6 +277,55 @@ function memoryLines(r: Report): string[] {
   ];
 }
 
+function usageText(u: RedisUsage): string {
+  const by = Object.entries(u.byCommand)
+    // By count as printed, then by name: commands run once per request stay together, in a stable order.
+    .sort((a, b) => Math.round(100 * b[1]) - Math.round(100 * a[1]) || a[0].localeCompare(b[0]))
+    .map(([name, n]) => `${name} ${fmt(n, 2)}`)
+    .join(', ');
+  return (
+    `${fmt(u.commandsPerRequest, 2)} commands (${by}), ${fmt(u.readsPerRequest, 2)} client reads, ` +
+    `${fmt(u.cpuUsPerRequest)} µs of Redis CPU`
+  );
+}
+
+/** The Redis store against the memory store, and what Redis did per request; nothing when it did not run. */
+function redisLines(r: Report): string[] {
+  const out: string[] = [];
+  const x = r.ratios;
+  if (x.redisToMemoryJson !== null || x.redisToMemorySse !== null) {
+    const pass = (v: number | null | undefined) =>
+      v === null || v === undefined ? 'n/a' : v >= REDIS_MIN_RATIO ? 'PASS' : 'MISS';
+    out.push(
+      `tapgate, Redis store ÷ tapgate (memory store): throughput JSON ${ratio(x.redisToMemoryJson)} (${pass(x.redisToMemoryJson)}), ` +
+        `SSE ${ratio(x.redisToMemorySse)} (${pass(x.redisToMemorySse)}), goal ≥ ${fmt(REDIS_MIN_RATIO, 2)}×; ` +
+        `CPU per request, tapgate's process: JSON ${ratio(x.cpuPerRequestRedisToMemoryJson)}, SSE ${ratio(x.cpuPerRequestRedisToMemorySse)}; ` +
+        `tapgate's plus Redis's: JSON ${ratio(x.cpuWithRedisPerRequestRedisToMemoryJson)}, SSE ${ratio(x.cpuWithRedisPerRequestRedisToMemorySse)}.`,
+    );
+  }
+  const t = r.targets.find((t) => t.name === 'tapgate-redis' && t.status === 'ok');
+  if (t?.redis !== undefined) {
+    const u = t.redis;
+    out.push(
+      'Redis per request (tapgate, Redis store; INFO commandstats and total_reads_processed, and its CPU from /proc, ' +
+        "around each run; commands run inside a script or a MULTI count too; a client read is one write of tapgate's " +
+        `reaching Redis, several of which can arrive together under load): JSON load ${usageText(u.json)}; ` +
+        `SSE load ${usageText(u.sse)}` +
+        (u.seq === undefined ? '.' : `; sequential JSON (one request at a time) ${usageText(u.seq)}.`),
+    );
+  }
+  const busy = r.targets.filter((t) => t.loadCore !== undefined);
+  if (busy.length > 0 && String(r.settings.pinned) !== 'no') {
+    out.push(
+      'Load core busy during the measured loads, JSON / SSE (the upstream, the load generator, Redis for the Redis store, ' +
+        'and any other process there; near 100%, the load side limits the figures): ' +
+        busy.map((t) => `${t.label} ${fmt(t.loadCore!.json)}% / ${fmt(t.loadCore!.sse)}%`).join(', ') +
+        '.',
+    );
+  }
+  return out;
+}
+
 export function renderConsole(r: Report): string {
   const out = [
     '',
@@ -257,6 +343,7 @@ export function renderConsole(r: Report): string {
     `tapgate ÷ bare http-proxy-3: JSON ${ratio(r.ratios.tapgateToBareJson)}, SSE ${ratio(r.ratios.tapgateToBareSse)}; ` +
       `tapgate ÷ direct: JSON ${ratio(r.ratios.tapgateToDirectJson)}, SSE ${ratio(r.ratios.tapgateToDirectSse)}`,
     `CPU per request, tapgate ÷ bare http-proxy-3: JSON ${ratio(r.ratios.cpuPerRequestTapgateToBareJson)}, SSE ${ratio(r.ratios.cpuPerRequestTapgateToBareSse)}`,
+    ...redisLines(r),
     ...memoryLines(r),
     '',
     checksTable(r, false),
@@ -283,6 +370,7 @@ export function renderMarkdown(r: Report): string {
       `tapgate ÷ direct: JSON ${ratio(r.ratios.tapgateToDirectJson)}, SSE ${ratio(r.ratios.tapgateToDirectSse)}. ` +
       `CPU per request, tapgate ÷ bare http-proxy-3: JSON ${ratio(r.ratios.cpuPerRequestTapgateToBareJson)}, SSE ${ratio(r.ratios.cpuPerRequestTapgateToBareSse)}.`,
     '',
+    ...redisLines(r).flatMap((l) => [l, '']),
     ...memoryLines(r),
     '',
     checksTable(r, true),

@@ -3,7 +3,8 @@
  *
  * Starts a loopback upstream, then measures in sequence, under the same load: the upstream
  * directly, a bare http-proxy-3, tapgate (shipped plugins, client auth on, a dashboard viewer
- * connected when the dashboard plugin exists), and nginx when installed. Then tapgate's RSS with
+ * connected when the dashboard plugin exists), the same tapgate with its state on a Redis the
+ * bench starts (when redis-server is installed), and nginx when installed. Then tapgate's RSS with
  * 1,000 open streams. Prints the table and PASS/MISS per target, and writes bench/results/.
  * See bench/README.md.
  */
@@ -43,6 +44,7 @@ import {
 import { findNginx, nginxArgs, nginxVersion } from './nginx.js';
 import {
   type Child,
+  coreBusySeconds,
   CORES,
   cpuSnapshot,
   freePort,
@@ -74,12 +76,25 @@ import {
   type TargetName,
   type TargetResult,
 } from './report.js';
+import {
+  type BenchRedis,
+  findRedis,
+  perRequest,
+  redisVersion,
+  type RedisUsage,
+  startRedis,
+} from './redis.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results');
 const CLIENT_KEY = `sk-bench-${randomBytes(12).toString('hex')}`;
 const ADMIN_TOKEN = `adm-bench-${randomBytes(12).toString('hex')}`;
 const PATH = '/v1/responses';
+/**
+ * The bench upstream's maxConcurrency in both tapgate targets: high enough never to limit, but every
+ * request takes a slot, which with the Redis store is a cluster-wide lease (its one round trip).
+ */
+const MAX_CONCURRENCY = 10_000;
 
 const HELP = `Usage: npm run bench [-- --quick | --profile]
 
@@ -88,13 +103,15 @@ const HELP = `Usage: npm run bench [-- --quick | --profile]
   --profile   tapgate alone under the JSON then the SSE load, with node --cpu-prof; writes
               bench/results/tapgate.cpuprofile (not tracked) and bench/results/profile.md;
               BENCH_TARGETS=bare,tapgate profiles the bare http-proxy-3 too, for comparison
+              (and tapgate-redis: tapgate with its state on Redis)
 
 Environment: BENCH_DURATION (s, measured, default 10), BENCH_WARMUP (s, default 3),
 BENCH_CONNECTIONS (default 50), BENCH_STREAMS (default 1000), BENCH_SEQ (sequential requests,
-default 2000), BENCH_TARGETS (e.g. direct,tapgate), BENCH_LOADGEN (auto | autocannon | wrk),
-BENCH_KEEP_TMP=1 (keep the temp dir: configs, logs), BENCH_WAIT_QUIET=<s> (before each target,
-wait up to that long for other processes to go below 10% of a core), BENCH_DASHBOARD=0 (tapgate
-without the dashboard plugin and viewer), BENCH_LOG_LEVEL (override the shipped log.level).`;
+default 2000), BENCH_TARGETS (default direct,bare,tapgate,tapgate-redis,nginx),
+BENCH_LOADGEN (auto | autocannon | wrk), BENCH_KEEP_TMP=1 (keep the temp dir: configs, logs),
+BENCH_WAIT_QUIET=<s> (before each target, wait up to that long for other processes to go below
+10% of a core), BENCH_DASHBOARD=0 (tapgate without the dashboard plugin and viewer),
+BENCH_LOG_LEVEL (override the shipped log.level).`;
 
 interface Options {
   mode: 'full' | 'quick' | 'profile';
@@ -116,14 +133,14 @@ function envNumber(name: string, fallback: number): number {
   return n;
 }
 
-/** --profile covers tapgate, or the node proxies named in BENCH_TARGETS (bare, tapgate). */
+/** --profile covers tapgate, or the node proxies named in BENCH_TARGETS (bare, tapgate, tapgate-redis). */
 function profileTargets(): TargetName[] {
   const named = process.env.BENCH_TARGETS;
   if (named === undefined || named === '') return ['tapgate'];
   const list = named.split(',').map((t) => t.trim()) as TargetName[];
   for (const t of list)
-    if (t !== 'bare' && t !== 'tapgate')
-      throw new Error(`bench: --profile covers bare and tapgate (node processes), not ${t}`);
+    if (t !== 'bare' && t !== 'tapgate' && t !== 'tapgate-redis')
+      throw new Error(`bench: --profile covers bare, tapgate and tapgate-redis (node processes), not ${t}`);
   return list;
 }
 
@@ -143,7 +160,7 @@ function options(): Options {
   }
   const quick = values.quick === true;
   const mode = values.profile === true ? 'profile' : quick ? 'quick' : 'full';
-  const all: TargetName[] = ['direct', 'bare', 'tapgate', 'nginx'];
+  const all: TargetName[] = ['direct', 'bare', 'tapgate', 'tapgate-redis', 'nginx'];
   const targets = (process.env.BENCH_TARGETS ?? all.join(','))
     .split(',')
     .map((s) => s.trim())
@@ -173,11 +190,15 @@ function options(): Options {
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** How tapgate is configured: the shipped config.yaml, with only what the bench must change. */
+/**
+ * How tapgate is configured: the shipped config.yaml, with only what the bench must change; with
+ * `redisUrl`, its state on that Redis (the tapgate-redis target), otherwise in memory (the shipped default).
+ */
 function tapgateConfig(
   port: number,
   upstreamPort: number,
   dashboard: string | undefined,
+  redisUrl: string | undefined,
 ): { yaml: string; plugins: string[]; level: string } {
   const shipped = parseYaml(readFileSync(join(ROOT, 'config.yaml'), 'utf8')) as Record<string, unknown>;
   // One process: the proxy under test is pinned to one core, and its RSS is read from one pid.
@@ -197,10 +218,12 @@ function tapgateConfig(
         type: 'openai',
         baseUrl: `http://127.0.0.1:${upstreamPort}/v1`,
         apiKey: 'sk-bench-upstream',
+        maxConcurrency: MAX_CONCURRENCY,
       },
     ],
     plugins,
   };
+  if (redisUrl !== undefined) config.state = { ...(shipped.state as object), store: 'redis', url: redisUrl };
   const shippedLevel = String((shipped.log as { level?: string } | undefined)?.level ?? 'info');
   const override = process.env.BENCH_LOG_LEVEL;
   const level = override !== undefined && override !== '' ? override : shippedLevel;
@@ -351,6 +374,10 @@ interface Started {
   notes: string[];
   viewer?: Viewer;
   logFile?: string;
+  /** How the dashboard ran in this tapgate (tapgate targets). */
+  dashboardNote?: string;
+  /** The tapgate-redis target's own Redis, stopped after tapgate. */
+  redis?: BenchRedis;
 }
 
 interface Run {
@@ -359,6 +386,9 @@ interface Run {
   upstreamPort: number;
   upstreamOrigin: string;
   nginx: string | undefined;
+  /** The redis-server binary, when installed. */
+  redis: string | undefined;
+  /** What was found; each tapgate target's Started says how it ran. */
   dashboard: { spec: string | undefined; note: string };
   tapgateInfo: Report['tapgate'];
   /** % of one core used by other processes during 1 s before the run. */
@@ -367,20 +397,25 @@ interface Run {
 
 const auth = { authorization: `Bearer ${CLIENT_KEY}` };
 
-async function startTapgate(run: Run, cpuProfDir: string | undefined): Promise<Started> {
+async function startTapgate(
+  run: Run,
+  name: 'tapgate' | 'tapgate-redis',
+  cpuProfDir: string | undefined,
+  redisUrl?: string,
+): Promise<Started> {
   const port = await freePort();
-  const logFile = join(run.tmp, 'tapgate.stdout.log');
+  const logFile = join(run.tmp, `${name}.stdout.log`);
   const boot = async (dashboard: string | undefined) => {
-    const cfg = tapgateConfig(port, run.upstreamPort, dashboard);
-    const file = join(run.tmp, 'tapgate.yaml');
+    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl);
+    const file = join(run.tmp, `${name}.yaml`);
     writeFileSync(file, cfg.yaml);
     const args = ['--expose-gc'];
     if (cpuProfDir !== undefined) args.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`);
     args.push(join(ROOT, 'app', 'bin.js'), '--config', file);
     rmSync(logFile, { force: true });
-    const child = spawnPinned('tapgate', process.execPath, args, {
+    const child = spawnPinned(name, process.execPath, args, {
       core: PROXY_CORE,
-      logFile: join(run.tmp, 'tapgate.stderr.log'),
+      logFile: join(run.tmp, `${name}.stderr.log`),
       stdoutFile: logFile,
       cwd: ROOT,
     });
@@ -392,12 +427,13 @@ async function startTapgate(run: Run, cpuProfDir: string | undefined): Promise<S
   const notes: string[] = [];
   let child: Child;
   let dashboard = run.dashboard.spec;
+  let note = run.dashboard.note;
   try {
     child = await boot(dashboard);
   } catch (err) {
     if (dashboard === undefined) throw err;
     // The dashboard is someone else's work in progress: measure without it, and say so.
-    run.dashboard.note = `tapgate did not boot with the dashboard plugin (${String((err as Error).message)
+    note = `tapgate did not boot with the dashboard plugin (${String((err as Error).message)
       .split('\n')
       .slice(0, 3)
       .join(' ')}); measured without it`;
@@ -409,13 +445,14 @@ async function startTapgate(run: Run, cpuProfDir: string | undefined): Promise<S
   if (dashboard !== undefined) {
     try {
       viewer = await connectViewer(port);
-      run.dashboard.note += '; viewer connected to /dashboard/ws';
+      note += '; viewer connected to /dashboard/ws';
     } catch (err) {
-      run.dashboard.note += `; viewer could not connect (${(err as Error).message}): measured without a viewer`;
+      note += `; viewer could not connect (${(err as Error).message}): measured without a viewer`;
     }
   }
-  run.tapgateInfo.dashboard = run.dashboard.note;
-  return { child, target, notes, viewer, logFile };
+  // The first tapgate target's is the run's; a later one that ran otherwise says so in its note.
+  run.tapgateInfo.dashboard ??= note;
+  return { child, target, notes, viewer, logFile, dashboardNote: note };
 }
 
 async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<Started> {
@@ -446,7 +483,17 @@ async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<S
       return { child, target: { origin: `http://127.0.0.1:${port}`, path: PATH, headers: auth }, notes: [] };
     }
     case 'tapgate':
-      return startTapgate(run, cpuProfDir);
+      return startTapgate(run, name, cpuProfDir);
+    case 'tapgate-redis': {
+      if (run.redis === undefined) throw new Error('bench: redis-server is not installed');
+      const redis = await startRedis(run.redis, run.tmp);
+      try {
+        return { ...(await startTapgate(run, name, cpuProfDir, redis.url)), redis };
+      } catch (err) {
+        await redis.close();
+        throw err;
+      }
+    }
     case 'nginx': {
       const port = await freePort();
       const dir = join(run.tmp, 'nginx');
@@ -460,12 +507,19 @@ async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<S
   }
 }
 
-/** Warm-up, then the measured load, with the proxy's CPU use over the measured part. */
-async function measure(
-  run: Run,
-  s: Started,
-  stream: boolean,
-): Promise<{ result: LoadResult; cpu: number; cpuPerReq: number; other: number; served: number }> {
+interface Measured {
+  result: LoadResult;
+  cpu: number;
+  cpuPerReq: number;
+  other: number;
+  served: number;
+  /** % of the load core busy meanwhile. */
+  loadCore: number;
+  redis?: RedisUsage;
+}
+
+/** Warm-up, then the measured load, with the proxy's (and its Redis's) CPU use over the measured part. */
+async function measure(run: Run, s: Started, stream: boolean): Promise<Measured> {
   const o = run.opts;
   const warm = await runLoad(
     o.loadgen,
@@ -475,6 +529,8 @@ async function measure(
     run.tmp,
   );
   const settings: LoadSettings = { connections: o.connections, seconds: o.duration };
+  const redis0 = await s.redis?.counters();
+  const busy0 = coreBusySeconds(LOAD_CORE);
   const cpu0 = s.child === undefined ? 0 : groupCpuSeconds(s.child.pid);
   const snap0 = cpuSnapshot();
   const steal0 = stealSeconds();
@@ -484,6 +540,8 @@ async function measure(
   // Whatever else took CPU meanwhile: other processes, and the hypervisor (steal) on a VM.
   const other = (100 * (otherCpuSeconds(snap0, cpuSnapshot()) + stealSeconds() - steal0)) / wall;
   const cpuSeconds = s.child === undefined ? Number.NaN : groupCpuSeconds(s.child.pid) - cpu0;
+  const loadCore = (100 * (coreBusySeconds(LOAD_CORE) - busy0)) / wall;
+  const redis1 = await s.redis?.counters();
   const cpu = (100 * cpuSeconds) / wall;
   // CPU per request holds up better than rps when other work competes for the proxy's core.
   const cpuPerReq = (1e6 * cpuSeconds) / result.requests;
@@ -492,7 +550,34 @@ async function measure(
     throw new Error(
       `${stream ? 'SSE' : 'JSON'} load: ${result.non2xx + warm.non2xx} non-2xx, ${result.errors + warm.errors} errors, ${result.timeouts + warm.timeouts} timeouts`,
     );
-  return { result, cpu, cpuPerReq, other, served: warm.requests + result.requests };
+  return {
+    result,
+    cpu,
+    cpuPerReq,
+    other,
+    served: warm.requests + result.requests,
+    loadCore,
+    redis:
+      redis0 === undefined || redis1 === undefined ? undefined : perRequest(redis0, redis1, result.requests),
+  };
+}
+
+/**
+ * The Redis store's figures count only if tapgate used Redis throughout: it said so at boot and never
+ * fell back to its own state (which would measure the memory store under another name).
+ */
+function checkRedisLog(result: TargetResult, logFile: string | undefined): void {
+  if (result.status !== 'ok') return;
+  const text = logFile !== undefined && existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+  const why = !text.includes('shared state on Redis')
+    ? 'tapgate did not log "shared state on Redis" at boot'
+    : /Redis (unavailable|unreachable)/.test(text)
+      ? 'tapgate lost Redis during the run and served on its own state (see tapgate-redis.stdout.log in the temp dir)'
+      : undefined;
+  if (why === undefined) return;
+  result.status = 'failed';
+  result.note = `${why}: the figures are not the Redis store's`;
+  log(`${result.label}: FAILED: ${result.note}`);
 }
 
 /** With BENCH_WAIT_QUIET=<s>: wait up to that long for the machine's other processes to use < 10% of a core. */
@@ -519,6 +604,9 @@ async function benchTarget(
   if (name === 'nginx' && run.nginx === undefined) {
     return { result: { ...result, status: 'skipped', note: 'nginx is not installed' } };
   }
+  if (name === 'tapgate-redis' && run.redis === undefined) {
+    return { result: { ...result, status: 'skipped', note: 'redis-server is not installed' } };
+  }
   await waitForQuiet();
   log(`${LABELS[name]}: starting`);
   let s: Started | undefined;
@@ -538,7 +626,16 @@ async function benchTarget(
     if (s.child !== undefined)
       result.cpu = { json: json.cpu, sse: sse.cpu, jsonUsPerReq: json.cpuPerReq, sseUsPerReq: sse.cpuPerReq };
     result.otherCpu = { json: json.other, sse: sse.other };
+    if (PINNED) result.loadCore = { json: json.loadCore, sse: sse.loadCore };
+    const redis0 = await s.redis?.counters();
     result.seq = await sequential(s.target, false, run.opts.seq, 200, false);
+    const redis1 = await s.redis?.counters();
+    if (json.redis !== undefined && sse.redis !== undefined) {
+      result.redis = { json: json.redis, sse: sse.redis };
+      // One request at a time: a client read is one round trip, none of them arriving together.
+      if (redis0 !== undefined && redis1 !== undefined)
+        result.redis.seq = perRequest(redis0, redis1, run.opts.seq + 200);
+    }
     result.ttfb = await sequential(s.target, true, run.opts.ttfb, 100, true);
     served = json.served + sse.served + run.opts.seq + 200 + run.opts.ttfb + 100 + 2;
     if (name === 'tapgate') {
@@ -559,6 +656,13 @@ async function benchTarget(
       // nginx stops at once on SIGTERM; tapgate drains (nothing is in flight by now) and flushes its log.
       await s.child.stop('SIGTERM', 10_000);
     }
+    if (s?.redis !== undefined) {
+      await s.redis.close();
+      checkRedisLog(result, s.logFile);
+    }
+    const dashboardNote = s?.dashboardNote;
+    if (result.status === 'ok' && dashboardNote !== undefined && dashboardNote !== run.tapgateInfo.dashboard)
+      result.note = `dashboard: ${dashboardNote}`;
     if (name === 'tapgate' && s?.logFile !== undefined && existsSync(s.logFile)) {
       const text = readFileSync(s.logFile, 'utf8');
       const lines = text.split('\n').filter((l) => l !== '').length;
@@ -612,10 +716,19 @@ function checkFileLimit(streams: number): void {
   }
 }
 
+function redisHow(run: Run): string {
+  const how =
+    run.redis === undefined
+      ? '(not installed: skipped).'
+      : `(${redisVersion(run.redis)}, loopback, --save '' --appendonly no; on core ${LOAD_CORE} with the upstream and the load generator when pinned; stopped after the target); ` +
+        'each slot is a lease in Redis taken with one script (the round trip a request waits for) and released after the response.';
+  return `tapgate, Redis store: the same tapgate with state: { store: redis, url } on a redis-server the bench starts for it ${how}`;
+}
+
 function howRun(run: Run, loadgenVersion: string): string[] {
   const o = run.opts;
   const pin = PINNED
-    ? `pinned with taskset: the proxy under test on core ${PROXY_CORE}; the load generator, the runner and the upstream on core ${LOAD_CORE}`
+    ? `pinned with taskset: the proxy under test on core ${PROXY_CORE}; the load generator, the runner, the upstream and Redis on core ${LOAD_CORE}`
     : HAS_TASKSET
       ? `not pinned: only ${CORES} core(s)`
       : 'not pinned: taskset is not installed';
@@ -627,9 +740,12 @@ function howRun(run: Run, loadgenVersion: string): string[] {
       `POST ${PATH} {"model":"gpt-bench","input":"hi","stream":…} with Authorization: Bearer <client key>.`,
     `Upstream: Node http on 127.0.0.1; stream:false → ${'1 KB'} JSON; stream:true → 40 SSE events (response.created … response.completed), one write each.`,
     `Low load: ${o.seq} sequential JSON requests (after 200 unmeasured) and ${o.ttfb} sequential SSE requests for time to first byte, one keep-alive connection, the bench's own timer.`,
-    `tapgate: node --expose-gc app/bin.js --config <temp yaml>: the shipped config.yaml with client auth on (one key), server.workers 1, one openai upstream at the bench upstream, ` +
-      `plugins ${(run.tapgateInfo.plugins as string[] | undefined)?.join(', ') ?? '(shipped)'} + bench/gc-plugin.ts; log.level ${String(run.tapgateInfo.logLevel ?? 'info')}, to a file.`,
-    `Dashboard: ${run.dashboard.note}.`,
+    `tapgate: node --expose-gc app/bin.js --config <temp yaml>: the shipped config.yaml with client auth on (one key), server.workers 1, ` +
+      `one openai upstream at the bench upstream with maxConcurrency ${MAX_CONCURRENCY} (never reached, but every request takes a slot), ` +
+      `plugins ${(run.tapgateInfo.plugins as string[] | undefined)?.join(', ') ?? '(shipped)'} + bench/gc-plugin.ts; log.level ${String(run.tapgateInfo.logLevel ?? 'info')}, to a file; ` +
+      `state.store memory (the shipped default). No session key is sent.`,
+    ...(o.targets.includes('tapgate-redis') ? [redisHow(run)] : []),
+    `Dashboard: ${String(run.tapgateInfo.dashboard ?? run.dashboard.note)}.`,
     `Background: other processes and hypervisor steal took ${(run.background ?? 0).toFixed(0)}% of a core in the second before the run (see "other CPU").`,
     `bare http-proxy-3: bench/bare-proxy.ts, a keep-alive agent like tapgate's, no logic. nginx: ${run.nginx === undefined ? 'not installed' : `${nginxVersion(run.nginx)}, 1 worker, upstream keepalive, proxy_buffering off, no access log`}.`,
   ];
@@ -714,13 +830,14 @@ async function profile(run: Run): Promise<void> {
         const header = [
           `Profile: bench/results/${name}.cpuprofile (not tracked; Chrome DevTools or speedscope).`,
         ];
-        if (name === 'tapgate') header.push(`Dashboard: ${run.dashboard.note}.`);
+        if (s.dashboardNote !== undefined) header.push(`Dashboard: ${s.dashboardNote}.`);
         text.push(renderProfile(summary, false, title, header, w.requests));
         md.push(renderProfile(summary, true, title, header, w.requests));
       }
     } finally {
       s.viewer?.close();
       await s.child?.stop('SIGKILL', 1000);
+      await s.redis?.close();
     }
   }
   process.stdout.write('\n' + text.join('\n'));
@@ -746,6 +863,7 @@ async function main(): Promise<number> {
       upstreamPort: upstream.port,
       upstreamOrigin: `http://127.0.0.1:${upstream.port}`,
       nginx,
+      redis: findRedis(),
       dashboard: detectDashboard(),
       tapgateInfo: {},
     };
