@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AttemptResult } from './attempt.js';
 import { isRefused } from '../guard/auth.js';
+import { lingerOnClose } from '../guard/lingering-close.js';
 import { decodeBody, parseJsonBody, readBody } from './body.js';
 import { RequestContext } from '../kernel/context.js';
 import type { GatewayConfig } from '../config/config-schema.js';
@@ -274,8 +275,11 @@ export class Pipeline {
     if (ctx.error === error) ctx.error = shown;
     // Refused before its body was read (too large…): close rather than read the rest to reuse it. Refused
     // for its credentials: close, so a client without a key cannot hold the connection (and a descriptor).
-    if (!res.headersSent && (!ctx.req.complete || isRefused(ctx.req.socket)))
+    if (!res.headersSent && (!ctx.req.complete || isRefused(ctx.req.socket))) {
       res.setHeader('connection', 'close');
+      // A body still arriving: close so that the client reads this answer before any reset.
+      if (!ctx.req.complete) lingerOnClose(ctx.req.socket);
+    }
     try {
       if (res.headersSent) this.hooks.terminateStream.call(ctx, shown);
       else this.hooks.errorResponse.call(ctx, shown);

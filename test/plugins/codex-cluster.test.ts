@@ -76,7 +76,6 @@ describe('plugin codex-upstream: one refresh per account for the cluster (state.
     rmSync(dir, { recursive: true, force: true });
   });
 
-
   function yaml(auth: string, extra: { baseUrl?: string; server?: Record<string, unknown> } = {}): string {
     return gatewayConfig({
       server: extra.server,

@@ -63,7 +63,6 @@ describe('plugin codex-upstream: token refresh', () => {
     await tokens.close();
   });
 
-
   function authFile(l: CodexLogin, extra: Record<string, unknown> = {}): string {
     return writeAuthFile(dir, l, extra, `auth-${++n}.json`);
   }
@@ -447,7 +446,9 @@ describe('plugin codex-upstream: token refresh', () => {
 
   describe('transient refresh failures', () => {
     it('an expired token and a 5xx token endpoint: a clear 502, a short cooldown, not disabled, no hammering', async () => {
-      const gw = await gateway([codex('cx', authFile(tokens.login('acct-n', -60)))], { transientCooldown: '20s' });
+      const gw = await gateway([codex('cx', authFile(tokens.login('acct-n', -60)))], {
+        transientCooldown: '20s',
+      });
       tokens.script = () => ({ status: 503, body: 'upstream connect error' });
       const res = await postJson(gw.url, '/v1/responses', BODY);
       assert.equal(res.status, 502);
