@@ -114,11 +114,14 @@ export class Pipeline {
         continue;
       }
       if (candidates instanceof GatewayError) throw lastError ?? candidates;
-      const upstream =
+      let upstream =
         pinned !== undefined && candidates.includes(pinned)
           ? pinned
           : ((await this.hooks.selectUpstream.promise(ctx, candidates)) ?? candidates[0]!);
       pinned = undefined;
+      // A tap's pick outside the candidates (disabled, cooling, full or tried) is not used: the first
+      // candidate goes instead (and a refused slot below could otherwise be picked again and again).
+      if (!candidates.includes(upstream)) upstream = candidates[0]!;
       // Selection may yield, and a shared store counts other processes' slots: the slot can be gone.
       const slot = this.pool.acquire(upstream);
       if (slot !== true && (slot === false || !(await slot))) {

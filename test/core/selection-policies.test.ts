@@ -71,4 +71,31 @@ describe('selection policies', () => {
         ),
     );
   });
+
+  it('a selectUpstream tap that picks an upstream outside the candidates (here: full) is overruled', async () => {
+    const config = YAML.parse(proxyConfig(ups.slice(0, 2).map((u) => u.url))) as Record<string, unknown> & {
+      plugins: string[];
+      upstreams: Record<string, unknown>[];
+    };
+    config.upstreams[0]!.maxConcurrency = 1;
+    config.plugins = [
+      ...config.plugins,
+      new URL('../fixtures/plugins/picks-outside.js', import.meta.url).pathname,
+    ];
+    const g = await startGateway(YAML.stringify(config));
+    try {
+      const before = ups.map((u) => u.requests.length);
+      // up1's only slot is taken, so up1 is not a candidate: the tap's pick of it must not be used.
+      assert.equal(g.gw.pool.acquire(g.gw.pool.upstreams[0]!), true);
+      const r = await postJson(g.url, '/v1/responses', { model: 'gpt-test', input: 'hi' });
+      assert.equal(r.status, 200);
+      assert.deepEqual(
+        ups.slice(0, 2).map((u, i) => u.requests.length - before[i]!),
+        [0, 1],
+      );
+      g.gw.pool.release(g.gw.pool.upstreams[0]!);
+    } finally {
+      await g.close();
+    }
+  });
 });
