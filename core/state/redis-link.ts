@@ -43,6 +43,7 @@ export class RedisLink {
   private readonly channels = new Map<string, Set<(message: string) => void>>();
   /** SUBSCRIBE commands sent before start(): it waits for them. */
   private readonly subscriptions: Promise<unknown>[] = [];
+  private started = false;
   private readonly log: Logger;
   /** The URL as logs show it: no password. */
   readonly where: string;
@@ -97,6 +98,9 @@ export class RedisLink {
       new Promise((resolve) => (timer = setTimeout(resolve, BOOT_CONNECT_MS))),
     ]);
     clearTimeout(timer);
+    // Later subscriptions are not waited for: nothing serves before this returns.
+    this.subscriptions.length = 0;
+    this.started = true;
     if (this.healthy) {
       this.log.info({ redis: this.where }, 'shared state on Redis');
     } else {
@@ -160,7 +164,8 @@ export class RedisLink {
     let set = this.channels.get(full);
     if (set === undefined) {
       this.channels.set(full, (set = new Set()));
-      this.subscriptions.push(this.subscriber.subscribe(full).catch(() => undefined));
+      const done = this.subscriber.subscribe(full).catch(() => undefined);
+      if (!this.started) this.subscriptions.push(done);
     }
     set.add(listener);
     return () => {
