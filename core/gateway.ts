@@ -40,7 +40,7 @@ export interface GatewayOptions {
   logDestination?: DestinationStream;
   /** Overrides `server.port` (the CLI's --port). */
   port?: number;
-  /** A shared store in place of the in-memory one. */
+  /** An embedder's own pool-state store, in place of the one the `state` section makes. */
   poolState?: PoolStateStore;
   /**
    * How many processes will serve this config (the CLI's `server.workers`; 1 by default). Above 1,
