@@ -110,6 +110,7 @@ export class Gateway {
     this.stores = createStateStores(config, this.logger, this.secrets);
     this.pluginContext = Object.freeze({
       cluster: this.stores.cluster,
+      usage: undefined,
       hooks: this.hooks,
       logger: this.logger,
       config,

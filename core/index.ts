@@ -24,6 +24,7 @@ export {
   type OutgoingRequest,
   type SseEvent,
   type Outcome,
+  type TokenUsage,
   type Classification,
   type UpgradeRequest,
   type GatewayReady,
@@ -45,3 +46,4 @@ export {
   type SelectionPolicyFactory,
 } from './pool/policies.js';
 export { SharedStoreUnavailableError, type ClusterStore, type ClusterLock } from './state/cluster-store.js';
+export type { UsageRecord, UsageGroup, UsageQuery, UsageRow, UsageReader } from './usage/usage-types.js';

@@ -2,6 +2,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from '../observe/logger.js';
 import type { GatewayError } from './errors.js';
+import type { TokenUsage } from './types.js';
 import type { Upstream } from '../pool/upstream.js';
 import { withoutCredentials } from '../proxy/headers.js';
 
@@ -39,6 +40,8 @@ export class RequestContext {
   responseHeaders: OutgoingHttpHeaders | undefined = undefined;
   /** The attempt in flight, so a client disconnect can cancel it. */
   activeAttempt: { cancel(): void } | undefined = undefined;
+  /** Tokens the answer reported (set by the route's protocol plugin from the terminal event or JSON body). */
+  usage: TokenUsage | undefined = undefined;
   /** The upstream's request id, when it sent one. */
   upstreamRequestId: string | undefined = undefined;
 

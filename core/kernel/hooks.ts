@@ -61,6 +61,12 @@ export interface GatewayHooks {
   readonly prepareUpstreamRequest: AsyncSeriesWaterfallHook<[OutgoingRequest, RequestContext, Upstream]>;
   /** Observe or rewrite one SSE event of a streamed response. */
   readonly streamEvent: SyncWaterfallHook<[SseEvent, RequestContext]>;
+  /**
+   * A complete JSON answer on a `jsonBody` route, checked and about to be sent: the chunks as
+   * received (not copied; do not change them). The core calls it only while tapped, so an answer
+   * nobody reads is never looked at. For reading what the answer reports (`ctx.usage`).
+   */
+  readonly responseBody: SyncHook<[RequestContext, readonly Buffer[]]>;
 
   // Errors.
   /** How to react to a failure: retry, switch, cool down. A verdict only: to watch failures, tap attemptFailed. */
@@ -96,6 +102,7 @@ export function createHooks(): GatewayHooks {
     selectUpstream: new AsyncSeriesBailHook(['ctx', 'candidates']),
     prepareUpstreamRequest: new AsyncSeriesWaterfallHook(['outgoing', 'ctx', 'upstream']),
     streamEvent: new SyncWaterfallHook(['event', 'ctx']),
+    responseBody: new SyncHook(['ctx', 'chunks']),
     classifyError: new SyncBailHook(['error', 'ctx']),
     attemptFailed: new SyncHook(['ctx', 'upstream', 'error', 'verdict']),
     mapErrorCode: new SyncWaterfallHook(['code', 'type', 'ctx']),

@@ -10,6 +10,7 @@ import type { SelectionPolicyRegistry } from '../pool/policies.js';
 import type { UpstreamPool } from '../pool/pool.js';
 import type { UpstreamTypeRegistry } from '../pool/upstream.js';
 import type { ClusterStore } from '../state/cluster-store.js';
+import type { UsageReader } from '../usage/usage-types.js';
 import type { GatewayHooks } from './hooks.js';
 import type { Stage } from './stages.js';
 
@@ -40,6 +41,8 @@ export interface PluginContext {
    * process alone with `store: memory`): what a plugin coordinates across workers and instances.
    */
   readonly cluster: ClusterStore;
+  /** The usage records of every process writing the same store (`usage` section); undefined when off. */
+  readonly usage: UsageReader | undefined;
   /** The tap stages (`Stage.DEFAULT`…), for a plugin that cannot import the package. */
   readonly Stage: typeof Stage;
 }

@@ -439,6 +439,8 @@ export class Attempt {
     if (why !== undefined) return this.fail(new UpstreamMalformedError(why, { phase: 'stream' }));
     this.jsonChunks = undefined;
     const ctx = this.ctx;
+    const bodyHook = this.deps.hooks.responseBody;
+    if (bodyHook.isUsed()) bodyHook.call(ctx, chunks);
     (ctx.responseHeaders ??= {})['content-length'] = this.jsonBytes;
     this.commit();
     // The chunks as received, in one corked write: no copy into one buffer.

@@ -311,44 +311,12 @@ export class Collector {
     this.touch(r);
   }
 
-  /** A terminal Responses event: the only events whose JSON is parsed (for usage and errors). */
+  /** A terminal event, for the timeline: nothing is parsed (tokens come from `ctx.usage` at finish). */
   onStreamEvent(ev: SseEvent, ctx: RequestContext): void {
-    if (ev.fail !== undefined || ev.drop === true) return;
-    if (ev.terminal !== true && (ev.event === undefined || !TERMINAL.has(ev.event))) return;
+    if (ev.fail !== undefined || ev.drop === true || ev.terminal !== true) return;
     const r = record(ctx);
     if (r === undefined) return;
-    let obj: Record<string, unknown>;
-    try {
-      obj = JSON.parse(ev.data) as Record<string, unknown>;
-    } catch {
-      return;
-    }
-    if (typeof obj !== 'object' || obj === null) return;
-    const type = typeof obj.type === 'string' ? obj.type : (ev.event ?? '');
-    if (!TERMINAL.has(type)) return;
-    const response = (typeof obj.response === 'object' && obj.response !== null ? obj.response : {}) as {
-      usage?: { input_tokens?: unknown; output_tokens?: unknown } | null;
-      error?: { code?: unknown; message?: unknown } | null;
-    };
-    const usage = response.usage;
-    if (typeof usage === 'object' && usage !== null) {
-      if (typeof usage.input_tokens === 'number' && Number.isFinite(usage.input_tokens)) {
-        r.tokensIn = usage.input_tokens;
-        this.tokensIn += usage.input_tokens;
-      }
-      if (typeof usage.output_tokens === 'number' && Number.isFinite(usage.output_tokens)) {
-        r.tokensOut = usage.output_tokens;
-        this.tokensOut += usage.output_tokens;
-      }
-    }
-    if (type === 'response.failed') {
-      const e = response.error;
-      r.error = {
-        code: typeof e?.code === 'string' ? this.opts.secrets.clip(e.code, MAX_FIELD) : 'response_failed',
-        message: typeof e?.message === 'string' ? this.opts.secrets.clip(e.message, MAX_MESSAGE) : '',
-      };
-    }
-    r.event('terminal', type);
+    r.event('terminal', ev.event !== undefined && TERMINAL.has(ev.event) ? ev.event : 'terminal');
     this.touch(r);
   }
 
@@ -376,6 +344,13 @@ export class Collector {
     r.pendingFailover = undefined;
     r.durationMs = round1(outcome.durationMs);
     r.status = outcome.status;
+    const usage = ctx.usage;
+    if (usage !== undefined) {
+      r.tokensIn = usage.input;
+      r.tokensOut = usage.output;
+      this.tokensIn += usage.input;
+      this.tokensOut += usage.output;
+    }
     const error = outcome.error;
     if (error !== undefined && outcome.kind !== 'client_abort') {
       r.error = {

@@ -12,6 +12,7 @@ import { onResponsesEvent, type EventOptions } from './stream-events.js';
 import { newAttempt } from './stream-state.js';
 import { collectIfUnary, collectorOf } from './stream-to-json.js';
 import { terminateResponsesStream } from './terminal.js';
+import { usageInChunks, usageInText } from './usage.js';
 
 const NAME = 'responses-routes';
 
@@ -70,9 +71,16 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
     hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) => {
       if (!isResponsesRoute(ctx.route)) return ev;
       const collector = collectorOf(ctx);
-      return collector === undefined
-        ? onResponsesEvent(ev, ctx, eventOptions)
-        : collector.onEvent(ev, ctx, eventOptions);
+      const out =
+        collector === undefined
+          ? onResponsesEvent(ev, ctx, eventOptions)
+          : collector.onEvent(ev, ctx, eventOptions);
+      // The terminal event's Response carries the usage (a failed one too, for what it consumed).
+      if (out.terminal === true && out.fail === undefined) ctx.usage = usageInText(out.data) ?? ctx.usage;
+      return out;
+    });
+    hooks.responseBody.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, chunks) => {
+      if (isResponsesRoute(ctx.route)) ctx.usage = usageInChunks(chunks);
     });
 
     const withErrorEvent = this.options.errorEvent;
