@@ -18,6 +18,7 @@ import { DashboardAuth } from './auth.js';
 import { Collector } from './collector.js';
 import { Feed } from './feed.js';
 import { DashboardRoutes } from './routes.js';
+import { UsageSummary } from './usage-summary.js';
 
 const NAME = 'dashboard';
 
@@ -83,7 +84,7 @@ export default class DashboardPlugin implements TapgatePlugin {
     this.throttle = throttle;
     throttle.start();
     const auth = new DashboardAuth(o.token, o.path, throttle);
-    const routes = new DashboardRoutes(o.path, auth, log);
+    const routes = new DashboardRoutes(o.path, auth, log, new UsageSummary(gateway.usage));
     const collector = new Collector({ recent: o.recent, secrets, ignore: (p) => routes.owns(p) });
     const feed = new Feed(
       collector,

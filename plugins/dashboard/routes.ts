@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Reply, RequestContext, RouteMatch } from '../../core/index.js';
 import { htmlHeaders, sameOrigin, type DashboardAuth, type Denied, type Identity } from './auth.js';
+import type { UsageSummary } from './usage-summary.js';
 
 const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
 
@@ -44,8 +45,9 @@ const LOGIN = route('dashboard.login');
 const LOGOUT = route('dashboard.logout');
 const ASSET = route('dashboard.asset');
 const FEED = route('dashboard.feed');
+const USAGE = route('dashboard.usage');
 const OTHER = route('dashboard.other');
-const OURS = new Set([PAGE, LOGIN, LOGOUT, ASSET, FEED, OTHER]);
+const OURS = new Set([PAGE, LOGIN, LOGOUT, ASSET, FEED, USAGE, OTHER]);
 
 const requireFrom = createRequire(import.meta.url);
 
@@ -78,6 +80,7 @@ export class DashboardRoutes {
     readonly path: string,
     private readonly auth: DashboardAuth,
     private readonly log: { warn(obj: object, msg: string): void },
+    private readonly usage: UsageSummary,
   ) {
     this.prefix = path + '/';
     this.feedPath = path + '/ws';
@@ -96,6 +99,7 @@ export class DashboardRoutes {
     if (rest === 'login') return LOGIN;
     if (rest === 'logout') return LOGOUT;
     if (rest === 'ws') return FEED;
+    if (rest === 'api/usage') return USAGE;
     if (rest.startsWith('assets/')) return ASSET;
     return OTHER;
   }
@@ -143,8 +147,25 @@ export class DashboardRoutes {
         if (who.kind === 'denied') return refuse(who, text(401, 'Log in first'));
         return text(426, 'Upgrade to a WebSocket', { upgrade: 'websocket', connection: 'Upgrade' });
       }
+      case USAGE: {
+        if (!read) return text(405, 'Method not allowed', { allow: 'GET, HEAD' });
+        const who = this.identify(ctx);
+        if (who.kind === 'denied') return refuse(who, text(401, 'Log in first'));
+        return this.usageSummary();
+      }
       default:
         return text(404, 'Not found');
+    }
+  }
+
+  /** Usage per key and account, today and this month; a store that fails to answer is a 503. */
+  private async usageSummary(): Promise<Reply> {
+    try {
+      const body = await this.usage.get();
+      return { status: 200, headers: { 'content-type': 'application/json', ...SECURITY_HEADERS }, body };
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'dashboard: usage records unreadable');
+      return text(503, 'Usage records are unreadable right now; see the gateway log');
     }
   }
 

@@ -867,12 +867,69 @@
     }
   }
 
+  // Usage per key and per account ------------------------------------------------------------------
+  // Read from the gateway's usage records (every worker's) over HTTP, not the feed: it changes slowly.
+  const USAGE_POLL_MS = 15_000;
+
+  function usageTable(title, lines) {
+    const head = h(
+      'tr',
+      null,
+      h('th', { class: 'u-name' }, title),
+      h('th', { class: 'num', title: 'Requests today' }, 'Req. today'),
+      h('th', { class: 'num', title: 'Tokens in / out today' }, 'Tokens today'),
+      h('th', { class: 'num', title: 'Requests this month' }, 'Req. month'),
+      h('th', { class: 'num', title: 'Tokens in / out this month' }, 'Tokens month'),
+    );
+    const rows = lines.map((l) =>
+      h(
+        'tr',
+        { 'data-name': l.name === null ? '' : l.name, class: l.others ? 'u-others' : null },
+        h('td', { class: 'u-name', title: l.name === null ? 'no client key' : l.name }, l.name ?? '(none)'),
+        h('td', { class: 'num' }, fmtInt(l.today.requests)),
+        h('td', { class: 'num' }, `${fmtCount(l.today.input)} / ${fmtCount(l.today.output)}`),
+        h('td', { class: 'num' }, fmtInt(l.month.requests)),
+        h('td', { class: 'num' }, `${fmtCount(l.month.input)} / ${fmtCount(l.month.output)}`),
+      ),
+    );
+    const empty = lines.length === 0 ? h('p', { class: 'empty' }, 'Nothing this month.') : null;
+    return h(
+      'div',
+      { class: 'usage-block' },
+      h('table', { class: 'usage-table' }, h('thead', null, head), h('tbody', null, ...rows)),
+      empty,
+    );
+  }
+
+  function renderUsage(u) {
+    const el = $('usage');
+    if (!u.available) {
+      el.replaceChildren(h('p', { class: 'empty' }, 'Usage records are off (usage.enabled: false).'));
+      return;
+    }
+    el.replaceChildren(
+      h('div', { class: 'usage-key', id: 'usage-keys' }, usageTable('Client key', u.keys)),
+      h('div', { class: 'usage-account', id: 'usage-accounts' }, usageTable('Account', u.accounts)),
+    );
+  }
+
+  async function pollUsage() {
+    try {
+      const res = await fetch(basePath + '/api/usage', { cache: 'no-store', credentials: 'same-origin' });
+      if (res.ok) renderUsage(await res.json());
+    } catch {
+      // The feed's connection state tells the user the gateway is away; the next poll tries again.
+    }
+  }
+
   // ------------------------------------------------------------------------------------------------
   $('conn-login').href = basePath || '/';
   $('logout').action = basePath + '/logout';
   initCharts();
   renderFeed();
   connect();
+  void pollUsage();
+  setInterval(pollUsage, USAGE_POLL_MS);
   setInterval(() => {
     renderUptime();
     tickCards();
