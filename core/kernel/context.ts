@@ -2,7 +2,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from '../observe/logger.js';
 import type { GatewayError } from './errors.js';
-import type { TokenUsage } from './types.js';
+import type { TokenUsage } from './token-usage.js';
 import type { Upstream } from '../pool/upstream.js';
 import { withoutCredentials } from '../proxy/headers.js';
 
