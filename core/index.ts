@@ -39,6 +39,8 @@ export { duration, integer, size, headerToken, headerText, unsafeHeaderChar } fr
 export type { Logger } from './observe/logger.js';
 export type { Secrets } from './observe/secrets.js';
 export type { UpstreamPool } from './pool/pool.js';
+export type { UpstreamQuota, QuotaWindow } from './pool/quota.js';
+export type { UpstreamStateView } from './pool/pool-state.js';
 export { serializeEvent } from './proxy/sse.js';
 export {
   SelectionPolicyRegistry,

@@ -267,7 +267,7 @@ export const configSchema = z.strictObject({
       // A registered selection policy (core/pool/policies.ts); checked at boot, after plugins registered theirs.
       strategy: z.string().min(1).default('round-robin').meta({
         description:
-          "Within the best priority tier, a registered selection policy: `round-robin` (smooth, by `weight`), `least-in-flight` (in-flight ÷ weight), `fill-first` (config order: one account's prompt cache stays warm), or one a plugin registers (`context.selectionPolicies.register(name, factory)`). An unknown name stops the boot.",
+          "Within the best priority tier, a registered selection policy: `round-robin` (smooth, by `weight`), `least-in-flight` (in-flight ÷ weight), `fill-first` (config order: one account's prompt cache stays warm), `most-headroom` (the account whose most-used quota window, as its provider reports it (Codex: 5-hour and weekly), is the least used; an account that reported none counts as unused; ties by in-flight ÷ weight), or one a plugin registers (`context.selectionPolicies.register(name, factory)`). An unknown name stops the boot.",
         docType: 'string',
         docDefault: '`round-robin`',
       }),

@@ -1,9 +1,10 @@
 /**
  * Selection policies: how the scheduler picks among the eligible upstreams of the best priority tier.
- * Registered by name, like upstream types; `pool.strategy` names one. tapgate's three are built in;
+ * Registered by name, like upstream types; `pool.strategy` names one. tapgate's four are built in;
  * a plugin registers its own in apply() (`context.selectionPolicies.register`).
  */
 import type { PoolStateStore } from './pool-state.js';
+import { quotaUsed } from './quota.js';
 import type { Upstream } from './upstream.js';
 
 export interface SelectionPolicy {
@@ -25,6 +26,31 @@ const leastInFlight: SelectionPolicyFactory = () => ({
     for (const u of tier) {
       const l = state.inFlight(u.name) / u.weight;
       if (l < load) {
+        load = l;
+        chosen = u;
+      }
+    }
+    return chosen;
+  },
+});
+
+/**
+ * The most headroom on the provider's own quota (the usage windows its plugin reports): the upstream
+ * whose most-used window is the least used. A window past its reset counts as empty, an upstream
+ * that reported nothing as unused (so it gets tried, and reports). Ties (the same whole percent) go
+ * to the fewest in flight per weight, then to config order.
+ */
+const mostHeadroom: SelectionPolicyFactory = () => ({
+  pick(tier, state) {
+    const now = Date.now();
+    let chosen = tier[0]!;
+    let used = Infinity;
+    let load = Infinity;
+    for (const u of tier) {
+      const q = quotaUsed(state.quota?.(u.name), now);
+      const l = state.inFlight(u.name) / u.weight;
+      if (q < used || (q === used && l < load)) {
+        used = q;
         load = l;
         chosen = u;
       }
@@ -61,6 +87,7 @@ export class SelectionPolicyRegistry {
     ['round-robin', roundRobin],
     ['least-in-flight', leastInFlight],
     ['fill-first', fillFirst],
+    ['most-headroom', mostHeadroom],
   ]);
 
   register(name: string, factory: SelectionPolicyFactory): void {

@@ -3,6 +3,7 @@
  * an interface: the in-memory store here serves one process; core/state/redis-pool-state.ts shares
  * the state with other processes (and keeps one of these as its local mirror).
  */
+import { normaliseQuota, type UpstreamQuota } from './quota.js';
 import { stateKey, stateText } from './state-key.js';
 
 /** `rate_limit`: the upstream said to wait (hard). `transient`: a 5xx or network fault (soft: see UpstreamPool). */
@@ -22,6 +23,8 @@ export interface UpstreamStateView {
   disabled: string | undefined;
   /** Cooldowns in force; `model` null means the whole account. */
   cooldowns: { model: string | null; until: number; reason: string; kind: CooldownKind }[];
+  /** The latest quota the upstream reported; absent when it reported none. */
+  quota?: UpstreamQuota;
 }
 
 /**
@@ -65,6 +68,13 @@ export interface PoolStateStore {
   disable(upstream: string, reason: string, scope?: DisableScope): void;
   enable(upstream: string): void;
   disabled(upstream: string): string | undefined;
+  /**
+   * The latest quota (usage windows) the upstream reported. Optional for an embedder's own store:
+   * without it every upstream counts as unreported (`most-headroom` then picks by load).
+   */
+  quota?(upstream: string): UpstreamQuota | undefined;
+  /** Keeps the upstream's latest quota (bounded, whole percents); a shared store tells the others when it changed. */
+  setQuota?(upstream: string, quota: UpstreamQuota): void;
 }
 
 /** Read-only sizes, for tests and diagnostics: how much a client has made the store keep. */
@@ -122,6 +132,8 @@ export class MemoryPoolState implements PoolStateStore {
   private readonly inflight = new Map<string, number>();
   private readonly cooldowns = new Map<string, UpstreamCooldowns>();
   private readonly disabledReasons = new Map<string, string>();
+  /** One per upstream that reported (replaced, never grown per request). */
+  private readonly quotas = new Map<string, UpstreamQuota>();
   /** In order of insertion, renewed ones moved to the back as the sweep meets them (second chance). */
   private readonly bindings = new Map<string, Binding>();
   private readonly maxBindings: number;
@@ -152,7 +164,14 @@ export class MemoryPoolState implements PoolStateStore {
         else cooldowns.push({ model: c.label, until: c.until, reason: c.reason, kind: c.kind });
       }
     }
-    return { inFlight: this.inFlight(upstream), disabled: this.disabledReasons.get(upstream), cooldowns };
+    const view: UpstreamStateView = {
+      inFlight: this.inFlight(upstream),
+      disabled: this.disabledReasons.get(upstream),
+      cooldowns,
+    };
+    const quota = this.quotas.get(upstream);
+    if (quota !== undefined) view.quota = quota;
+    return view;
   }
   acquire(upstream: string, limit: number): boolean {
     const n = this.inFlight(upstream);
@@ -272,6 +291,13 @@ export class MemoryPoolState implements PoolStateStore {
   }
   disabled(upstream: string): string | undefined {
     return this.disabledReasons.get(upstream);
+  }
+  quota(upstream: string): UpstreamQuota | undefined {
+    return this.quotas.get(upstream);
+  }
+  setQuota(upstream: string, quota: UpstreamQuota): void {
+    const kept = normaliseQuota(quota);
+    if (kept !== undefined) this.quotas.set(upstream, kept);
   }
 
   stats(): PoolStateStats {

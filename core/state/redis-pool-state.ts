@@ -12,6 +12,9 @@
  * the slots of a process that died come back within `state.leaseTtl`. A release publishes, which
  * wakes the waiters of every process.
  *
+ * Quotas (the usage windows an upstream reports) are shared the same way, but only when a value
+ * changes (a window, a whole percent, a new reset): every process then prefers the same accounts.
+ *
  * When Redis is down or slow (RedisLink), every operation uses the mirror alone: limits then hold
  * per process. When it is back, this process writes what it knows (its cooldowns, disabled
  * accounts and leases: a Redis restarted empty is rebuilt) and reads what the others wrote.
@@ -24,6 +27,7 @@ import type {
   UpstreamStateView,
 } from '../pool/pool-state.js';
 import type { MemoryPoolState } from '../pool/pool-state.js';
+import { quotaChanged, type UpstreamQuota } from '../pool/quota.js';
 import { stateKey } from '../pool/state-key.js';
 import { RedisScript } from './redis-script.js';
 import type { ChainableCommander } from 'ioredis';
@@ -89,7 +93,8 @@ type Change =
   | { t: 'bind'; k: string; u: string; until: number }
   | { t: 'unbind'; k: string }
   | { t: 'unbindUpstream'; u: string }
-  | { t: 'slot'; u: string };
+  | { t: 'slot'; u: string }
+  | { t: 'quota'; u: string; q: UpstreamQuota };
 
 /** A cooldown as stored in Redis (the field is the model's state key, or `*` for the account). */
 interface StoredCooldown {
@@ -102,6 +107,8 @@ interface StoredCooldown {
 
 const CHANNEL = 'pool';
 const ACCOUNT_FIELD = '*';
+/** A quota with no reset to outlive is kept in Redis this long (a new instance still reads it). */
+const QUOTA_TTL_MS = 7 * 24 * 3600_000;
 /** Bindings read back from Redis when it (re)connects, at most. */
 const MAX_BINDINGS_LOADED = 100_000;
 
@@ -159,6 +166,20 @@ export class RedisPoolState implements PoolStateStore {
   }
   disabled(upstream: string): string | undefined {
     return this.local.disabled(upstream);
+  }
+  quota(upstream: string): UpstreamQuota | undefined {
+    return this.local.quota(upstream);
+  }
+
+  setQuota(upstream: string, quota: UpstreamQuota): void {
+    const previous = this.local.quota(upstream);
+    this.local.setQuota(upstream, quota);
+    const kept = this.local.quota(upstream);
+    if (kept === undefined || !quotaChanged(previous, kept)) return;
+    const json = JSON.stringify(kept);
+    this.share({ t: 'quota', u: upstream, q: kept }, (m) =>
+      m.set(this.quotaKey(upstream), json, 'PX', quotaTtl(kept, Date.now())),
+    );
   }
 
   // Slots.
@@ -356,6 +377,9 @@ export class RedisPoolState implements PoolStateStore {
       case 'slot':
         for (const l of this.slotListeners) l();
         break;
+      case 'quota':
+        local.setQuota(c.u, c.q);
+        break;
     }
   }
 
@@ -372,6 +396,9 @@ export class RedisPoolState implements PoolStateStore {
         for (const u of this.upstreams) {
           const reason = this.ownDisabled.has(u) ? undefined : this.local.disabled(u);
           if (reason !== undefined) m.set(this.disabledKey(u), reason);
+          const quota = this.local.quota(u);
+          if (quota !== undefined)
+            m.set(this.quotaKey(u), JSON.stringify(quota), 'PX', quotaTtl(quota, now), 'NX');
           for (const c of this.local.view(u, now).cooldowns) {
             const field = c.model === null ? ACCOUNT_FIELD : stateKey(c.model);
             const stored: StoredCooldown = { until: c.until, reason: c.reason, kind: c.kind };
@@ -384,13 +411,18 @@ export class RedisPoolState implements PoolStateStore {
       this.renew();
       const replies = await link.run((r) => {
         const p = r.pipeline();
-        for (const u of this.upstreams) p.hgetall(this.coolKey(u)).get(this.disabledKey(u));
+        for (const u of this.upstreams)
+          p.hgetall(this.coolKey(u)).get(this.disabledKey(u)).get(this.quotaKey(u));
         return p.exec();
       });
       this.upstreams.forEach((u, i) => {
-        const cools = replies?.[2 * i]?.[1] as Record<string, string> | null;
-        const disabled = replies?.[2 * i + 1]?.[1] as string | null;
+        const cools = replies?.[3 * i]?.[1] as Record<string, string> | null;
+        const disabled = replies?.[3 * i + 1]?.[1] as string | null;
+        const quota = parseQuota(replies?.[3 * i + 2]?.[1]);
         if (typeof disabled === 'string') this.local.disable(u, disabled);
+        // Another process's report is newer only if it was observed later.
+        if (quota !== undefined && quota.observedAt > (this.local.quota(u)?.observedAt ?? 0))
+          this.local.setQuota(u, quota);
         for (const [field, json] of Object.entries(cools ?? {})) {
           const c = parseCooldown(json);
           if (c === undefined || c.until <= Date.now()) continue;
@@ -443,6 +475,9 @@ export class RedisPoolState implements PoolStateStore {
   private disabledKey(upstream: string): string {
     return this.link.key('disabled:' + upstream);
   }
+  private quotaKey(upstream: string): string {
+    return this.link.key('quota:' + upstream);
+  }
   private bindingKey(k: string): string {
     return this.link.key('aff:' + k);
   }
@@ -462,6 +497,27 @@ function parseCooldown(json: string): StoredCooldown | undefined {
     if (typeof c.until !== 'number' || typeof c.reason !== 'string') return undefined;
     if (c.kind !== 'rate_limit' && c.kind !== 'transient') return undefined;
     return c;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Until the last of its windows resets (the report says nothing after that), a week without one. */
+function quotaTtl(quota: UpstreamQuota, now: number): number {
+  let until = 0;
+  for (const w of quota.windows) {
+    if (w.resetsAt === null) return QUOTA_TTL_MS;
+    until = Math.max(until, w.resetsAt);
+  }
+  return Math.max(1000, until - now);
+}
+
+/** A stored quota, checked for shape (MemoryPoolState.setQuota bounds and cleans the rest). */
+function parseQuota(json: unknown): UpstreamQuota | undefined {
+  if (typeof json !== 'string') return undefined;
+  try {
+    const q = JSON.parse(json) as UpstreamQuota;
+    return typeof q === 'object' && q !== null && typeof q.observedAt === 'number' ? q : undefined;
   } catch {
     return undefined;
   }

@@ -25,7 +25,7 @@ import { NAME, peekState, requestState } from './request-state.js';
 import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
 import { codexStreamEvent } from './sdk-events.js';
 import { normaliseBody, shapeHeaders } from './shape.js';
-import { exhaustedWindowMs } from './usage-window.js';
+import { codexQuota, exhaustedWindowMs } from './usage-window.js';
 
 export const CODEX_TYPE = 'codex';
 /** After a transient refresh failure, the token endpoint is left alone at least this long. */
@@ -70,7 +70,9 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     );
 
     hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
-      if (upstream.type === CODEX_TYPE) this.coolExhaustedWindow(ctx, upstream, response.headers);
+      if (upstream.type !== CODEX_TYPE) return;
+      this.reportQuota(upstream, response.headers);
+      this.coolExhaustedWindow(ctx, upstream, response.headers);
     });
 
     // EARLY: before the Responses plugin's tap, which then still checks framing and terminal events.
@@ -119,6 +121,18 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     const reason = 'usage window exhausted (x-codex headers)';
     this.gateway!.pool.state.cool(upstream.name, undefined, Date.now() + wait, reason, 'rate_limit');
     ctx.log.info({ upstream: upstream.name, resetsInMs: wait }, 'usage window exhausted: account cooling');
+  }
+
+  /**
+   * The usage windows, on every answer: the latest is the account's quota, for every upstream on the
+   * account (the dashboard shows it, `most-headroom` picks by it). Malformed values are left out.
+   */
+  private reportQuota(upstream: Upstream, headers: IncomingHttpHeaders): void {
+    const state = this.gateway!.pool.state;
+    if (state.setQuota === undefined) return;
+    const quota = codexQuota(headers, Date.now());
+    if (quota === undefined) return;
+    for (const name of stateOf(upstream).account.upstreams) state.setQuota(name, quota);
   }
 
   /** A refresh that already spent the old refresh token must reach the auth file before exit. */

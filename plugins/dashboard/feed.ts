@@ -7,7 +7,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Logger, Secrets, UpgradeRequest, UpstreamPool } from '../../core/index.js';
+import type { Logger, Secrets, UpgradeRequest, UpstreamPool, UpstreamQuota } from '../../core/index.js';
 import { sameOrigin, type DashboardAuth, type Identity } from './auth.js';
 import type { Collector, WirePoint, WireRequest, WireTotals } from './collector.js';
 
@@ -25,6 +25,23 @@ export interface WireUpstream {
   errors5m: number;
   errorRate5m: number;
   lastError: { time: number; message: string } | null;
+  /** The provider's usage windows (Codex: 5-hour and weekly), as last reported; null if never. */
+  quota: WireQuota | null;
+}
+
+export interface WireQuotaWindow {
+  id: string;
+  /** `5h`, `weekly`… */
+  label: string;
+  usedPercent: number;
+  windowMinutes: number | null;
+  /** ms epoch; a window past it has reset (the page shows it empty). */
+  resetsAt: number | null;
+}
+
+export interface WireQuota {
+  windows: WireQuotaWindow[];
+  observedAt: number;
 }
 
 export interface SnapshotMessage {
@@ -69,6 +86,7 @@ const PING_EVERY_MS = 30_000;
 /** Client → server frames are ignored; this bounds what a client can make the gateway read. */
 const MAX_PAYLOAD = 1024;
 const MAX_MESSAGE = 300;
+const MAX_LABEL = 32;
 
 export class Feed {
   private readonly viewers = new Set<Viewer>();
@@ -266,6 +284,20 @@ export class Feed {
     stragglers.unref();
   }
 
+  /** Numbers and the plugin's labels only: nothing else of the account goes out. */
+  private quota(q: UpstreamQuota): WireQuota {
+    return {
+      windows: q.windows.map((w) => ({
+        id: this.secrets.clip(w.id, MAX_LABEL),
+        label: this.secrets.clip(w.label, MAX_LABEL),
+        usedPercent: w.usedPercent,
+        windowMinutes: w.windowMinutes,
+        resetsAt: w.resetsAt,
+      })),
+      observedAt: q.observedAt,
+    };
+  }
+
   private upstreams(now: number): WireUpstream[] {
     const pool = this.pool;
     if (pool === undefined) return [];
@@ -310,6 +342,7 @@ export class Feed {
             ? 0
             : Math.min(1, Math.round((counters.errors5m / counters.requests5m) * 10_000) / 10_000),
         lastError: counters.lastError,
+        quota: view.quota === undefined ? null : this.quota(view.quota),
       });
     }
     return out;

@@ -20,6 +20,11 @@ import YAML from 'yaml';
 import { startDemo, type Demo } from '../../examples/demo/demo.js';
 import { CLIENT_KEY, LogCapture, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { jsonError, poolConfig, SERVED_BY, startScripted } from '../helpers/pool.js';
+import { codexStream, startCodexBackend } from '../helpers/codex-backend.js';
+import { accessToken } from '../helpers/codex-jwt.js';
+import { startTokenServer } from '../helpers/codex-token-server.js';
+import { DEFAULT_PLUGINS, gatewayConfig } from '../helpers/proxy-config.js';
+import { writeSseHead } from '../helpers/upstream.js';
 
 const CHROMIUM = process.env.TAPGATE_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.resolve('test/artifacts');
@@ -292,6 +297,85 @@ describe('dashboard in a browser (Chromium)', function () {
     await logIn(page, gw.url + '/dashboard', ADMIN_TOKEN);
     await page.locator('#logout button').click();
     await page.locator('form input[name="token"]').waitFor();
+    assert.deepEqual(pageErrors, [], 'the page threw');
+  });
+
+  it('Codex accounts that report their usage windows show 5-hour and weekly bars with their resets', async () => {
+    const tokens = await startTokenServer();
+    const backend = await startCodexBackend(() => true);
+    cleanups.push(
+      () => tokens.close(),
+      () => backend.close(),
+    );
+    // Account `quota-a` reports its windows; `quota-b` reports none.
+    backend.answer = (rec, res) => {
+      writeSseHead(
+        res,
+        rec.headers['chatgpt-account-id'] === 'quota-a'
+          ? {
+              'x-codex-primary-used-percent': '42',
+              'x-codex-primary-window-minutes': '300',
+              'x-codex-primary-reset-after-seconds': String(2 * 3600 + 13 * 60 + 30),
+              'x-codex-secondary-used-percent': '87.4',
+              'x-codex-secondary-window-minutes': '10080',
+              'x-codex-secondary-reset-after-seconds': String(3 * 86_400 + 5 * 3600 + 1800),
+            }
+          : {},
+      );
+      res.end(codexStream().join(''));
+    };
+    const upstreams = ['quota-a', 'quota-b'].map((name) => ({
+      name,
+      type: 'codex',
+      baseUrl: backend.baseUrl,
+      tokenUrl: tokens.url,
+      tokens: { access_token: accessToken(name), refresh_token: `rt-${name}`, account_id: name },
+    }));
+    const gw = await startGateway(
+      gatewayConfig({
+        pool: { strategy: 'round-robin' },
+        upstreams,
+        plugins: [...DEFAULT_PLUGINS, { name: 'dashboard', options: { token: '${TAPGATE_ADMIN_TOKEN}' } }],
+      }),
+      { TAPGATE_ADMIN_TOKEN: ADMIN_TOKEN },
+    );
+    cleanups.push(() => gw.close());
+
+    const { page, pageErrors } = await openPage();
+    await logIn(page, gw.url + '/dashboard', ADMIN_TOKEN);
+    const a = page.locator('.up-card[data-upstream="quota-a"]');
+    const b = page.locator('.up-card[data-upstream="quota-b"]');
+    await a.waitFor();
+    assert.equal(await a.locator('.quota').count(), 0, 'nothing before the account reports');
+    // Round-robin: one request each.
+    assert.equal((await send(gw, true)).status, 200);
+    assert.equal((await send(gw, true)).status, 200);
+
+    const five = a.locator('.quota-row[data-window="primary"]');
+    const week = a.locator('.quota-row[data-window="secondary"]');
+    await five.waitFor();
+    await waitForText(five.locator('.quota-label'), '5h');
+    await waitForText(five.locator('.quota-pct'), '42%');
+    // 2h 13m 30s left when it was sent: it reads 2h 13m, or 2h 12m on a slow run.
+    assert.match((await five.locator('.quota-reset').textContent()) ?? '', /^resets in 2h 1[23]m$/);
+    assert.equal(await five.getAttribute('data-level'), 'ok');
+    await waitForText(week.locator('.quota-label'), 'weekly');
+    await waitForText(week.locator('.quota-pct'), '87%');
+    assert.match((await week.locator('.quota-reset').textContent()) ?? '', /^resets in 3d 5h$/);
+    assert.equal(await week.getAttribute('data-level'), 'warn');
+    // The bars are as wide as the use.
+    assert.equal(
+      await five.locator('.quota-fill').evaluate((el) => (el as { style: { width: string } }).style.width),
+      '42%',
+    );
+    assert.equal(
+      await week.locator('.quota-fill').evaluate((el) => (el as { style: { width: string } }).style.width),
+      '87%',
+    );
+    // quota-b answered too (its request row is there), and shows no quota.
+    await page.locator('tr.req td.c-upstream', { hasText: 'quota-b' }).first().waitFor();
+    assert.equal(await b.locator('.quota').count(), 0, 'no bars for an account that reported none');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-quota.png') });
     assert.deepEqual(pageErrors, [], 'the page threw');
   });
 

@@ -49,6 +49,7 @@ const UPSTREAM_KEYS = [
   'errors5m',
   'errorRate5m',
   'lastError',
+  'quota',
 ].sort();
 const POINT_KEYS = ['t', 'rps', 'errorRate', 'p50', 'p95', 'ttfb50', 'ttfb95'].sort();
 const TOTALS_KEYS = ['requests', 'errors', 'inflight', 'tokensIn', 'tokensOut', 'startedAt'].sort();
@@ -196,6 +197,7 @@ describe('plugin dashboard: feed', () => {
       errors5m: 0,
       errorRate5m: 0,
       lastError: null,
+      quota: null,
     });
     const series = snap.series as { step: number; points: unknown[] };
     assert.deepEqual(keys(series), ['points', 'step']);

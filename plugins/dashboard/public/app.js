@@ -5,7 +5,7 @@
  * and renders the feed protocol v1: one `snapshot`, then `delta` messages. Every piece of data is put
  * into the page with textContent or DOM nodes, never as HTML. Charts use the global `uPlot`.
  */
-/* global document, location, Element, ResizeObserver, getComputedStyle, requestAnimationFrame, uPlot */
+/* global document, location, Element, ResizeObserver, getComputedStyle, requestAnimationFrame, uPlot, CSS */
 (() => {
   const MAX_ROWS = 200; // requests kept, and rows in the DOM
   const WINDOW_S = 900; // the charts show the last 15 minutes
@@ -326,6 +326,49 @@
     );
   }
 
+  /** A quota window's reset, from now: `resets in 2h 13m`, or `reset` once it is past. */
+  function resetText(w, now) {
+    if (!isNum(w.resetsAt)) return '';
+    const left = w.resetsAt - now;
+    return left > 0 ? `resets in ${fmtSpan(left)}` : 'reset';
+  }
+
+  /**
+   * The provider's usage windows (Codex: 5-hour and weekly), a bar and the percent each, with the
+   * reset; nothing for an upstream that never reported them. A window past its reset shows empty.
+   */
+  function quotaBlock(u) {
+    const q = u.quota;
+    if (!q || !Array.isArray(q.windows) || q.windows.length === 0) return null;
+    const now = serverNow();
+    const box = h('div', {
+      class: 'quota',
+      title: isNum(q.observedAt) ? 'as of ' + fmtClock(q.observedAt) : null,
+    });
+    for (const w of q.windows) {
+      if (!w || !isNum(w.usedPercent)) continue;
+      const used = isNum(w.resetsAt) && w.resetsAt <= now ? 0 : Math.max(0, w.usedPercent);
+      const fill = h('span', { class: 'quota-fill' });
+      fill.style.width = Math.min(100, used) + '%';
+      box.append(
+        h(
+          'div',
+          {
+            class: 'quota-row',
+            'data-window': String(w.id),
+            'data-level': used >= 100 ? 'bad' : used >= 80 ? 'warn' : 'ok',
+            title: isNum(w.resetsAt) ? 'resets at ' + new Date(w.resetsAt).toLocaleString() : null,
+          },
+          h('span', { class: 'quota-label' }, String(w.label || w.id)),
+          h('span', { class: 'quota-bar' }, fill),
+          h('span', { class: 'quota-pct' }, `${Math.round(used)}%`),
+          h('span', { class: 'quota-reset' }, resetText(w, now)),
+        ),
+      );
+    }
+    return box;
+  }
+
   function buildCard(u) {
     const max = isNum(u.maxConcurrency) && u.maxConcurrency > 0 ? u.maxConcurrency : 0;
     const inflight = isNum(u.inFlight) ? u.inFlight : 0;
@@ -369,6 +412,7 @@
         ),
       ),
       load,
+      quotaBlock(u),
     );
     if (u.lastError && (u.lastError.message || isNum(u.lastError.time))) {
       children.push(
@@ -425,12 +469,26 @@
     $('upstreams-summary').textContent = parts.join(' · ');
   }
 
-  /** Refreshes the countdowns on cooling cards once a second, between messages. */
+  /** Refreshes the countdowns on cooling cards and quota resets once a second, between messages. */
   function tickCards() {
     for (const u of state.upstreams) {
-      if (!u || u.state !== 'cooling') continue;
-      const card = cards.get(u.name);
-      const el = card && card.querySelector('.countdown');
+      const card = u && cards.get(u.name);
+      if (!card) continue;
+      // A window that reset since the last message is redrawn empty.
+      const quota = card.querySelector('.quota');
+      if (quota && u.quota && Array.isArray(u.quota.windows)) {
+        const now = serverNow();
+        if (u.quota.windows.some((w) => w && isNum(w.resetsAt) && w.resetsAt <= now))
+          quota.replaceWith(quotaBlock(u));
+        else
+          for (const w of u.quota.windows) {
+            const el =
+              w && quota.querySelector(`.quota-row[data-window="${CSS.escape(String(w.id))}"] .quota-reset`);
+            if (el) el.textContent = resetText(w, now);
+          }
+      }
+      if (u.state !== 'cooling') continue;
+      const el = card.querySelector('.countdown');
       if (!el || !isNum(u.coolingUntil)) continue;
       const left = u.coolingUntil - serverNow();
       el.textContent = left > 0 ? ` · ${fmtSpan(left + 999)} left` : ' · ending';
