@@ -62,9 +62,13 @@ export class UsageRecorder {
     this.timer.unref();
   }
 
-  /** The `finish` tap: builds the record and queues it. */
+  /**
+   * The `finish` tap: builds the record and queues it. Not recorded: a repeated authentication
+   * failure (counted in its address's summary line instead), and a route that authenticates itself
+   * (`auth: 'none'`: the dashboard's page and its polls are no API use).
+   */
   readonly record = (ctx: RequestContext, outcome: Outcome): void => {
-    if (this.closed || ctx.skipAccessLog) return;
+    if (this.closed || ctx.skipAccessLog || ctx.route?.auth === 'none') return;
     const usage = ctx.usage;
     this.batch.push({
       at: ctx.receivedAt,

@@ -157,6 +157,12 @@ describe('usage: config and boot', function () {
       static readonly meta = { name: 'usage-probe' };
       apply(context: PluginContext): void {
         seen.push(context);
+        // A route that authenticates itself, like the dashboard's: not API use, not recorded.
+        const own = { kind: 'probe.page', proxy: false, auth: 'none' } as const;
+        context.hooks.matchRoute.tap('usage-probe', (ctx) => (ctx.pathname === '/probe' ? own : undefined));
+        context.hooks.request.tap('usage-probe', (ctx) =>
+          ctx.route === own ? { status: 200, body: 'page' } : undefined,
+        );
       }
     }
     const registry = { ...BUILTINS, plugins: { ...BUILTINS.plugins, 'usage-probe': Probe as never } };
@@ -170,6 +176,7 @@ describe('usage: config and boot', function () {
     assert.ok(gw instanceof Gateway, String(gw));
     h.track({ close: () => gw.close(0) });
     await gw.listen();
+    assert.equal(await (await fetch(`${gw.url}/probe`)).text(), 'page');
     for (const model of ['m1', 'm1', 'm2']) {
       const r = await fetch(`${gw.url}/v1/responses`, {
         method: 'POST',
@@ -184,6 +191,8 @@ describe('usage: config and boot', function () {
       { model: 'm1', requests: 2, errors: 0, input: 20, cachedInput: 0, output: 4, reasoning: 0, total: 24 },
       { model: 'm2', requests: 1, errors: 0, input: 10, cachedInput: 0, output: 2, reasoning: 0, total: 12 },
     ]);
+    await gw.close(0);
+    assert.equal(countRecords(file), 3, 'the page is not recorded');
 
     const off = await boot(
       gatewayConfig({
