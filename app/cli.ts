@@ -1,4 +1,7 @@
-/** `tapgate --config config.yaml [--port N]`: boots the gateway and stops it gracefully on SIGTERM/SIGINT. */
+/**
+ * `tapgate --config config.yaml [--port N]`: boots the gateway and stops it gracefully on SIGTERM/SIGINT.
+ * `tapgate usage …` reads the usage records instead (app/usage-cli.ts).
+ */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import cluster from 'node:cluster';
@@ -9,8 +12,10 @@ import type { Gateway } from '../core/gateway.js';
 import { PluginError } from '../core/loader/plugin-errors.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
+import { runUsage } from './usage-cli.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N]
+       tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
 
 A gateway for the OpenAI Responses API.
 
@@ -19,6 +24,10 @@ Options:
   -p, --port N        listen on this port, overriding server.port
   -h, --help          show this help
   -v, --version       print the version
+
+Commands:
+  usage               requests and tokens per key, account, model or day
+                      (tapgate usage --help)
 
 Signals: SIGTERM, SIGINT or SIGQUIT stop accepting connections, let in-flight
 requests finish within server.drainTimeout, then exit 0. SIGHUP, SIGUSR1 and
@@ -32,6 +41,7 @@ function plainLog(level: number, msg: string, fields: Record<string, unknown> = 
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'usage') return runUsage(argv.slice(1));
   let signalLog: SignalLog = (signal, message) => plainLog(40, `${signal} ${message}`, { signal });
   ignoreSignals(() => signalLog);
   let args;

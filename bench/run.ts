@@ -103,7 +103,7 @@ const HELP = `Usage: npm run bench [-- --quick | --profile]
   --profile   tapgate alone under the JSON then the SSE load, with node --cpu-prof; writes
               bench/results/tapgate.cpuprofile (not tracked) and bench/results/profile.md;
               BENCH_TARGETS=bare,tapgate profiles the bare http-proxy-3 too, for comparison
-              (and tapgate-redis: tapgate with its state on Redis)
+              (and tapgate-redis: tapgate with its state on Redis; tapgate-nousage: without usage records)
 
 Environment: BENCH_DURATION (s, measured, default 10), BENCH_WARMUP (s, default 3),
 BENCH_CONNECTIONS (default 50), BENCH_STREAMS (default 1000), BENCH_SEQ (sequential requests,
@@ -139,8 +139,10 @@ function profileTargets(): TargetName[] {
   if (named === undefined || named === '') return ['tapgate'];
   const list = named.split(',').map((t) => t.trim()) as TargetName[];
   for (const t of list)
-    if (t !== 'bare' && t !== 'tapgate' && t !== 'tapgate-redis')
-      throw new Error(`bench: --profile covers bare, tapgate and tapgate-redis (node processes), not ${t}`);
+    if (t !== 'bare' && t !== 'tapgate' && t !== 'tapgate-redis' && t !== 'tapgate-nousage')
+      throw new Error(
+        `bench: --profile covers bare, tapgate, tapgate-nousage and tapgate-redis (node processes), not ${t}`,
+      );
   return list;
 }
 
@@ -160,13 +162,15 @@ function options(): Options {
   }
   const quick = values.quick === true;
   const mode = values.profile === true ? 'profile' : quick ? 'quick' : 'full';
+  // tapgate-nousage (usage records off) is not in the default run: name it to compare.
   const all: TargetName[] = ['direct', 'bare', 'tapgate', 'tapgate-redis', 'nginx'];
+  const known: TargetName[] = [...all, 'tapgate-nousage'];
   const targets = (process.env.BENCH_TARGETS ?? all.join(','))
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '') as TargetName[];
   for (const t of targets)
-    if (!all.includes(t)) throw new Error(`bench: unknown target in BENCH_TARGETS: ${t}`);
+    if (!known.includes(t)) throw new Error(`bench: unknown target in BENCH_TARGETS: ${t}`);
   const gen = process.env.BENCH_LOADGEN ?? 'auto';
   if (!['auto', 'autocannon', 'wrk'].includes(gen))
     throw new Error(`bench: BENCH_LOADGEN must be auto, autocannon or wrk, got ${gen}`);
@@ -193,12 +197,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * How tapgate is configured: the shipped config.yaml, with only what the bench must change; with
  * `redisUrl`, its state on that Redis (the tapgate-redis target), otherwise in memory (the shipped default).
+ * Usage records are on (the shipped default), in `usageFile` in the run's temp dir; `usageFile`
+ * undefined turns them off (the tapgate-nousage target, for the comparison).
  */
 function tapgateConfig(
   port: number,
   upstreamPort: number,
   dashboard: string | undefined,
   redisUrl: string | undefined,
+  usageFile: string | undefined,
 ): { yaml: string; plugins: string[]; level: string } {
   const shipped = parseYaml(readFileSync(join(ROOT, 'config.yaml'), 'utf8')) as Record<string, unknown>;
   // One process: the proxy under test is pinned to one core, and its RSS is read from one pid.
@@ -224,6 +231,10 @@ function tapgateConfig(
     plugins,
   };
   if (redisUrl !== undefined) config.state = { ...(shipped.state as object), store: 'redis', url: redisUrl };
+  config.usage =
+    usageFile === undefined
+      ? { ...(shipped.usage as object), enabled: false }
+      : { ...(shipped.usage as object), path: usageFile };
   const shippedLevel = String((shipped.log as { level?: string } | undefined)?.level ?? 'info');
   const override = process.env.BENCH_LOG_LEVEL;
   const level = override !== undefined && override !== '' ? override : shippedLevel;
@@ -399,14 +410,15 @@ const auth = { authorization: `Bearer ${CLIENT_KEY}` };
 
 async function startTapgate(
   run: Run,
-  name: 'tapgate' | 'tapgate-redis',
+  name: 'tapgate' | 'tapgate-nousage' | 'tapgate-redis',
   cpuProfDir: string | undefined,
   redisUrl?: string,
 ): Promise<Started> {
   const port = await freePort();
   const logFile = join(run.tmp, `${name}.stdout.log`);
   const boot = async (dashboard: string | undefined) => {
-    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl);
+    const usageFile = name === 'tapgate-nousage' ? undefined : join(run.tmp, `${name}-usage.db`);
+    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl, usageFile);
     const file = join(run.tmp, `${name}.yaml`);
     writeFileSync(file, cfg.yaml);
     const args = ['--expose-gc'];
@@ -483,6 +495,7 @@ async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<S
       return { child, target: { origin: `http://127.0.0.1:${port}`, path: PATH, headers: auth }, notes: [] };
     }
     case 'tapgate':
+    case 'tapgate-nousage':
       return startTapgate(run, name, cpuProfDir);
     case 'tapgate-redis': {
       if (run.redis === undefined) throw new Error('bench: redis-server is not installed');

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { AccessLog } from './observe/access-log.js';
 import { ClientAuth, isLoopbackHost } from './guard/auth.js';
@@ -32,6 +32,8 @@ import { createStateStores, type StateStores } from './state/state-stores.js';
 import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
 import { Upstream, UpstreamTypeRegistry } from './pool/upstream.js';
+import { UsageDbError } from './usage/usage-db.js';
+import type { UsageStore } from './usage/usage-store.js';
 
 export interface GatewayOptions {
   /** The plugins enabled by name (the composition root's; none by default: modules by path only). */
@@ -78,6 +80,8 @@ export class Gateway {
   private readonly pluginContext: PluginContext;
   /** Pool state and the plugins' cluster store: this process's, or shared on Redis (`state`). */
   private readonly stores: StateStores;
+  /** Usage records (`usage`): undefined when off. */
+  private usage: UsageStore | undefined;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
@@ -107,10 +111,13 @@ export class Gateway {
     );
     this.server.on('drop', () => dropped.hit(undefined));
     const pool = () => this.pool;
+    const usage = () => this.usage?.reader;
     this.stores = createStateStores(config, this.logger, this.secrets);
     this.pluginContext = Object.freeze({
       cluster: this.stores.cluster,
-      usage: undefined,
+      get usage() {
+        return usage();
+      },
       hooks: this.hooks,
       logger: this.logger,
       config,
@@ -146,6 +153,7 @@ export class Gateway {
       gw.throttle.close();
       await gw.closePlugins();
       await gw.stores.close();
+      gw.usage?.close();
       throw err;
     }
     return gw;
@@ -187,6 +195,7 @@ export class Gateway {
     });
 
     const configDir = dirname(source.file);
+    await this.openUsage(source, configDir);
     this.plugins = await loadPlugins(
       config.plugins,
       source,
@@ -255,6 +264,23 @@ export class Gateway {
         `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
     });
+  }
+
+  /** Opens the usage database (SQLite is loaded only then); a file it cannot use stops the boot. */
+  private async openUsage(source: ConfigSource, configDir: string): Promise<void> {
+    const config = this.config.usage;
+    if (!config.enabled) return;
+    const file = resolve(configDir, config.path);
+    try {
+      const { UsageStore } = await import('./usage/usage-store.js');
+      this.usage = await UsageStore.open(file, config, this.logger);
+    } catch (err) {
+      if (!(err instanceof UsageDbError)) throw err;
+      throw source.error([
+        { path: ['usage', 'path'], ...source.locate(['usage', 'path']), message: err.message } as never,
+      ]);
+    }
+    this.usage.tap(this.hooks);
   }
 
   /**
@@ -437,6 +463,8 @@ export class Gateway {
     await this.closePlugins();
     // After the plugins: a refresh finishing in a plugin's close() may still write shared state.
     await this.stores.close();
+    // Every request has finished: its record is in the batch this writes.
+    this.usage?.close();
     this.throttle.close();
     this.server.closeAllConnections();
     await closed;

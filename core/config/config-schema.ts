@@ -1,6 +1,6 @@
 /** The schema of config.yaml. Every object is strict: an unknown key fails at boot. */
 import { z } from 'zod';
-import { duration, headerToken, integer, size } from './units.js';
+import { duration, headerToken, integer, period, size } from './units.js';
 
 export const pluginEntrySchema = z.union([
   z.string().min(1),
@@ -383,6 +383,40 @@ export const configSchema = z.strictObject({
         });
     })
     .prefault({}),
+  usage: z
+    .strictObject({
+      enabled: z.boolean().default(true).meta({
+        description:
+          'One usage record per request (time, client key, account, model, route, outcome, tokens, durations), written in batches off the request path. `false`: nothing is recorded and SQLite is not loaded.',
+        docType: 'boolean',
+        docDefault: '`true`',
+      }),
+      path: z.string().min(1).default('data/usage.db').meta({
+        description:
+          "The SQLite file (relative to the config file's folder; the folder is created). Every worker writes the same file; `tapgate usage` reads it, also while the gateway runs. A file that is no SQLite database stops the boot and is left as it is.",
+        docType: 'string',
+        docDefault: '`data/usage.db`',
+      }),
+      retention: period()
+        .pipe(z.number().min(86_400_000, 'at least 1d'))
+        .default(90 * 86_400_000)
+        .meta({
+          description:
+            'Records older than this are deleted (at boot, then hourly). Daily totals per key, account and model are kept for at least 400 days.',
+          docType: 'period',
+          docDefault: '`90d`',
+        }),
+      flushInterval: duration()
+        .pipe(z.number().min(10, 'at least 10ms').max(60_000, 'at most 1m'))
+        .default(1000)
+        .meta({
+          description:
+            'How often the batch of finished requests is written, in one transaction (sooner when it reaches 2000 records). A graceful stop writes what is left.',
+          docType: 'duration',
+          docDefault: '`1s`',
+        }),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').meta({
@@ -402,3 +436,4 @@ export type UpstreamBaseConfig = z.output<typeof upstreamBaseSchema>;
 export type PluginEntry = z.output<typeof pluginEntrySchema>;
 export type Timeouts = z.output<typeof timeoutsSchema>;
 export type StateConfig = GatewayConfig['state'];
+export type UsageConfig = GatewayConfig['usage'];

@@ -103,3 +103,27 @@ export function unsafeHeaderChar(value: string, spaces: boolean): string | undef
   }
   return undefined;
 }
+
+const PERIOD = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const PERIOD_MS: Record<string, number> = { ...DURATION_MS, d: 86_400_000 };
+
+/** A span of calendar time (`90d`, `36h`), never run as a timer: days allowed, no timer cap, unit required. */
+export function parsePeriod(value: string | number): number | undefined {
+  if (typeof value === 'number') return value >= 0 ? value : undefined;
+  const m = PERIOD.exec(value.trim());
+  return m ? Math.round(Number(m[1]) * PERIOD_MS[m[2]!]!) : undefined;
+}
+
+/** A period in ms: a number of ms or a string such as `90d`. */
+export const period = () =>
+  z.union([z.number(), z.string()]).transform((v, ctx) => {
+    const ms = parsePeriod(v);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a period such as 36h or 90d, got ${JSON.stringify(v)}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { configTables, fieldDocs, objectShape, type Schema } from '../../app/config-docs.js';
-import { parseDuration, parseSize } from '../../core/config/units.js';
+import { parseDuration, parsePeriod, parseSize } from '../../core/config/units.js';
 import { openaiUpstreamSchema } from '../../plugins/openai-upstream/index.js';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -32,10 +32,10 @@ function table(heading: string): Map<string, string[]> {
   return rows;
 }
 
-/** A README default cell as a value: `30s` → 30000, `16mb` → 16777216, `true`, `[]`, text. */
+/** A README default cell as a value: `30s` → 30000, `90d` → 7776000000, `16mb` → 16777216, `true`, `[]`, text. */
 function cellValue(cell: string): unknown {
   const text = cell.replace(/`/g, '');
-  const number = parseDuration(text) ?? parseSize(text);
+  const number = parseDuration(text) ?? parsePeriod(text) ?? parseSize(text);
   if (number !== undefined) return number;
   if (text === 'true' || text === 'false') return text === 'true';
   if (text.startsWith('[') || text.startsWith('{')) return JSON.parse(text);

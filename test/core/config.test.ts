@@ -18,6 +18,7 @@ async function bootError(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<Con
   const logs = new LogCapture();
   const loaded = parseConfig(yaml, 'config.yaml', env);
   loaded.config.server.port = 0;
+  loaded.config.usage.enabled = false; // no usage database in the repository
   try {
     const gw = await createGateway(loaded, { logDestination: logs });
     await gw.close(0);
@@ -181,6 +182,7 @@ describe('config validation', () => {
       { name: 'local', key: 'long-enough-key' },
     ]);
     loaded.config.server.port = 0;
+    loaded.config.usage.enabled = false; // no usage database in the repository
     const logs = new LogCapture();
     const gw = await createGateway(loaded, { logDestination: logs });
     await gw.close(0);

@@ -109,6 +109,7 @@ describe('lifecycle and observe hooks (issue 12)', () => {
       TAPGATE_TEST_KEY: CLIENT_KEY,
     });
     loaded.config.server.port = 0;
+    loaded.config.usage.enabled = false; // no usage database in the repository
     const gw = await Gateway.create(loaded, {
       builtins: { ...BUILTINS, plugins: { ...BUILTINS.plugins, probe: probe(seen, opts) } },
       logDestination: logs,

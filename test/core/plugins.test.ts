@@ -30,6 +30,7 @@ async function bootFails<E extends PluginError>(
 ): Promise<E> {
   const loaded = parseConfig(yaml, file, { TAPGATE_TEST_KEY: CLIENT_KEY });
   loaded.config.server.port = 0;
+  loaded.config.usage.enabled = false; // no usage database in the repository
   try {
     const gw = await createGateway(loaded, { logDestination: new LogCapture() });
     await gw.close(0);
@@ -404,15 +405,15 @@ describe('examples/audit-plugin.js', () => {
     assert.match(err.message, /^invalid options for plugin "audit":\n/);
     assert.match(
       err.message,
-      /config\.yaml:20:7 plugins\[3\]\.options\.file: Invalid input: expected string, received undefined/,
+      /config\.yaml:22:7 plugins\[3\]\.options\.file: Invalid input: expected string, received undefined/,
     );
-    assert.match(err.message, /config\.yaml:20:7 plugins\[3\]\.options\.fiel: unknown key/);
+    assert.match(err.message, /config\.yaml:22:7 plugins\[3\]\.options\.fiel: unknown key/);
 
     const apply = await bootFails(
       PluginApplyError,
       auditConfig(`      file: ${join(tmp, 'no-such-dir', 'audit.log')}\n`),
       file,
     );
-    assert.match(apply.message, /config\.yaml:18:5 plugin "audit" failed in apply\(\): ENOENT/);
+    assert.match(apply.message, /config\.yaml:20:5 plugin "audit" failed in apply\(\): ENOENT/);
   });
 });

@@ -71,6 +71,7 @@ upstreams:
   - { name: A, type: openai, baseUrl: "${A.url}/v1", apiKey: sk-upstream-a, priority: 0 }
   - { name: B, type: openai, baseUrl: "${B.url}/v1", apiKey: sk-upstream-b, priority: 1 }
 plugins: [responses-routes, probe]
+usage: { enabled: false }
 `;
     gw = await Gateway.create(parseConfig(yaml, 'state.yaml', {}), {
       builtins: registry,

@@ -135,7 +135,7 @@ describe('server.workers (node:cluster)', () => {
     const boot = (type: string, processes: number) =>
       Gateway.create(
         parseConfig(
-          `server: { port: 8787, workers: 2 }\nupstreams: [{ name: u, type: ${type}, baseUrl: "http://127.0.0.1:9/v1" }]\n`,
+          `server: { port: 8787, workers: 2 }\nupstreams: [{ name: u, type: ${type}, baseUrl: "http://127.0.0.1:9/v1" }]\nusage: { enabled: false }\n`,
           'workers.yaml',
           {},
         ),

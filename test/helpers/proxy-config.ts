@@ -25,6 +25,11 @@ export interface GatewayConfigOptions {
   log?: Record<string, unknown>;
   /** The `state` section, e.g. `{ store: 'redis', url }`. */
   state?: Record<string, unknown>;
+  /**
+   * The `usage` section. Off unless a test asks (with a temp `path`): a test gateway must not write
+   * a database into the repository.
+   */
+  usage?: Record<string, unknown>;
   /** Upstreams as config.yaml has them. */
   upstreams: readonly Record<string, unknown>[];
   /** Default DEFAULT_PLUGINS. */
@@ -40,6 +45,7 @@ export function gatewayConfig(o: GatewayConfigOptions): string {
     ...(o.pool === undefined ? {} : { pool: o.pool }),
     ...(o.log === undefined ? {} : { log: o.log }),
     ...(o.state === undefined ? {} : { state: o.state }),
+    usage: o.usage ?? { enabled: false },
     upstreams: o.upstreams,
     plugins: o.plugins ?? DEFAULT_PLUGINS,
   });

@@ -5,7 +5,7 @@ import { createGateway } from '../../app/gateway.js';
 
 /** The mapping as the gateway applies it: the real hook, built by a real boot. */
 async function mapperFor(pluginYaml: string): Promise<(code: string | null, type: string) => string | null> {
-  const yaml = `server: { port: 0 }\nplugins:\n${pluginYaml}\n`;
+  const yaml = `server: { port: 0 }\nplugins:\n${pluginYaml}\nusage: { enabled: false }\n`;
   const gw = await createGateway(parseConfig(yaml, 'x.yaml', {}), { logDestination: new LogCapture() });
   return (code, type) => gw.hooks.mapErrorCode.call(code ?? type, type, {} as never);
 }

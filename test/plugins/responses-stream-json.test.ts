@@ -64,6 +64,7 @@ describe('plugin responses-routes: stream→JSON for stream-only upstream types'
     });
     const loaded = parseConfig(yaml, 'test/config.test.yaml', { TAPGATE_TEST_KEY: CLIENT_KEY });
     loaded.config.server.port = 0;
+    loaded.config.usage.enabled = false; // no usage database in the repository
     const gw = await Gateway.create(loaded, { builtins: REGISTRY, logDestination: new LogCapture() });
     gateways.push(gw);
     await gw.listen();
