@@ -118,8 +118,9 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
 
 /** Per-key limits: admission after authentication (same stage, tapped after it), the rest at the end. */
 function tapLimits(hooks: GatewayHooks, limits: KeyLimits): void {
-  hooks.request.tapPromise({ name: CORE + ':limits', stage: Stage.GUARD }, (ctx) =>
-    ctx.clientName === undefined ? Promise.resolve(undefined) : limits.admit(ctx).then(() => undefined),
+  hooks.request.tapPromise(
+    { name: CORE + ':limits', stage: Stage.GUARD },
+    (ctx) => limits.admit(ctx)?.then(NOTHING) ?? ADMITTED,
   );
   // Early: a plugin may still set its own headers after the upstream's are dropped.
   hooks.upstreamResponse.tap({ name: CORE + ':limits', stage: Stage.EARLY }, (ctx) =>
@@ -171,6 +172,9 @@ export function throttledError(retryAfter: number): GatewayError {
 }
 
 const NO_RETRY: Classification = { retry: 'none' };
+/** What the limits tap resolves to: no local reply, the chain goes on (one settled promise, reused). */
+const ADMITTED: Promise<undefined> = Promise.resolve(undefined);
+const NOTHING = (): undefined => undefined;
 
 /** Writes an HTTP error: the upstream's own OpenAI-shaped body when it has one, else a gateway body. */
 export function writeErrorResponse(ctx: RequestContext, error: GatewayError): void {

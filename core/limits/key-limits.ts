@@ -104,11 +104,17 @@ export class KeyLimits {
     return ctx.peekState(TICKET) !== undefined;
   }
 
-  /** Admission: counts the request, or throws the 429. Nothing to do for a key without limits. */
-  async admit(ctx: RequestContext): Promise<void> {
+  /**
+   * Admission: counts the request, or rejects with the 429. Undefined (nothing to wait for, no
+   * promise made) for a key without limits.
+   */
+  admit(ctx: RequestContext): Promise<void> | undefined {
     const name = ctx.clientName;
     const rule = name === undefined ? undefined : this.rules.get(name);
-    if (rule === undefined) return;
+    return rule === undefined ? undefined : this.admitLimited(ctx, rule);
+  }
+
+  private async admitLimited(ctx: RequestContext, rule: KeyRule): Promise<void> {
     const ticket: Ticket = { rule, slot: false, admitted: false };
     ctx.setState(TICKET, ticket);
     const now = this.options.clock();
