@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { AccessLog } from './observe/access-log.js';
 import { ClientAuth, isLoopbackHost } from './guard/auth.js';
+import { KeyLimits } from './limits/key-limits.js';
 import { FailureThrottle } from './guard/auth-throttle.js';
 import type { ConfigSource, LoadedConfig } from './config/config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config/config-schema.js';
@@ -49,6 +50,11 @@ export interface GatewayOptions {
    * an upstream whose type sets `multiProcess` makes the config invalid.
    */
   processes?: number;
+  /**
+   * Epoch ms, for per-key limits only (their minute, day and month windows); `Date.now` by default.
+   * For tests and embedders that must see a window end without waiting for it.
+   */
+  clock?: () => number;
 }
 
 export class Gateway {
@@ -78,6 +84,8 @@ export class Gateway {
   private readonly throttle: FailureThrottle;
   /** What plugins get in apply(): the parts they work with, not the gateway that runs them. */
   private readonly pluginContext: PluginContext;
+  /** Per-key limits (`auth.keys[].limits`); undefined when no key has any. */
+  private limits: KeyLimits | undefined;
   /** Pool state and the plugins' cluster store: this process's, or shared on Redis (`state`). */
   private readonly stores: StateStores;
   /** Usage records (`usage`): undefined when off. */
@@ -112,7 +120,7 @@ export class Gateway {
     this.server.on('drop', () => dropped.hit(undefined));
     const pool = () => this.pool;
     const usage = () => this.usage?.reader;
-    this.stores = createStateStores(config, this.logger, this.secrets);
+    this.stores = createStateStores(config, this.logger, this.secrets, options.clock);
     this.pluginContext = Object.freeze({
       cluster: this.stores.cluster,
       get usage() {
@@ -180,6 +188,12 @@ export class Gateway {
     await this.stores.start();
     // Built before the pool, which needs the plugins' upstream types: the core taps use the state.
     const state = options.poolState ?? this.stores.pool;
+    const limits = KeyLimits.create(config.auth.keys, {
+      store: this.stores.limits,
+      slots: state,
+      clock: options.clock ?? Date.now,
+    });
+    this.limits = limits;
     tapCore(this.hooks, {
       auth,
       throttle: this.throttle,
@@ -192,6 +206,7 @@ export class Gateway {
         policies: this.selectionPolicies,
       },
       state,
+      limits,
     });
 
     const configDir = dirname(source.file);
@@ -244,7 +259,15 @@ export class Gateway {
       sendTimeout: config.server.sendTimeout,
       hold: config.proxy.hold,
     });
-    this.pipeline = new Pipeline(this.hooks, config, this.poolRef, this.transport, this.logger, this.secrets);
+    this.pipeline = new Pipeline(
+      this.hooks,
+      config,
+      this.poolRef,
+      this.transport,
+      this.logger,
+      this.secrets,
+      this.limits,
+    );
     this.server.on('request', this.pipeline.handle);
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

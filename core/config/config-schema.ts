@@ -81,6 +81,49 @@ export const upstreamBaseSchema = z.object({
   }),
 });
 
+/** `auth.keys[].limits`: every key optional; a key without one is not limited on it. */
+export const keyLimitsSchema = z.strictObject({
+  requestsPerMinute: integer(1, 1e12).optional().meta({
+    description:
+      'Requests admitted per UTC minute. The next one gets `429 rate_limit_exceeded` until the minute ends.',
+    docType: 'integer',
+    docDefault: '—',
+  }),
+  tokensPerMinute: integer(1, 1e15).optional().meta({
+    description:
+      "Tokens (the answer's `usage.total_tokens`) per UTC minute. Checked at admission against tokens already used (`used >= limit`: 429), charged when the answer ends: a request admitted under the limit runs to its end.",
+    docType: 'integer',
+    docDefault: '—',
+  }),
+  tokensPerDay: integer(1, 1e15).optional().meta({
+    description:
+      'Tokens per UTC day, like `tokensPerMinute`. Its 429 carries `x-should-retry: false`: SDKs do not retry for hours.',
+    docType: 'integer',
+    docDefault: '—',
+  }),
+  tokensPerMonth: integer(1, 1e15).optional().meta({
+    description: 'Tokens per UTC calendar month (a budget), like `tokensPerDay`.',
+    docType: 'integer',
+    docDefault: '—',
+  }),
+  concurrency: integer(1, 100_000).optional().meta({
+    description:
+      'Requests of this key in flight at once (with `state.store: redis`, across every instance). One more gets 429 (`Retry-After: 1`).',
+    docType: 'integer',
+    docDefault: '—',
+  }),
+  models: z
+    .array(z.string().min(1).max(256))
+    .min(1, 'list at least one model, or leave `models` out to allow any')
+    .optional()
+    .meta({
+      description:
+        'The models this key may use; `*` matches any text (`gpt-5*`). Any other model gets `403 model_not_allowed` before an upstream is contacted.',
+      docType: 'list of strings',
+      docDefault: 'any model',
+    }),
+});
+
 export const configSchema = z.strictObject({
   server: z
     .strictObject({
@@ -176,8 +219,22 @@ export const configSchema = z.strictObject({
               (k) => k.length === 0 || k.length >= 8,
               'a client key needs at least 8 characters',
             ),
+            limits: keyLimitsSchema.optional(),
           }),
         )
+        .superRefine((keys, ctx) => {
+          // Limits count per key name: two entries of one name would share (or split) one budget.
+          const seen = new Set<string>();
+          keys.forEach((k, i) => {
+            if (seen.has(k.name) && keys.some((o) => o.name === k.name && o.limits !== undefined))
+              ctx.addIssue({
+                code: 'custom',
+                path: [i, 'name'],
+                message: `duplicate key name "${k.name}": limits count per name, so a key with limits needs a name of its own`,
+              });
+            seen.add(k.name);
+          });
+        })
         .default([])
         .meta({
           description:

@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { AccessLog } from '../observe/access-log.js';
 import { isLoopbackHost, isRefused, markRefused, type ClientAuth } from '../guard/auth.js';
 import type { FailureThrottle } from '../guard/auth-throttle.js';
+import type { KeyLimits } from '../limits/key-limits.js';
 import type { RequestContext } from '../kernel/context.js';
 import {
   AuthenticationError,
@@ -41,6 +42,8 @@ export interface CoreTapOptions {
   scheduler: SchedulerOptions;
   /** The pool's state store: built before the pool (which waits for plugins' upstream types). */
   state: PoolStateStore;
+  /** Per-key limits; undefined when no key has any (nothing is tapped for them). */
+  limits?: KeyLimits;
 }
 
 export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
@@ -76,6 +79,7 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
     ctx.clientName = name;
     return undefined;
   });
+  if (opts.limits !== undefined) tapLimits(hooks, opts.limits);
 
   const scheduler = new Scheduler(opts.state, opts.scheduler);
   hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, candidates) =>
@@ -110,6 +114,19 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   hooks.finish.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, outcome) =>
     opts.access.request(ctx, outcome),
   );
+}
+
+/** Per-key limits: admission after authentication (same stage, tapped after it), the rest at the end. */
+function tapLimits(hooks: GatewayHooks, limits: KeyLimits): void {
+  hooks.request.tapPromise(
+    { name: CORE + ':limits', stage: Stage.GUARD },
+    (ctx) => limits.admit(ctx)?.then(NOTHING) ?? ADMITTED,
+  );
+  // Early: a plugin may still set its own headers after the upstream's are dropped.
+  hooks.upstreamResponse.tap({ name: CORE + ':limits', stage: Stage.EARLY }, (ctx) =>
+    limits.dropUpstreamHeaders(ctx),
+  );
+  hooks.finish.tap({ name: CORE + ':limits', stage: Stage.GUARD }, (ctx) => limits.finish(ctx));
 }
 
 /**
@@ -155,6 +172,9 @@ export function throttledError(retryAfter: number): GatewayError {
 }
 
 const NO_RETRY: Classification = { retry: 'none' };
+/** What the limits tap resolves to: no local reply, the chain goes on (one settled promise, reused). */
+const ADMITTED: Promise<undefined> = Promise.resolve(undefined);
+const NOTHING = (): undefined => undefined;
 
 /** Writes an HTTP error: the upstream's own OpenAI-shaped body when it has one, else a gateway body. */
 export function writeErrorResponse(ctx: RequestContext, error: GatewayError): void {

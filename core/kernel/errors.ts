@@ -342,6 +342,29 @@ export const AuthThrottledError = defineError(
   'Too many failed authentication attempts from this address',
   'too_many_auth_failures',
 );
+/**
+ * A client key over one of its own limits (`auth.keys[].limits`): requests or tokens in a window, or
+ * requests at once. OpenAI's shape; built by core/limits/key-limits.ts with the numbers in its message.
+ */
+export const KeyRateLimitError = defineError(
+  ClientFault,
+  'KeyRateLimitError',
+  'KEY_RATE_LIMITED',
+  429,
+  'rate_limit_error',
+  'Rate limit reached for this API key',
+  'rate_limit_exceeded',
+);
+/** A client key asked for a model its `limits.models` does not list: refused before any upstream. */
+export const ModelNotAllowedError = defineError(
+  ClientFault,
+  'ModelNotAllowedError',
+  'MODEL_NOT_ALLOWED',
+  403,
+  'invalid_request_error',
+  'This API key may not use this model',
+  'model_not_allowed',
+);
 export const ShuttingDownError = defineError(
   GatewayFault,
   'ShuttingDownError',

@@ -26,6 +26,7 @@ import {
 } from '../kernel/errors.js';
 import { forwardableRequestHeaders, UPSTREAM_ACCEPT_ENCODING } from './headers.js';
 import type { GatewayHooks } from '../kernel/hooks.js';
+import type { KeyLimits } from '../limits/key-limits.js';
 import type { Logger } from '../observe/logger.js';
 import type { UpstreamPool } from '../pool/pool.js';
 import type { Secrets } from '../observe/secrets.js';
@@ -47,6 +48,8 @@ export class Pipeline {
     private readonly transport: Transport,
     private readonly logger: Logger,
     private readonly secrets: Secrets,
+    /** Per-key limits: the model check, once the body is parsed. */
+    private readonly limits?: KeyLimits,
   ) {}
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -98,6 +101,8 @@ export class Pipeline {
       if (typeof json.model === 'string') ctx.model = json.model;
       ctx.stream = json.stream === true;
     }
+    // Before any upstream is chosen: a model the key may not use never reaches one.
+    this.limits?.checkModel(ctx);
     const encoding = decoded.opaque ? ctx.req.headers['content-encoding'] : undefined;
     const maxAttempts = this.config.proxy.maxAttempts;
     let lastError: GatewayError | undefined;

@@ -7,13 +7,17 @@ import type { Logger } from '../observe/logger.js';
 import type { Secrets } from '../observe/secrets.js';
 import { MemoryPoolState, type PoolStateStore } from '../pool/pool-state.js';
 import { MemoryClusterStore, type ClusterStore } from './cluster-store.js';
+import { MemoryLimitStore, type LimitStore } from './limit-store.js';
 import { RedisClusterStore } from './redis-cluster-store.js';
+import { RedisLimitStore } from './redis-limit-store.js';
 import { RedisLink } from './redis-link.js';
 import { RedisPoolState } from './redis-pool-state.js';
 
 export interface StateStores {
   readonly pool: PoolStateStore;
   readonly cluster: ClusterStore;
+  /** Per-key limit counters (`auth.keys[].limits`). */
+  readonly limits: LimitStore;
   /** The Redis connection, with `store: redis`. */
   readonly link: RedisLink | undefined;
   /** Connects (briefly waited for: the gateway serves on local state without it). */
@@ -27,6 +31,8 @@ export function createStateStores(
   config: Readonly<GatewayConfig>,
   logger: Logger,
   secrets: Secrets,
+  /** The limits' clock (GatewayOptions.clock). */
+  clock: () => number = Date.now,
 ): StateStores {
   const local = new MemoryPoolState({ maxBindings: config.pool.affinity.maxEntries });
   const state = config.state;
@@ -34,6 +40,7 @@ export function createStateStores(
     return {
       pool: local,
       cluster: new MemoryClusterStore(),
+      limits: new MemoryLimitStore(),
       link: undefined,
       start: () => Promise.resolve(),
       track: () => undefined,
@@ -54,6 +61,7 @@ export function createStateStores(
   return {
     pool,
     cluster: new RedisClusterStore(link),
+    limits: new RedisLimitStore(link, new MemoryLimitStore(), logger, clock),
     link,
     start: () => link.start(),
     track: (upstreams) => pool.track(upstreams),

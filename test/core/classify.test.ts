@@ -104,6 +104,8 @@ const VERDICT: Record<string, Classification> = {
   ClientAbortError: NONE,
   ClientStalledError: NONE,
   AuthThrottledError: NONE,
+  KeyRateLimitError: NONE,
+  ModelNotAllowedError: NONE,
   NoUpstreamError: NONE,
   AllUpstreamsCoolingError: NONE,
   QueueFullError: NONE,
