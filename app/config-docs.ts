@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { configSchema, upstreamBaseSchema } from '../core/config/config-schema.js';
+import { configSchema, keyLimitsSchema, upstreamBaseSchema } from '../core/config/config-schema.js';
 
 /** A zod schema's own definition, whatever wraps it (zod 4 keeps it on `_zod.def`). */
 interface Def {
@@ -89,6 +89,10 @@ export function configTables(): { heading: string; rows: FieldDoc[] }[] {
       heading: `### \`${name}\``,
       rows: fieldDocs(objectShape(sections[name]!)!),
     })),
+    {
+      heading: 'Keys of `auth.keys[].limits`:',
+      rows: fieldDocs(objectShape(keyLimitsSchema as unknown as Schema)!),
+    },
     {
       heading: 'Keys every upstream has:',
       rows: fieldDocs(objectShape(upstreamBaseSchema as unknown as Schema)!, ['timeouts']),

@@ -238,8 +238,8 @@ export const configSchema = z.strictObject({
         .default([])
         .meta({
           description:
-            'Client keys. `name` shows in logs; `key` needs at least 8 characters. An empty `key` (an unset `${VAR:-}`) is skipped with a warning. With no key, tapgate serves unauthenticated requests on a loopback host only.',
-          docType: 'list of `{name, key}`',
+            'Client keys. `name` shows in logs and usage records; `key` needs at least 8 characters; `limits` (optional) caps what the key may use (see below). An empty `key` (an unset `${VAR:-}`) is skipped with a warning. With no key, tapgate serves unauthenticated requests on a loopback host only.',
+          docType: 'list of `{name, key, limits}`',
           docDefault: '`[]`',
         }),
       /** Failed authentication per source address: over the limit, its requests get 429 until the window ends. */

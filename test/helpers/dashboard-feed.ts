@@ -35,6 +35,8 @@ export interface DashboardConfigOptions {
   keys?: { name: string; key: string }[];
   /** Other `auth` keys, e.g. `bruteForce`. */
   auth?: Record<string, unknown>;
+  /** The `usage` section (default: off). */
+  usage?: Record<string, unknown>;
 }
 
 export function dashboardConfig(opts: DashboardConfigOptions): string {
@@ -43,6 +45,7 @@ export function dashboardConfig(opts: DashboardConfigOptions): string {
     auth: opts.auth,
     proxy: opts.proxy,
     pool: opts.pool,
+    usage: opts.usage,
     upstreams: opts.upstreams.map((u) => ({ type: 'openai', ...u })),
     plugins: [...DEFAULT_PLUGINS, { name: 'dashboard', options: { token: ADMIN_TOKEN, ...opts.dashboard } }],
   });

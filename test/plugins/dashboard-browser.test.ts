@@ -13,7 +13,8 @@
  * fail, they are never skipped. TAPGATE_CHROMIUM points at another binary.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import YAML from 'yaml';
@@ -376,6 +377,45 @@ describe('dashboard in a browser (Chromium)', function () {
     await page.locator('tr.req td.c-upstream', { hasText: 'quota-b' }).first().waitFor();
     assert.equal(await b.locator('.quota').count(), 0, 'no bars for an account that reported none');
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-quota.png') });
+    assert.deepEqual(pageErrors, [], 'the page threw');
+  });
+
+  it('the usage panel shows requests and tokens per client key and per account', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tapgate-browser-usage-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const up = await startScripted('acct-a');
+    cleanups.push(() => up.close());
+    const gw = await startGateway(
+      gatewayConfig({
+        upstreams: [
+          { name: 'acct-a', type: 'openai', baseUrl: `${up.url}/v1`, apiKey: 'sk-upstream-usage-secret' },
+        ],
+        usage: { enabled: true, path: path.join(dir, 'usage.db'), flushInterval: '50ms' },
+        plugins: [...DEFAULT_PLUGINS, { name: 'dashboard', options: { token: ADMIN_TOKEN } }],
+      }),
+    );
+    cleanups.push(() => gw.close());
+    for (let i = 0; i < 2; i++) assert.equal((await send(gw, true)).status, 200);
+
+    const { page, pageErrors } = await openPage();
+    await logIn(page, gw.url + '/dashboard', ADMIN_TOKEN);
+    // The page reads the summary at load and every 15 s; the records are written within 50 ms.
+    const keyRow = page.locator('#usage-keys tr[data-name="tester"]');
+    const accountRow = page.locator('#usage-accounts tr[data-name="acct-a"]');
+    for (
+      let tries = 0;
+      (await keyRow.count()) === 0 || (await keyRow.locator('td').nth(1).textContent()) !== '2';
+      tries++
+    ) {
+      assert.ok(tries < 4, 'the usage panel never showed the two requests');
+      await page.reload();
+      await page.locator('#conn[data-state="live"]').waitFor();
+    }
+    const cells = async (row: Locator) => (await row.locator('td').allTextContents()).map((t) => t.trim());
+    // The scripted upstream's answers report 10 input and 2 output tokens each.
+    assert.deepEqual(await cells(keyRow), ['tester', '2', '20 / 4', '2', '20 / 4']);
+    assert.deepEqual(await cells(accountRow), ['acct-a', '2', '20 / 4', '2', '20 / 4']);
+    await page.locator('#usage').screenshot({ path: path.join(ARTIFACTS, 'dashboard-usage.png') });
     assert.deepEqual(pageErrors, [], 'the page threw');
   });
 

@@ -4,7 +4,13 @@
  * forwarded, so the test knows exactly what the upstreams reported and which one answered.
  */
 import type http from 'node:http';
-import { frame, MESSAGE_ITEM, responseObject, writeSseHead, type UpstreamHandler } from '../helpers/upstream.js';
+import {
+  frame,
+  MESSAGE_ITEM,
+  responseObject,
+  writeSseHead,
+  type UpstreamHandler,
+} from '../helpers/upstream.js';
 
 /** What the upstream does with one request. */
 export type Plan =
@@ -56,7 +62,8 @@ export class UsageLedger {
       const body = recorded.json ?? {};
       const plan = ((body.metadata as { plan?: string } | undefined)?.plan ?? 'ok') as Plan;
       const compact = (req.url ?? '').endsWith('/compact');
-      if (plan === 'bad-request') return sendError(res, 400, 'invalid_request_error', 'bad request for the test');
+      if (plan === 'bad-request')
+        return sendError(res, 400, 'invalid_request_error', 'bad request for the test');
       if (plan === 'failover' && !this.failedOnce.has(id)) {
         this.failedOnce.add(id);
         return sendError(res, 500, 'server_error', 'the first attempt fails');
@@ -72,7 +79,9 @@ export class UsageLedger {
       });
       if (compact) {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ id: 'cmp_1', object: 'response.compaction', created_at: 1, output: [], usage }));
+        res.end(
+          JSON.stringify({ id: 'cmp_1', object: 'response.compaction', created_at: 1, output: [], usage }),
+        );
         return;
       }
       // A `metadata` member named usage after the real one: the gateway must not take it for the count.
@@ -86,7 +95,12 @@ export class UsageLedger {
       const r = `resp_${account}`;
       res.write(frame('response.created', 0, { response: responseObject(r, 'in_progress') }));
       res.write(
-        frame('response.output_text.delta', 1, { item_id: 'msg_1', output_index: 0, content_index: 0, delta: 'Hi' }),
+        frame('response.output_text.delta', 1, {
+          item_id: 'msg_1',
+          output_index: 0,
+          content_index: 0,
+          delta: 'Hi',
+        }),
       );
       if (plan === 'failed-stream') {
         const error = { code: 'server_error', message: 'the upstream failed mid-stream' };
