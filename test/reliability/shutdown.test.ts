@@ -5,6 +5,7 @@
  * covers both kinds at once, the refused connections, and the credential write-back at exit.
  */
 import assert from 'node:assert/strict';
+import { countRecords } from '../helpers/usage.js';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -294,6 +295,12 @@ describe('graceful shutdown: SIGTERM with 100 streams in flight and a token refr
     assert.equal(doc.custom_field, 'kept');
     assert.notEqual(statSync(authPath).ino, originalInode, 'replaced by the atomic write-back');
     assert.equal(statSync(authPath).mode & 0o777, 0o600);
-    assert.deepEqual(readdirSync(dir).sort(), ['auth.json', 'tapgate.yaml'], 'no temp file left behind');
+    assert.deepEqual(
+      readdirSync(dir).sort(),
+      ['auth.json', 'data', 'tapgate.yaml'],
+      'no temp file left behind',
+    );
+    // The usage records (on by default) of every stream in flight at SIGTERM were written before the exit.
+    assert.ok(countRecords(join(dir, 'data', 'usage.db')) >= 100, 'the streams in flight were recorded');
   });
 });
