@@ -1,7 +1,7 @@
 /** Starts a real gateway in-process from YAML text, listening on 127.0.0.1:0, with its logs captured. */
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../core/config/config.js';
-import type { Gateway } from '../../core/gateway.js';
+import type { Gateway, GatewayOptions } from '../../core/gateway.js';
 import { recordOutput, registerSecret, registerSecretsIn } from './secret-scan.js';
 import { createGateway } from '../../app/gateway.js';
 import { gatewayConfig } from './proxy-config.js';
@@ -31,6 +31,7 @@ export async function startGateway(
   yaml: string,
   env: Record<string, string> = {},
   file = 'test/config.test.yaml',
+  options: Omit<GatewayOptions, 'logDestination'> = {},
 ): Promise<TestGateway> {
   const capture = new LogCapture();
   const loaded = parseConfig(yaml, file, { TAPGATE_TEST_KEY: CLIENT_KEY, ...env });
@@ -39,7 +40,7 @@ export async function startGateway(
   if (!/^usage:/m.test(yaml)) loaded.config.usage.enabled = false;
   registerSecretsIn(loaded.config);
   recordOutput('log', () => capture.lines.join('\n'));
-  const gw = await createGateway(loaded, { logDestination: capture });
+  const gw = await createGateway(loaded, { ...options, logDestination: capture });
   await gw.listen();
   return {
     gw,

@@ -2,11 +2,9 @@
  * Helpers for the per-key limit tests: a gateway with a movable clock (GatewayOptions.clock), YAML
  * with limited keys, and upstream answers that report a known usage.
  */
-import { parseConfig } from '../../core/config/config.js';
-import { createGateway } from '../../app/gateway.js';
-import { CLIENT_KEY, LogCapture, type TestGateway } from '../helpers/gateway.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { gatewayConfig, upstreamKey } from '../helpers/proxy-config.js';
-import { recordOutput, registerSecret, registerSecretsIn } from '../helpers/secret-scan.js';
+import { registerSecret } from '../helpers/secret-scan.js';
 import { responseObject, MESSAGE_ITEM, USAGE, type UpstreamHandler } from '../helpers/upstream.js';
 import { SERVED_BY } from '../helpers/scripted-upstream.js';
 
@@ -43,23 +41,8 @@ export function limitsConfig(
 }
 
 /** Like startGateway, with the limits' clock. */
-export async function startClockedGateway(yaml: string, clock: TestClock): Promise<TestGateway> {
-  const capture = new LogCapture();
-  const loaded = parseConfig(yaml, 'test/limits.yaml', { TAPGATE_TEST_KEY: CLIENT_KEY });
-  loaded.config.server.port = 0;
-  registerSecretsIn(loaded.config);
-  recordOutput('log', () => capture.lines.join('\n'));
-  const gw = await createGateway(loaded, { logDestination: capture, clock: clock.read });
-  await gw.listen();
-  return {
-    gw,
-    url: gw.url,
-    get logs() {
-      return capture.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    },
-    rawLogs: () => capture.lines.join('\n'),
-    close: (drainMs = 0) => gw.close(drainMs),
-  };
+export function startClockedGateway(yaml: string, clock: TestClock): Promise<TestGateway> {
+  return startGateway(yaml, {}, 'test/limits.yaml', { clock: clock.read });
 }
 
 /** A `stream: false` answer reporting USAGE (12 tokens), with the upstream's own rate-limit headers. */

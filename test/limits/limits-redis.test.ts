@@ -80,6 +80,11 @@ describe('per-key limits on Redis: two gateways, one key', function () {
     assert.equal((await post(a)).status, 429);
     stream.finish();
     assert.equal((await first).status, 200);
+    // The release is sent without waiting: it lands in Redis shortly after the answer.
+    await eventually(
+      async () => (await redis.client.zcard('tapgate:slots:key:tester')) === 0,
+      'the lease released in Redis',
+    );
     assert.equal((await post(b)).status, 200);
     assert.equal(await redis.client.zcard('tapgate:slots:key:tester'), 0, 'every lease released');
   });
