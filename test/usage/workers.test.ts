@@ -9,8 +9,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
@@ -19,6 +17,7 @@ import { CLIENT_KEY } from '../helpers/gateway.js';
 import { until } from '../helpers/pool.js';
 import { upstreamKey } from '../helpers/proxy-config.js';
 import { MESSAGE_ITEM, responseObject, startUpstream, type TestUpstream } from '../helpers/upstream.js';
+import { freePort } from '../helpers/redis.js';
 import { readRecords } from '../helpers/usage.js';
 
 const N = 400;
@@ -29,14 +28,6 @@ const TOKENS = {
   output_tokens: 4,
   total_tokens: 17,
 };
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 function post(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
