@@ -121,7 +121,11 @@ export class KeyLimits {
     const requests = rule.requestsPerMinute > 0 ? requestWindow(rule, now) : undefined;
     const tokens = tokenWindows(rule, now);
     const { store, slots } = this.options;
-    const count = await store.admit({ key: rule.name, requests, tokens });
+    // A key limited only in concurrency or models has no window to count: no store round trip.
+    const count: LimitCount =
+      requests === undefined && tokens.length === 0
+        ? { admitted: true, requests: 0, tokens: [] }
+        : await store.admit({ key: rule.name, requests, tokens });
     if (!count.admitted) {
       setHeaders(ctx, rule, requests, tokens, count, now);
       throw refusal(ctx, rule, requests, tokens, count, now);
