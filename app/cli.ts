@@ -7,14 +7,23 @@ import { parseArgs } from 'node:util';
 import cluster from 'node:cluster';
 import { Writable } from 'node:stream';
 import { ConfigError, loadConfigFile } from '../core/config/config.js';
-import { multiProcessProblem, runPrimary, SHUTDOWN, STOP_SIGNALS, workerCount } from './workers.js';
+import {
+  multiProcessProblem,
+  RELOAD,
+  reloadWorkers,
+  runPrimary,
+  SHUTDOWN,
+  STOP_SIGNALS,
+  workerCount,
+} from './workers.js';
+import { watchConfig } from './config-watch.js';
 import type { Gateway } from '../core/gateway.js';
 import { PluginError } from '../core/loader/plugin-errors.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
 
-const HELP = `Usage: tapgate [--config PATH] [--port N]
+const HELP = `Usage: tapgate [--config PATH] [--port N] [--watch]
        tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
 
 A gateway for the OpenAI Responses API.
@@ -22,6 +31,7 @@ A gateway for the OpenAI Responses API.
 Options:
   -c, --config PATH   config file (default: ./config.yaml)
   -p, --port N        listen on this port, overriding server.port
+  -w, --watch         reload the config when its file changes (as SIGHUP does)
   -h, --help          show this help
   -v, --version       print the version
 
@@ -30,7 +40,9 @@ Commands:
                       (tapgate usage --help)
 
 Signals: SIGTERM, SIGINT or SIGQUIT stop accepting connections, let in-flight
-requests finish within server.drainTimeout, then exit 0. SIGHUP, SIGUSR1 and
+requests finish within server.drainTimeout, then exit 0. SIGHUP reloads the
+config file and the auth files without dropping a stream (an invalid config
+changes nothing; with server.workers > 1 every worker reloads). SIGUSR1 and
 SIGUSR2 are logged and ignored.`;
 
 /** One pino-shaped line, for what is said before (or outside) a gateway's logger. */
@@ -43,7 +55,12 @@ function plainLog(level: number, msg: string, fields: Record<string, unknown> = 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'usage') return runUsage(argv.slice(1));
   let signalLog: SignalLog = (signal, message) => plainLog(40, `${signal} ${message}`, { signal });
-  ignoreSignals(() => signalLog);
+  /** What SIGHUP (and --watch) runs, once there is something to reload. */
+  let reload: (() => void) | undefined;
+  ignoreSignals(
+    () => signalLog,
+    () => reload,
+  );
   let args;
   try {
     args = parseArgs({
@@ -51,6 +68,7 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c', default: './config.yaml' },
         port: { type: 'string', short: 'p' },
+        watch: { type: 'boolean', short: 'w' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -79,8 +97,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   let gateway: Gateway;
+  const file = resolve(args.config!);
+  let unwatch: (() => void) | undefined;
   try {
-    const loaded = loadConfigFile(resolve(args.config!));
+    const loaded = loadConfigFile(file);
     if (port !== undefined) loaded.config.server.port = port;
     const workers = workerCount(loaded.config);
     if (workers > 1 && cluster.isPrimary) {
@@ -101,12 +121,22 @@ export async function main(argv: string[]): Promise<number> {
       });
       await probe.close(0);
       plainLog(30, 'starting workers', { workers });
-      return runPrimary(workers, (msg) => plainLog(30, msg));
+      // The primary holds no config of its own to apply: each worker reloads, and logs its result.
+      reload = () => plainLog(30, 'reloading the config in every worker', { workers: reloadWorkers() });
+      if (args.watch === true) unwatch = watchFile(file, () => reload?.());
+      const code = await runPrimary(workers, (msg) => plainLog(30, msg));
+      unwatch?.();
+      return code;
     }
     gateway = await createGateway(loaded);
     const logger = gateway.logger;
     signalLog = (signal, message) => logger.warn({ signal }, `${signal} ${message}`);
     await gateway.listen();
+    const running = gateway;
+    // Its result (applied, or refused with every error) is logged by the gateway.
+    reload = () => void running.reload();
+    if (cluster.isWorker) process.on('message', (m) => m === RELOAD && reload?.());
+    else if (args.watch === true) unwatch = watchFile(file, () => reload?.());
   } catch (err) {
     if (err instanceof ConfigError || err instanceof PluginError) {
       process.stderr.write(`tapgate: ${err.name === 'ConfigError' ? '' : err.name + ': '}${err.message}\n`);
@@ -129,6 +159,8 @@ export async function main(argv: string[]): Promise<number> {
         return;
       }
       stopping = true;
+      reload = undefined;
+      unwatch?.();
       gateway.logger.info({ signal: reason, inflight: gateway.inflight }, 'shutting down');
       gateway.close().then(
         () => done(0),
@@ -142,4 +174,12 @@ export async function main(argv: string[]): Promise<number> {
     // In a worker, the primary asks by message; it never counts as a second signal.
     if (cluster.isWorker) process.on('message', (m) => m === SHUTDOWN && stop('primary', false));
   });
+}
+
+/** `--watch`: a change of the file runs `reload`; a watch that fails is logged, the gateway goes on. */
+function watchFile(file: string, reload: () => void): () => void {
+  plainLog(30, 'watching the config file: a change reloads it', { file });
+  return watchConfig(file, reload, (err) =>
+    plainLog(50, `watching the config file failed: ${err.message}; reload with SIGHUP`, { file }),
+  );
 }

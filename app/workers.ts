@@ -13,6 +13,19 @@ export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const;
 
 /** The primary's request to a worker: drain and exit, like a first SIGTERM. */
 export const SHUTDOWN = 'tapgate:shutdown';
+/** The primary's request to a worker: reload the config (SIGHUP or --watch reached the primary). */
+export const RELOAD = 'tapgate:reload';
+
+/** Asks every live worker to reload; each logs its own result. Returns how many were asked. */
+export function reloadWorkers(): number {
+  let n = 0;
+  for (const w of Object.values(cluster.workers ?? {})) {
+    if (w === undefined || !w.isConnected()) continue;
+    w.send(RELOAD);
+    n++;
+  }
+  return n;
+}
 
 export function workerCount(config: GatewayConfig): number {
   const w = config.server.workers;

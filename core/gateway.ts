@@ -7,24 +7,38 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { dirname, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { AccessLog } from './observe/access-log.js';
 import { ClientAuth, isLoopbackHost } from './guard/auth.js';
 import { KeyLimits } from './limits/key-limits.js';
 import { FailureThrottle } from './guard/auth-throttle.js';
-import type { ConfigSource, LoadedConfig } from './config/config.js';
+import {
+  ConfigError,
+  formatIssue,
+  loadConfigFile,
+  type ConfigIssue,
+  type ConfigSource,
+  type LoadedConfig,
+} from './config/config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config/config-schema.js';
-import { authenticationError, tapCore, throttledError } from './defaults/core-taps.js';
+import { authenticationError, tapCore, throttledError, type CoreTaps } from './defaults/core-taps.js';
 import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js';
 import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
 import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
 import { Occasional } from './observe/occasional.js';
-import { PluginApplyError } from './loader/plugin-errors.js';
+import { PluginApplyError, PluginError } from './loader/plugin-errors.js';
 import type { PluginContext } from './kernel/plugin-api.js';
 import { Secrets } from './observe/secrets.js';
 import { Stage } from './kernel/stages.js';
-import { loadPlugins, type LoadedPlugin, type PluginRegistry } from './loader/plugins.js';
+import {
+  loadPlugins,
+  resolvePlugins,
+  type LoadedPlugin,
+  type PluginRegistry,
+  type ResolvedPlugin,
+} from './loader/plugins.js';
 import { Pipeline } from './proxy/pipeline.js';
 import { SelectionPolicyRegistry } from './pool/policies.js';
 import { UpstreamPool } from './pool/pool.js';
@@ -32,7 +46,9 @@ import type { PoolStateStore } from './pool/pool-state.js';
 import { createStateStores, type StateStores } from './state/state-stores.js';
 import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
-import { Upstream, UpstreamTypeRegistry } from './pool/upstream.js';
+import { Upstream, UpstreamTypeRegistry, type UpstreamTypeDefinition } from './pool/upstream.js';
+import { namedChanges, refused, type ReloadResult } from './reload/reload-result.js';
+import { restartIssues, RESTART_MESSAGE } from './reload/restart-keys.js';
 import { UsageDbError } from './usage/usage-db.js';
 import type { UsageStore } from './usage/usage-store.js';
 
@@ -59,7 +75,8 @@ export interface GatewayOptions {
 
 export class Gateway {
   readonly hooks: GatewayHooks;
-  readonly config: Readonly<GatewayConfig>;
+  /** The config in force: a reload replaces it (read it when needed, do not keep it). */
+  private current: GatewayConfig;
   readonly logger: Logger;
   /** Every secret the gateway knows: scrubbed from log lines, error bodies and plugin output. */
   readonly secrets: Secrets;
@@ -90,9 +107,23 @@ export class Gateway {
   private readonly stores: StateStores;
   /** Usage records (`usage`): undefined when off. */
   private usage: UsageStore | undefined;
+  /** What boot got: a reload builds with the same (plugins registry, port override, processes). */
+  private readonly options: GatewayOptions;
+  /** The config file: a reload reads it again. */
+  private file = '';
+  /** The core taps' per-request settings, swapped by a reload. */
+  private coreTaps: CoreTaps | undefined;
+  /** Each upstream's validated config: a reload keeps the Upstream object when it is unchanged. */
+  private readonly upstreamSpecs = new WeakMap<Upstream, unknown>();
+  /** Upstreams its type's check() disabled (no key…): a reload that fixes the config enables them. */
+  private readonly checkDisabled = new Set<string>();
+  /** The reload running, and the one queued behind it (every call made meanwhile shares it). */
+  private reloading: Promise<ReloadResult> | undefined;
+  private reloadQueued: Promise<ReloadResult> | undefined;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
-    this.config = config;
+    this.current = config;
+    this.options = options;
     this.secrets = new Secrets(config);
     const destination = (options.logDestination as LogDestination | undefined) ?? defaultLogDestination();
     this.logger = createLogger(config.log.level, destination, this.secrets);
@@ -120,6 +151,7 @@ export class Gateway {
     this.server.on('drop', () => dropped.hit(undefined));
     const pool = () => this.pool;
     const usage = () => this.usage?.reader;
+    const current = () => this.current;
     this.stores = createStateStores(config, this.logger, this.secrets, options.clock);
     this.pluginContext = Object.freeze({
       cluster: this.stores.cluster,
@@ -128,7 +160,9 @@ export class Gateway {
       },
       hooks: this.hooks,
       logger: this.logger,
-      config,
+      get config() {
+        return current();
+      },
       secrets: this.secrets,
       upstreamTypes: this.upstreamTypes,
       selectionPolicies: this.selectionPolicies,
@@ -141,6 +175,11 @@ export class Gateway {
     this.throttle = new FailureThrottle({ maxFailures: brute.maxFailures, windowMs: brute.window }, (s) =>
       this.logger.warn(s, 'authentication failures'),
     );
+  }
+
+  /** The config in force (a reload replaces it). */
+  get config(): Readonly<GatewayConfig> {
+    return this.current;
   }
 
   /** The pool, available once boot has built it (plugins use it at request time). */
@@ -169,32 +208,20 @@ export class Gateway {
 
   private async boot(source: ConfigSource, options: GatewayOptions): Promise<void> {
     const config = this.config;
-    for (const k of config.auth.keys) {
-      if (k.key === '')
-        this.logger.warn({ keyName: k.name }, 'client key is empty (its variable is unset): skipped');
-    }
-    const auth = new ClientAuth(config.auth.keys.filter((k) => k.key !== ''));
-    if (!auth.enabled && !isLoopbackHost(config.server.host)) {
-      throw source.error([
-        {
-          path: ['auth', 'keys'],
-          ...source.locate(['auth']),
-          message: `no client keys are configured, so tapgate listens only on a loopback host; server.host is ${config.server.host}`,
-        } as never,
-      ]);
-    }
+    this.file = source.file;
+    const auth = this.clientAuth(config, source);
     this.auth = auth;
     this.throttle.start();
     await this.stores.start();
     // Built before the pool, which needs the plugins' upstream types: the core taps use the state.
     const state = options.poolState ?? this.stores.pool;
-    const limits = KeyLimits.create(config.auth.keys, {
+    const limits = KeyLimits.forKeys(config.auth.keys, {
       store: this.stores.limits,
       slots: state,
       clock: options.clock ?? Date.now,
     });
     this.limits = limits;
-    tapCore(this.hooks, {
+    this.coreTaps = tapCore(this.hooks, {
       auth,
       throttle: this.throttle,
       logger: this.logger,
@@ -228,6 +255,14 @@ export class Gateway {
         });
       }
     }
+    const fixed = this.plugins.filter(
+      (p) => p.cls.meta.options !== undefined && p.instance.reload === undefined,
+    );
+    if (fixed.length > 0)
+      this.logger.info(
+        { plugins: fixed.map((p) => p.name) },
+        'these plugins cannot reload their options: changing them needs a restart',
+      );
 
     if (this.selectionPolicies.get(config.pool.strategy) === undefined)
       throw source.error([
@@ -238,16 +273,10 @@ export class Gateway {
         } as never,
       ]);
 
-    if ((options.processes ?? 1) > 1) this.checkMultiProcess(source);
+    if ((options.processes ?? 1) > 1) this.checkMultiProcess(config, source);
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
-    this.poolRef = new UpstreamPool(this.buildUpstreams(source), state, queue);
-    for (const u of this.poolRef.upstreams) {
-      const reason = this.upstreamTypes.get(u.type)?.check?.(u);
-      if (reason === undefined) continue;
-      // This process's own config (no key…): other instances may well have what it lacks.
-      this.poolRef.state.disable(u.name, reason, 'process');
-      this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
-    }
+    this.poolRef = new UpstreamPool(this.buildUpstreams(config, source).list, state, queue);
+    this.checkUpstreams(this.poolRef.upstreams);
     const pool = this.poolRef;
     this.stores.track(pool.upstreams.map((u) => u.name));
     this.secrets.watch(() => pool.upstreams);
@@ -310,9 +339,9 @@ export class Gateway {
    * Before any upstream is initialised: a type that cannot run in several processes on their own
    * state is refused, unless the state is shared (`state.store: redis`).
    */
-  private checkMultiProcess(source: ConfigSource): void {
-    if (this.config.state.store === 'redis') return;
-    for (const type of new Set(this.config.upstreams.map((u) => String(u.type)))) {
+  private checkMultiProcess(config: GatewayConfig, source: ConfigSource): void {
+    if (config.state.store === 'redis') return;
+    for (const type of new Set(config.upstreams.map((u) => String(u.type)))) {
       const reason = this.upstreamTypes.get(type)?.multiProcess;
       if (reason === undefined) continue;
       throw source.error([
@@ -325,12 +354,26 @@ export class Gateway {
     }
   }
 
-  private buildUpstreams(source: ConfigSource): Upstream[] {
+  /**
+   * The one place config turns into Upstream objects: validates every entry (type, the type's
+   * schema, duplicate names) before any is built, so a bad config builds nothing. `reuse` (a
+   * reload) gives back the running object for an upstream whose validated config is unchanged;
+   * `created` are the new objects (`init` ran for them).
+   */
+  private buildUpstreams(
+    config: GatewayConfig,
+    source: ConfigSource,
+    reuse?: (name: string, spec: unknown) => Upstream | undefined,
+  ): { list: Upstream[]; created: Upstream[] } {
     const issues = [];
-    const out: Upstream[] = [];
+    const planned: {
+      def: UpstreamTypeDefinition;
+      raw: Record<string, unknown>;
+      value: Record<string, unknown> & { baseUrl: string; name: string };
+    }[] = [];
     const names = new Set<string>();
-    for (let i = 0; i < this.config.upstreams.length; i++) {
-      const raw = this.config.upstreams[i]! as Record<string, unknown>;
+    for (let i = 0; i < config.upstreams.length; i++) {
+      const raw = config.upstreams[i]! as Record<string, unknown>;
       const def = this.upstreamTypes.get(String(raw.type));
       if (def === undefined) {
         const known = this.upstreamTypes.names();
@@ -358,13 +401,78 @@ export class Gateway {
         continue;
       }
       names.add(value.name);
-      const base = upstreamBaseSchema.parse(raw);
-      const upstream = new Upstream(base, value, this.config.proxy.timeouts);
-      upstream.state = def.init?.(upstream, { configDir: dirname(source.file) });
-      out.push(upstream);
+      planned.push({ def, raw, value });
     }
     if (issues.length > 0) throw source.error(issues as never);
-    return out;
+    const list: Upstream[] = [];
+    const created: Upstream[] = [];
+    try {
+      for (const { def, raw, value } of planned) {
+        // What makes it the same upstream: its keys, and the gateway-wide timeouts it inherits.
+        const spec = { value, timeouts: config.proxy.timeouts };
+        const kept = reuse?.(value.name, spec);
+        if (kept !== undefined) {
+          list.push(kept);
+          continue;
+        }
+        const base = upstreamBaseSchema.parse(raw);
+        const upstream = new Upstream(base, value, config.proxy.timeouts);
+        this.upstreamSpecs.set(upstream, spec);
+        created.push(upstream);
+        upstream.state = def.init?.(upstream, { configDir: dirname(source.file) });
+        list.push(upstream);
+      }
+    } catch (err) {
+      // A reload's init failed: what it built so far goes, the running upstreams stay.
+      for (const u of created) this.releaseUpstream(u);
+      throw err;
+    }
+    return { list, created };
+  }
+
+  /** A type's check() (no key…) disables the upstream in this process; a config that fixes it enables it. */
+  private checkUpstreams(upstreams: readonly Upstream[]): void {
+    const pool = this.pool;
+    for (const u of upstreams) {
+      const reason = this.upstreamTypes.get(u.type)?.check?.(u);
+      if (reason === undefined) {
+        if (this.checkDisabled.delete(u.name)) pool.state.enable(u.name);
+        continue;
+      }
+      // This process's own config (no key…): other instances may well have what it lacks.
+      pool.state.disable(u.name, reason, 'process');
+      this.checkDisabled.add(u.name);
+      this.logger.warn({ upstream: u.name, reason }, 'upstream disabled');
+    }
+  }
+
+  /** Frees an upstream no request uses any more: its sockets, and its type's state. */
+  private releaseUpstream(u: Upstream): void {
+    u.agent.destroy();
+    try {
+      this.upstreamTypes.get(u.type)?.release?.(u);
+    } catch (err) {
+      this.logger.error({ err, upstream: u.name }, 'releasing an upstream failed');
+    }
+  }
+
+  /** Client keys (an empty one is skipped); none is allowed on a loopback host only. */
+  private clientAuth(config: GatewayConfig, source: ConfigSource): ClientAuth {
+    for (const k of config.auth.keys) {
+      if (k.key === '')
+        this.logger.warn({ keyName: k.name }, 'client key is empty (its variable is unset): skipped');
+    }
+    const auth = new ClientAuth(config.auth.keys.filter((k) => k.key !== ''));
+    if (!auth.enabled && !isLoopbackHost(config.server.host)) {
+      throw source.error([
+        {
+          path: ['auth', 'keys'],
+          ...source.locate(['auth']),
+          message: `no client keys are configured, so tapgate listens only on a loopback host; server.host is ${config.server.host}`,
+        } as never,
+      ]);
+    }
+    return auth;
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -392,6 +500,224 @@ export class Gateway {
       this.logger.error({ err }, 'upgrade handler failed');
     }
     socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+  }
+
+  /**
+   * Re-reads the config file (and, through the upstream types, every auth file) and applies it
+   * without dropping anything; see core/reload/. Everything is validated first: any problem, or a
+   * change only a restart can apply, refuses the whole reload (each problem logged with its key path
+   * and line) and the old config keeps serving. One reload runs at a time: a call made while one
+   * runs waits for it, then shares the next.
+   */
+  reload(): Promise<ReloadResult> {
+    if (this.reloading === undefined) {
+      this.reloading = this.reloadOnce().finally(() => (this.reloading = undefined));
+      return this.reloading;
+    }
+    this.reloadQueued ??= this.reloading.then(() => {
+      this.reloadQueued = undefined;
+      return this.reload();
+    });
+    return this.reloadQueued;
+  }
+
+  private async reloadOnce(): Promise<ReloadResult> {
+    if (this.closing !== undefined || this.pipeline === undefined)
+      return this.refuseReload(['the gateway is not running (starting or shutting down)']);
+    let prepared: PreparedReload;
+    try {
+      prepared = await this.prepareReload();
+    } catch (err) {
+      return this.refuseReload(reloadErrors(err));
+    }
+    return this.applyReload(prepared);
+  }
+
+  /** Every check, and the new upstreams built; nothing the running gateway uses is touched. */
+  private async prepareReload(): Promise<PreparedReload> {
+    const loaded = loadConfigFile(this.file);
+    const next = loaded.config;
+    const source = loaded.source;
+    if (this.options.port !== undefined) next.server.port = this.options.port;
+    const issues = restartIssues(this.config, next, source);
+    const plugins = await resolvePlugins(
+      next.plugins,
+      source,
+      dirname(source.file),
+      next.upstreams.map((u) => u.type),
+      this.options.builtins,
+    );
+    issues.push(...this.pluginIssues(plugins, next, source));
+    if (this.selectionPolicies.get(next.pool.strategy) === undefined)
+      issues.push({
+        path: ['pool', 'strategy'],
+        ...source.locate(['pool', 'strategy']),
+        message: `unknown selection policy "${next.pool.strategy}"; known: ${this.selectionPolicies.names().join(', ')}`,
+      } as ConfigIssue);
+    if (issues.length > 0) throw source.error(issues);
+    if ((this.options.processes ?? 1) > 1) this.checkMultiProcess(next, source);
+    const auth = this.clientAuth(next, source);
+    const running = new Map(this.pool.upstreams.map((u) => [u.name, u]));
+    const { list, created } = this.buildUpstreams(next, source, (name, spec) => {
+      const u = running.get(name);
+      return u !== undefined && isDeepStrictEqual(this.upstreamSpecs.get(u), spec) ? u : undefined;
+    });
+    const changed = plugins.filter((r) => {
+      const old = this.plugins.find((p) => p.name === r.name)!;
+      return !isDeepStrictEqual(old.options, r.options);
+    });
+    return { config: next, auth, upstreams: list, created, plugins: changed };
+  }
+
+  /** The set of plugins must stay; changed options need the plugin's reload(). */
+  private pluginIssues(
+    next: readonly ResolvedPlugin[],
+    config: GatewayConfig,
+    source: ConfigSource,
+  ): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    const before = new Set(this.plugins.map((p) => p.name));
+    const after = new Set(next.map((p) => p.name));
+    const added = [...after].filter((n) => !before.has(n));
+    const removed = [...before].filter((n) => !after.has(n));
+    if (added.length > 0 || removed.length > 0) {
+      const what = [
+        added.length > 0 ? `added ${added.join(', ')}` : '',
+        removed.length > 0 ? `removed ${removed.join(', ')}` : '',
+      ].filter((w) => w !== '');
+      issues.push({
+        path: ['plugins'],
+        ...source.locate(['plugins']),
+        message: `the set of plugins changed (${what.join('; ')}; an upstream type enables its plugin): ${RESTART_MESSAGE}`,
+      } as ConfigIssue);
+      return issues;
+    }
+    for (const r of next) {
+      const old = this.plugins.find((p) => p.name === r.name)!;
+      if (old.instance.reload !== undefined || isDeepStrictEqual(old.options, r.options)) continue;
+      const index = config.plugins.findIndex((e) => pluginEntryName(e) === r.name);
+      const path = index < 0 ? ['plugins'] : ['plugins', index, 'options'];
+      issues.push({
+        path,
+        ...source.locate(path),
+        message: `plugin ${r.name} cannot reload its options; restart to apply (reload refused, nothing changed)`,
+      } as ConfigIssue);
+    }
+    return issues;
+  }
+
+  /** Swaps everything requests read in one synchronous step, then lets what was replaced drain. */
+  private async applyReload(p: PreparedReload): Promise<ReloadResult> {
+    const prev = this.current;
+    const next = p.config;
+    const pool = this.pool;
+    const upstreams = namedChanges(
+      pool.upstreams.map((u) => ({ name: u.name, spec: this.upstreamSpecs.get(u) })),
+      p.upstreams.map((u) => ({ name: u.name, spec: this.upstreamSpecs.get(u) })),
+    );
+    const keys = namedChanges(prev.auth.keys, next.auth.keys);
+
+    // From here to the pool's swap: no await, so no request sees half of the new config.
+    this.current = next;
+    this.pipeline!.config = next;
+    this.secrets.learn(next);
+    this.logger.level = next.log.level;
+    this.accessLog.setLevel(next.log.level);
+    this.applyServerSettings(next);
+    this.throttle.configure({
+      maxFailures: next.auth.bruteForce.maxFailures,
+      windowMs: next.auth.bruteForce.window,
+    });
+    pool.queue.maxQueue = next.pool.queue.maxQueue;
+    pool.queue.waitTimeout = next.pool.queue.waitTimeout;
+    this.transport!.configure({
+      maxEventBytes: next.proxy.maxEventBytes,
+      sendTimeout: next.server.sendTimeout,
+      hold: next.proxy.hold,
+    });
+    this.auth = p.auth;
+    this.coreTaps!.reconfigure({
+      auth: p.auth,
+      transientCooldownMs: next.proxy.transientCooldown,
+      scheduler: {
+        strategy: next.pool.strategy,
+        affinity: next.pool.affinity,
+        policies: this.selectionPolicies,
+      },
+    });
+    this.limits!.replaceKeys(next.auth.keys);
+    const retired = pool.replace(p.upstreams);
+    this.checkUpstreams(p.created);
+    this.stores.track(p.upstreams.map((u) => u.name));
+    const pending: Promise<unknown>[] = [];
+    for (const r of p.plugins) {
+      const plugin = this.plugins.find((l) => l.name === r.name)!;
+      pending.push(this.pluginReload(plugin, r.options));
+      this.plugins[this.plugins.indexOf(plugin)] = { ...plugin, options: r.options };
+    }
+
+    for (const [u, drained] of retired) {
+      void drained.then(() => {
+        this.releaseUpstream(u);
+        this.logger.info({ upstream: u.name }, 'upstream drained and closed');
+      });
+    }
+    // What lives outside config.yaml (auth files) is re-read: an account shared with a new
+    // upstream was not read again by its init.
+    for (const u of p.upstreams) {
+      const def = this.upstreamTypes.get(u.type);
+      if (def?.reload === undefined) continue;
+      pending.push(
+        Promise.resolve()
+          .then(() => def.reload!(u))
+          .catch((err: unknown) =>
+            this.logger.error({ err, upstream: u.name }, 're-reading the upstream failed on reload'),
+          ),
+      );
+    }
+    await Promise.all(pending);
+    const result: ReloadResult = {
+      status: 'applied',
+      errors: [],
+      upstreams,
+      keys,
+      plugins: p.plugins.map((r) => r.name),
+    };
+    this.logger.info(
+      { upstreams: result.upstreams, keys: result.keys, plugins: result.plugins },
+      'config reloaded',
+    );
+    return result;
+  }
+
+  private async pluginReload(plugin: LoadedPlugin, options: unknown): Promise<void> {
+    try {
+      await plugin.instance.reload!(options);
+    } catch (err) {
+      this.logger.error(
+        { err, plugin: plugin.name },
+        'plugin reload failed: its options may be half applied',
+      );
+    }
+  }
+
+  /** The HTTP server's settings that apply to a running server (host and port need a restart). */
+  private applyServerSettings(next: GatewayConfig): void {
+    const server = this.server;
+    server.headersTimeout = next.server.headersTimeout;
+    server.requestTimeout = next.server.requestTimeout;
+    server.keepAliveTimeout = next.server.keepAliveTimeout;
+    if (next.server.maxConnections !== undefined) server.maxConnections = next.server.maxConnections;
+    else server.maxConnections = defaultMaxConnections(fdSoftLimit());
+  }
+
+  private refuseReload(errors: string[]): ReloadResult {
+    for (const e of errors) this.logger.error({ file: this.file }, `reload refused: ${e}`);
+    this.logger.warn(
+      { errors: errors.length },
+      'config reload refused: nothing changed, the old config keeps serving',
+    );
+    return refused(errors);
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -528,4 +854,27 @@ function checkingInterval(headersTimeout: number, requestTimeout: number): numbe
   const set = [headersTimeout, requestTimeout].filter((t) => t > 0);
   if (set.length === 0) return 30_000;
   return Math.min(30_000, Math.max(250, Math.floor(Math.min(...set) / 4)));
+}
+
+/** A reload checked and ready to apply. */
+interface PreparedReload {
+  config: GatewayConfig;
+  auth: ClientAuth;
+  upstreams: Upstream[];
+  /** New Upstream objects (added or changed); the rest of `upstreams` are the running ones. */
+  created: Upstream[];
+  /** Plugins whose options changed (each has reload()). */
+  plugins: ResolvedPlugin[];
+}
+
+/** A refused reload's problems, one line each, as boot reports them. */
+function reloadErrors(err: unknown): string[] {
+  if (err instanceof ConfigError) return err.issues.map((i) => formatIssue(err.file, i));
+  if (err instanceof PluginError) return [`${err.name}: ${err.message}`];
+  return [err instanceof Error ? err.message : String(err)];
+}
+
+function pluginEntryName(entry: unknown): string | undefined {
+  if (typeof entry === 'string') return entry;
+  return (entry as { name?: string } | undefined)?.name;
 }

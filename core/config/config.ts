@@ -47,7 +47,8 @@ export function formatPath(path: readonly (string | number | symbol)[]): string 
   return out || '(root)';
 }
 
-function formatIssue(file: string, issue: ConfigIssue): string {
+/** `file:line:col key.path: message`: how boot and reload report a config problem. */
+export function formatIssue(file: string, issue: ConfigIssue): string {
   const where = issue.line !== undefined ? `${file}:${issue.line}:${issue.column ?? 1}` : file;
   return `${where} ${formatPath(issue.path)}: ${issue.message}`;
 }

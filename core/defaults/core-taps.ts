@@ -3,6 +3,7 @@
  * Stage.FALLBACK, so a plugin tapping at DEFAULT replaces it.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
 import type { AccessLog } from '../observe/access-log.js';
 import { isLoopbackHost, isRefused, markRefused, type ClientAuth } from '../guard/auth.js';
 import type { FailureThrottle } from '../guard/auth-throttle.js';
@@ -46,8 +47,24 @@ export interface CoreTapOptions {
   limits?: KeyLimits;
 }
 
-export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
+/** What a config reload may change in the core's taps (read per request, swapped in one step). */
+export interface CoreReloadable {
+  auth: ClientAuth;
+  transientCooldownMs: number;
+  scheduler: SchedulerOptions;
+}
+
+export interface CoreTaps {
+  /** New requests use these from now on; requests past authentication keep what they had. */
+  reconfigure(next: CoreReloadable): void;
+}
+
+export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): CoreTaps {
   const throttle = opts.throttle;
+  let auth = opts.auth;
+  let transientCooldownMs = opts.transientCooldownMs;
+  let schedulerOptions = opts.scheduler;
+  let scheduler = new Scheduler(opts.state, schedulerOptions);
   hooks.request.tap({ name: CORE, stage: Stage.GUARD }, (ctx) => {
     if (ctx.route?.auth === 'none') return undefined;
     const socket = ctx.req.socket;
@@ -56,7 +73,7 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
       ctx.skipAccessLog = true;
       throw new AuthenticationError('The connection closes after a refused request', { phase: 'admission' });
     }
-    if (!opts.auth.enabled) {
+    if (!auth.enabled) {
       const refusal = browserRefusal(ctx.req.headers);
       if (refusal === undefined) return undefined;
       markRefused(socket);
@@ -70,7 +87,7 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
       ctx.skipAccessLog = true;
       throw throttledError(wait);
     }
-    const name = opts.auth.authenticate(ctx.req.headers);
+    const name = auth.authenticate(ctx.req.headers);
     if (name === undefined) {
       markRefused(socket);
       if (!throttle.fail(address)) ctx.skipAccessLog = true;
@@ -81,7 +98,6 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   });
   if (opts.limits !== undefined) tapLimits(hooks, opts.limits);
 
-  const scheduler = new Scheduler(opts.state, opts.scheduler);
   hooks.selectUpstream.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, candidates) =>
     scheduler.select(ctx, candidates),
   );
@@ -97,7 +113,7 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   });
 
   hooks.classifyError.tap({ name: CORE, stage: Stage.FALLBACK }, (error) =>
-    classify(error, opts.transientCooldownMs),
+    classify(error, transientCooldownMs),
   );
 
   hooks.errorResponse.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, error) => {
@@ -114,6 +130,21 @@ export function tapCore(hooks: GatewayHooks, opts: CoreTapOptions): void {
   hooks.finish.tap({ name: CORE, stage: Stage.FALLBACK }, (ctx, outcome) =>
     opts.access.request(ctx, outcome),
   );
+
+  return {
+    reconfigure(next) {
+      auth = next.auth;
+      transientCooldownMs = next.transientCooldownMs;
+      // A new policy only when it changed: a policy's own state (a round-robin turn) survives a reload.
+      if (
+        !isDeepStrictEqual(next.scheduler.strategy, schedulerOptions.strategy) ||
+        !isDeepStrictEqual(next.scheduler.affinity, schedulerOptions.affinity)
+      ) {
+        schedulerOptions = next.scheduler;
+        scheduler = new Scheduler(opts.state, schedulerOptions);
+      }
+    },
+  };
 }
 
 /** Per-key limits: admission after authentication (same stage, tapped after it), the rest at the end. */

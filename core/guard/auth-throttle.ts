@@ -39,8 +39,8 @@ export const DEFAULT_MAX_ADDRESSES = 10_000;
 
 export class FailureThrottle {
   private readonly windows = new Map<string, Window>();
-  private readonly maxFailures: number;
-  private readonly windowMs: number;
+  private maxFailures: number;
+  private windowMs: number;
   private readonly maxAddresses: number;
   private timer: NodeJS.Timeout | undefined;
 
@@ -51,6 +51,12 @@ export class FailureThrottle {
     this.maxFailures = opts.maxFailures;
     this.windowMs = opts.windowMs;
     this.maxAddresses = Math.max(1, opts.maxAddresses ?? DEFAULT_MAX_ADDRESSES);
+  }
+
+  /** A config reload's new bounds (`auth.bruteForce`); counts already kept stay. */
+  configure(opts: Pick<FailureThrottleOptions, 'maxFailures' | 'windowMs'>): void {
+    this.maxFailures = opts.maxFailures;
+    this.windowMs = opts.windowMs;
   }
 
   /** Addresses tracked now. */

@@ -75,6 +75,14 @@ export interface TapgatePlugin {
   apply(gateway: PluginContext): void | Promise<void>;
   /** Releases what apply() acquired; runs on shutdown, and after a failed boot. */
   close?(): void | Promise<void>;
+  /**
+   * A config reload changed this plugin's options (already validated by `meta.options`): apply them
+   * to new requests. Optional: without it, a reload that changes the plugin's options is refused
+   * (restart to apply), and the boot log names the plugin. Called right after the gateway swapped
+   * its config; it should not fail (validate in the schema), and a request already running may
+   * see either options. `gateway.config` is then the new config.
+   */
+  reload?(options: unknown): void | Promise<void>;
 }
 
 export interface PluginClass {
@@ -100,6 +108,8 @@ export interface PluginDefinition<O> extends PluginMeta {
   options?: OptionsSchema<O>;
   /** Runs as `apply()`: taps hooks. May return a cleanup function, run as `close()`. */
   setup(context: PluginContext, options: O): void | Cleanup | Promise<void | Cleanup>;
+  /** Optional: applies new options on a config reload (TapgatePlugin.reload); without it they need a restart. */
+  reload?(options: O): void | Promise<void>;
 }
 type Cleanup = () => void | Promise<void>;
 
@@ -108,7 +118,7 @@ type Cleanup = () => void | Promise<void>;
  * enabled, ordered and closed like any other. `options` are the validated options (`{}` without a schema).
  */
 export function definePlugin<O = Record<string, never>>(definition: PluginDefinition<O>): PluginClass {
-  const { setup, ...meta } = definition;
+  const { setup, reload, ...meta } = definition;
   if (typeof meta.name !== 'string' || meta.name === '')
     throw new TypeError('definePlugin: name is required');
   if (typeof setup !== 'function')
@@ -128,6 +138,12 @@ export function definePlugin<O = Record<string, never>>(definition: PluginDefini
       return this.cleanup?.();
     }
   };
+  // Only a definition with reload() makes a reloadable plugin: the gateway checks for the method.
+  if (typeof reload === 'function')
+    Object.defineProperty(Defined.prototype, 'reload', {
+      value: (options: O) => reload(options),
+      configurable: true,
+    });
   // Stack traces and logs name the plugin, not "Defined".
   Object.defineProperty(Defined, 'name', { value: meta.name });
   return Defined;

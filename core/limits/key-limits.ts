@@ -79,24 +79,31 @@ export interface KeyLimitsOptions {
   clock: () => number;
 }
 
+type LimitedKey = { name: string; key: string; limits?: KeyLimitsConfig | undefined };
+
 export class KeyLimits {
   private constructor(
-    private readonly rules: ReadonlyMap<string, KeyRule>,
+    private rules: ReadonlyMap<string, KeyRule>,
     private readonly options: KeyLimitsOptions,
   ) {}
 
   /** The limits of the configured keys, or undefined when no key has any (then nothing is tapped). */
-  static create(
-    keys: readonly { name: string; key: string; limits?: KeyLimitsConfig | undefined }[],
-    options: KeyLimitsOptions,
-  ): KeyLimits | undefined {
-    const rules = new Map<string, KeyRule>();
-    for (const k of keys) {
-      if (k.key === '' || k.limits === undefined) continue;
-      const rule = ruleOf(k.name, k.limits);
-      if (rule !== undefined) rules.set(k.name, rule);
-    }
-    return rules.size === 0 ? undefined : new KeyLimits(rules, options);
+  static create(keys: readonly LimitedKey[], options: KeyLimitsOptions): KeyLimits | undefined {
+    const limits = KeyLimits.forKeys(keys, options);
+    return limits.rules.size === 0 ? undefined : limits;
+  }
+
+  /** The limits of the configured keys, even when none has any (a reload may add some). */
+  static forKeys(keys: readonly LimitedKey[], options: KeyLimitsOptions): KeyLimits {
+    return new KeyLimits(rulesOf(keys), options);
+  }
+
+  /**
+   * A config reload's keys: new requests are admitted by these rules. A request admitted earlier
+   * keeps its own rule (in its ticket) to the end: its lease and its tokens go back where they came from.
+   */
+  replaceKeys(keys: readonly LimitedKey[]): void {
+    this.rules = rulesOf(keys);
   }
 
   /** Whether the request's key has limits (its responses then carry the gateway's headers). */
@@ -297,4 +304,14 @@ function setHeaders(
     out['x-ratelimit-reset-tokens'] = resetText(w.end - now);
   }
   for (const [k, v] of Object.entries(out)) ctx.res.setHeader(k, v!);
+}
+
+function rulesOf(keys: readonly LimitedKey[]): Map<string, KeyRule> {
+  const rules = new Map<string, KeyRule>();
+  for (const k of keys) {
+    if (k.key === '' || k.limits === undefined) continue;
+    const rule = ruleOf(k.name, k.limits);
+    if (rule !== undefined) rules.set(k.name, rule);
+  }
+  return rules;
 }

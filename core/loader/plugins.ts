@@ -57,6 +57,9 @@ export function isModulePath(spec: string): boolean {
   return spec.startsWith('.') || isAbsolute(spec) || /\.(c|m)?(j|t)s$/.test(spec);
 }
 
+/** A plugin resolved and its options validated, not constructed yet: what a reload compares. */
+export type ResolvedPlugin = Omit<LoadedPlugin, 'instance'>;
+
 export async function loadPlugins(
   entries: readonly PluginEntry[],
   source: ConfigSource,
@@ -64,6 +67,21 @@ export async function loadPlugins(
   upstreamTypes: readonly string[],
   registry: PluginRegistry = EMPTY_REGISTRY,
 ): Promise<LoadedPlugin[]> {
+  const resolved = await resolvePlugins(entries, source, configDir, upstreamTypes, registry);
+  return resolved.map((r) => ({ ...r, instance: construct(r.cls, r.options, r.where) }));
+}
+
+/**
+ * Every check of loadPlugins (names, API versions, dependencies, options) without constructing
+ * anything: dependencies first, then the order of config.yaml.
+ */
+export async function resolvePlugins(
+  entries: readonly PluginEntry[],
+  source: ConfigSource,
+  configDir: string,
+  upstreamTypes: readonly string[],
+  registry: PluginRegistry = EMPTY_REGISTRY,
+): Promise<ResolvedPlugin[]> {
   const resolved: Resolved[] = [];
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i]!;
@@ -102,18 +120,12 @@ export async function loadPlugins(
     }
   }
 
-  const loaded: LoadedPlugin[] = [];
-  for (const r of orderByDependencies(resolved, byName)) {
-    const options = validateOptions(r, source);
-    loaded.push({
-      name: r.cls.meta.name,
-      cls: r.cls,
-      options,
-      instance: construct(r.cls, options, r.where),
-      where: r.where,
-    });
-  }
-  return loaded;
+  return orderByDependencies(resolved, byName).map((r) => ({
+    name: r.cls.meta.name,
+    cls: r.cls,
+    options: validateOptions(r, source),
+    where: r.where,
+  }));
 }
 
 function locate(source: ConfigSource, path: (string | number)[]): string | undefined {

@@ -19,7 +19,7 @@ export interface LineSink {
 }
 
 export class AccessLog {
-  private readonly threshold: number;
+  private threshold: number;
   private lastMs = -1;
   private lastIso = '';
 
@@ -28,8 +28,12 @@ export class AccessLog {
     private readonly sink: LineSink,
     private readonly secrets: Secrets | undefined,
   ) {
-    // pino's level numbers: an access line is `info` (30), or `warn` (40) for a failed request.
-    this.threshold = level === 'silent' ? Infinity : (pino.levels.values[level] ?? pino.levels.values.info!);
+    this.threshold = thresholdOf(level);
+  }
+
+  /** `log.level` changed by a config reload. */
+  setLevel(level: string): void {
+    this.threshold = thresholdOf(level);
   }
 
   request(ctx: RequestContext, outcome: Outcome): void {
@@ -79,4 +83,9 @@ export class AccessLog {
     }
     return this.lastIso;
   }
+}
+
+/** pino's level numbers: an access line is `info` (30), or `warn` (40) for a failed request. */
+function thresholdOf(level: string): number {
+  return level === 'silent' ? Infinity : (pino.levels.values[level] ?? pino.levels.values.info!);
 }

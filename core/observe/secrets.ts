@@ -44,11 +44,21 @@ export class Secrets {
 
   /** Secrets known at boot: client keys, upstream credentials, secret-named plugin options. */
   constructor(config: Readonly<GatewayConfig>) {
+    this.collectConfig(config);
+    this.rebuild();
+  }
+
+  /** A reloaded config's secrets, added to those known (an old key may still be presented or logged). */
+  learn(config: Readonly<GatewayConfig>): void {
+    this.collectConfig(config);
+    this.rebuild();
+  }
+
+  private collectConfig(config: Readonly<GatewayConfig>): void {
     for (const k of config.auth.keys) this.addFixed(k.key);
     for (const u of config.upstreams) collect(u, this.fixed, 0, false, new Set());
     for (const p of config.plugins)
       if (typeof p === 'object') collect(p.options, this.fixed, 0, false, new Set());
-    this.rebuild();
   }
 
   /** A secret learned later (e.g. a plugin's own credential). */

@@ -14,21 +14,67 @@ import type { Upstream } from './upstream.js';
 const REASON_CHARS = MAX_ECHO_CHARS + 64;
 
 export class UpstreamPool {
-  private readonly byName = new Map<string, Upstream>();
+  private list: readonly Upstream[];
+  private byName = new Map<string, Upstream>();
+  /**
+   * Slots held per Upstream object (not per name: a changed upstream keeps its name, and its old
+   * object drains while the new one serves). Only this process's leases: what a drain waits for.
+   */
+  private readonly leases = new Map<Upstream, number>();
+  /** Upstreams replaced or removed by a reload, and what resolves once their last lease is back. */
+  private readonly draining = new Map<Upstream, () => void>();
 
   constructor(
-    readonly upstreams: readonly Upstream[],
+    upstreams: readonly Upstream[],
     readonly state: PoolStateStore,
     /** Requests waiting for a slot; a release wakes them. */
     readonly queue: SlotQueue,
   ) {
+    this.list = upstreams;
     for (const u of upstreams) this.byName.set(u.name, u);
     // A slot freed in another process (shared store) wakes this one's waiters too.
     state.onSlotFreed?.(() => queue.notify());
   }
 
+  /** The current upstreams (a reload replaces the list: read it when needed, do not keep it). */
+  get upstreams(): readonly Upstream[] {
+    return this.list;
+  }
+
   get(name: string): Upstream | undefined {
     return this.byName.get(name);
+  }
+
+  /**
+   * Makes `next` the upstreams new requests choose from, at once. Every previous Upstream object not
+   * in `next` stops taking attempts and drains: the promise returned for it resolves once the
+   * attempts it holds have finished (at once when it holds none).
+   */
+  replace(next: readonly Upstream[]): Map<Upstream, Promise<void>> {
+    const kept = new Set(next);
+    const retired = new Map<Upstream, Promise<void>>();
+    for (const u of this.list) {
+      if (kept.has(u)) continue;
+      retired.set(
+        u,
+        new Promise<void>((resolve) => {
+          if ((this.leases.get(u) ?? 0) === 0) resolve();
+          else this.draining.set(u, resolve);
+        }),
+      );
+    }
+    const byName = new Map<string, Upstream>();
+    for (const u of next) byName.set(u.name, u);
+    this.list = next;
+    this.byName = byName;
+    // Waiters may now fit on an added upstream.
+    this.queue.notify();
+    return retired;
+  }
+
+  /** Attempts this process runs on the upstream object right now. */
+  leasesOf(upstream: Upstream): number {
+    return this.leases.get(upstream) ?? 0;
   }
 
   /**
@@ -113,11 +159,30 @@ export class UpstreamPool {
 
   /** One of the upstream's slots (see PoolStateStore.acquire); false when all are taken. */
   acquire(upstream: Upstream): boolean | Promise<boolean> {
-    return this.state.acquire(upstream.name, upstream.maxConcurrency);
+    const got = this.state.acquire(upstream.name, upstream.maxConcurrency);
+    if (got === true) this.leased(upstream);
+    else if (got !== false)
+      return got.then((ok) => {
+        if (ok) this.leased(upstream);
+        return ok;
+      });
+    return got;
   }
 
   release(upstream: Upstream): void {
     this.state.release(upstream.name);
+    const left = (this.leases.get(upstream) ?? 1) - 1;
+    if (left > 0) this.leases.set(upstream, left);
+    else {
+      this.leases.delete(upstream);
+      const drained = this.draining.get(upstream);
+      this.draining.delete(upstream);
+      drained?.();
+    }
     this.queue.notify();
+  }
+
+  private leased(upstream: Upstream): void {
+    this.leases.set(upstream, (this.leases.get(upstream) ?? 0) + 1);
   }
 }

@@ -15,8 +15,9 @@ export class SlotQueue {
   private waiters: Waiter[] = [];
 
   constructor(
-    readonly maxQueue: number,
-    readonly waitTimeout: number,
+    /** Mutable: a config reload sets them (`pool.queue`); waiters already queued keep their deadline. */
+    public maxQueue: number,
+    public waitTimeout: number,
   ) {}
 
   get length(): number {

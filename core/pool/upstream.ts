@@ -23,6 +23,16 @@ export interface UpstreamTypeDefinition {
    * why not. The gateway then refuses such a config, naming `server.workers` and this reason.
    */
   multiProcess?: string;
+  /**
+   * A config reload kept this upstream (its config is unchanged): re-read what lives outside
+   * config.yaml (an auth file a new login rewrote). Never write: a reload only reads.
+   */
+  reload?(upstream: Upstream): void | Promise<void>;
+  /**
+   * The upstream left the pool (removed or changed by a reload, after its in-flight attempts
+   * finished; or built for a reload that was refused): release what `init` acquired for it.
+   */
+  release?(upstream: Upstream): void;
 }
 
 export interface UpstreamInitContext {

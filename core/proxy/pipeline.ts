@@ -43,7 +43,8 @@ export class Pipeline {
 
   constructor(
     private readonly hooks: GatewayHooks,
-    private readonly config: GatewayConfig,
+    /** The current config: a reload replaces it, each request reads it as it goes. */
+    public config: GatewayConfig,
     private readonly pool: UpstreamPool,
     private readonly transport: Transport,
     private readonly logger: Logger,

@@ -26,7 +26,7 @@ class BodySource {
 export class Transport {
   private readonly proxy: ProxyServer;
 
-  constructor(private readonly deps: AttemptDeps) {
+  constructor(private deps: AttemptDeps) {
     this.proxy = createProxyServer({
       selfHandleResponse: true,
       ignorePath: true,
@@ -50,6 +50,11 @@ export class Transport {
     };
     this.proxy.on('error', onError);
     this.proxy.on('econnreset', onError);
+  }
+
+  /** A config reload's bounds (`proxy.maxEventBytes`, `server.sendTimeout`, `proxy.hold`): for new attempts only. */
+  configure(next: Omit<AttemptDeps, 'hooks'>): void {
+    this.deps = { ...next, hooks: this.deps.hooks };
   }
 
   send(ctx: RequestContext, upstream: Upstream, outgoing: OutgoingRequest): Promise<AttemptResult> {

@@ -256,6 +256,32 @@ export class CodexAccount {
     return !this.due();
   }
 
+  /**
+   * A config reload: the auth file may hold a new login (`codex login` run again). Its tokens are
+   * taken when they are not the ones held and are newer, or when this login is dead. Only reads:
+   * a running refresh (which may be writing the file) is waited for, and one started meanwhile
+   * wins. Returns true when the file's tokens were taken.
+   */
+  async reloadFromFile(): Promise<boolean> {
+    const source = this.source;
+    if (source.kind !== 'file') return false;
+    await this.idle();
+    const doc = await readAuthDoc(source.path);
+    const onFile = doc === undefined ? undefined : tokensOfDoc(doc);
+    if (onFile === undefined || this.inflight !== undefined) return false;
+    if (onFile.refreshToken === this.tokens.refreshToken) return false;
+    if (this.deadReason === undefined && onFile.expiresAt <= this.tokens.expiresAt) return false;
+    this.tokens = onFile;
+    source.doc = doc!;
+    this.deadReason = undefined;
+    this.renewed(0);
+    this.opts.log.info(
+      { upstreams: this.upstreams },
+      'codex tokens re-read from the auth file (a new login)',
+    );
+    return true;
+  }
+
   /** Writes the tokens back to the auth file (inline tokens stay in memory). */
   async writeBack(): Promise<void> {
     const source = this.source;

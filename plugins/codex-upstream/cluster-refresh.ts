@@ -80,6 +80,12 @@ export class ClusterTokens {
     return c;
   }
 
+  /** The account left the pool (a reload removed its last upstream). */
+  detach(c: ClusterRefresh): void {
+    for (const [key, v] of this.accounts) if (v === c) this.accounts.delete(key);
+    c.stop();
+  }
+
   close(): void {
     this.unsubscribe?.();
     for (const c of this.accounts.values()) c.stop();

@@ -59,6 +59,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       // The backend answers every Responses call with a stream (prepare sets `stream: true`).
       streamsOnly: true,
       init: (upstream, context) => this.init(upstream, context.configDir),
+      reload: (upstream) => this.reread(upstream),
+      release: (upstream) => this.release(upstream),
       multiProcess:
         'a refresh token must be sent once per account, and only a shared store lets the processes agree on which one sends it',
     });
@@ -133,6 +135,31 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
     const quota = codexQuota(headers, Date.now());
     if (quota === undefined) return;
     for (const name of stateOf(upstream).account.upstreams) state.setQuota(name, quota);
+  }
+
+  /** No options of its own (its upstreams' keys reload with the upstreams): nothing to apply. */
+  reload(): void {}
+
+  /** A config reload: a new login in the auth file is taken, and a dead account comes back. */
+  private async reread(upstream: Upstream): Promise<void> {
+    const account = stateOf(upstream).account;
+    const wasDead = account.deadReason !== undefined;
+    if (!(await account.reloadFromFile()) || !wasDead) return;
+    for (const name of account.upstreams) this.gateway!.pool.state.enable(name);
+  }
+
+  /** The upstream left the pool and drained: the account goes with its last upstream. */
+  private release(upstream: Upstream): void {
+    const account = (upstream.state as CodexUpstreamState | undefined)?.account;
+    if (account === undefined) return;
+    const i = account.upstreams.indexOf(upstream.name);
+    if (i >= 0) account.upstreams.splice(i, 1);
+    if (account.upstreams.length > 0) return;
+    if (account.source.kind === 'file' && this.byFile.get(account.source.path) === account)
+      this.byFile.delete(account.source.path);
+    if (account.cluster !== undefined) this.cluster?.detach(account.cluster);
+    // A refresh still writing the file is waited for at close, like any other.
+    void account.idle().then(() => this.accounts.delete(account));
   }
 
   /** A refresh that already spent the old refresh token must reach the auth file before exit. */

@@ -23,15 +23,20 @@ type Options = z.output<typeof optionsSchema>;
 
 export default class ErrorCodesPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
-  private readonly table: Readonly<Record<string, string>>;
+  private table: Readonly<Record<string, string>>;
 
   constructor(options: Options) {
     this.table = { ...DEFAULT_ERROR_CODES, ...options.map };
   }
 
+  /** A config reload's map: the table is read per error, so the next error uses it. */
+  reload(options: Options): void {
+    this.table = { ...DEFAULT_ERROR_CODES, ...options.map };
+  }
+
   apply(gateway: PluginContext): void {
-    const table = this.table;
     gateway.hooks.mapErrorCode.tap({ name: NAME, stage: Stage.DEFAULT }, (code) => {
+      const table = this.table;
       const key = code ?? '';
       return Object.hasOwn(table, key) ? table[key]! : key;
     });

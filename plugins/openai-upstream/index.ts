@@ -30,6 +30,9 @@ export const openaiUpstreamSchema = z.object({
 export default class OpenAIUpstreamPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: z.strictObject({}) };
 
+  /** No options of its own (its upstreams' keys reload with the upstreams): nothing to apply. */
+  reload(): void {}
+
   apply(gateway: PluginContext): void {
     gateway.upstreamTypes.register({
       type: 'openai',

@@ -42,7 +42,28 @@ type Options = z.output<typeof optionsSchema>;
 export default class ResponsesRoutesPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
 
-  constructor(private readonly options: Options) {}
+  /** The options new requests use; a reload replaces them. */
+  private current: EventOptions;
+  /** Each request keeps the options it started with: a reload never changes a stream midway. */
+  private readonly started = new WeakMap<object, EventOptions>();
+
+  constructor(options: Options) {
+    this.current = eventOptionsOf(options);
+  }
+
+  reload(options: Options): void {
+    this.current = eventOptionsOf(options);
+  }
+
+  /** The options of the request: those in force when its first attempt started. */
+  private optionsOf(ctx: object): EventOptions {
+    let o = this.started.get(ctx);
+    if (o === undefined) {
+      o = this.current;
+      this.started.set(ctx, o);
+    }
+    return o;
+  }
 
   apply(gateway: PluginContext): void {
     const hooks = gateway.hooks;
@@ -56,14 +77,12 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
     });
 
     hooks.upstreamAttempt.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) => {
-      if (isResponsesRoute(ctx.route)) newAttempt(ctx);
+      if (isResponsesRoute(ctx.route)) {
+        this.optionsOf(ctx);
+        newAttempt(ctx);
+      }
     });
 
-    const eventOptions: EventOptions = {
-      validation: this.options.eventValidation,
-      sequenceNumbers: this.options.sequenceNumbers,
-      errorEvent: this.options.errorEvent,
-    };
     const types = gateway.upstreamTypes;
     hooks.upstreamResponse.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, upstream, response) => {
       if (isResponsesRoute(ctx.route)) collectIfUnary(ctx, upstream, response, types);
@@ -71,6 +90,7 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
     hooks.streamEvent.tap({ name: NAME, stage: Stage.DEFAULT }, (ev, ctx) => {
       if (!isResponsesRoute(ctx.route)) return ev;
       const collector = collectorOf(ctx);
+      const eventOptions = this.optionsOf(ctx);
       const out =
         collector === undefined
           ? onResponsesEvent(ev, ctx, eventOptions)
@@ -83,9 +103,10 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
       if (isResponsesRoute(ctx.route)) ctx.usage = usageInChunks(chunks);
     });
 
-    const withErrorEvent = this.options.errorEvent;
     hooks.terminateStream.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, error) =>
-      isResponsesRoute(ctx.route) ? terminateResponsesStream(ctx, error, withErrorEvent) : undefined,
+      isResponsesRoute(ctx.route)
+        ? terminateResponsesStream(ctx, error, this.optionsOf(ctx).errorEvent)
+        : undefined,
     );
 
     hooks.upgrade.tap({ name: NAME, stage: Stage.DEFAULT }, ({ socket, pathname }) => {
@@ -97,4 +118,12 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
       return true;
     });
   }
+}
+
+function eventOptionsOf(options: Options): EventOptions {
+  return {
+    validation: options.eventValidation,
+    sequenceNumbers: options.sequenceNumbers,
+    errorEvent: options.errorEvent,
+  };
 }
