@@ -595,8 +595,7 @@ export class Gateway {
     for (const r of next) {
       const old = this.plugins.find((p) => p.name === r.name)!;
       if (old.instance.reload !== undefined || isDeepStrictEqual(old.options, r.options)) continue;
-      const index = config.plugins.findIndex((e) => pluginEntryName(e) === r.name);
-      const path = index < 0 ? ['plugins'] : ['plugins', index, 'options'];
+      const path = r.index === undefined ? ['plugins'] : ['plugins', r.index, 'options'];
       issues.push({
         path,
         ...source.locate(path),
@@ -872,9 +871,4 @@ function reloadErrors(err: unknown): string[] {
   if (err instanceof ConfigError) return err.issues.map((i) => formatIssue(err.file, i));
   if (err instanceof PluginError) return [`${err.name}: ${err.message}`];
   return [err instanceof Error ? err.message : String(err)];
-}
-
-function pluginEntryName(entry: unknown): string | undefined {
-  if (typeof entry === 'string') return entry;
-  return (entry as { name?: string } | undefined)?.name;
 }

@@ -42,6 +42,8 @@ export interface LoadedPlugin {
   readonly instance: TapgatePlugin;
   /** `file:line:col` of its entry in config.yaml; undefined when enabled for an upstream type. */
   readonly where: string | undefined;
+  /** Its index in `plugins:`; undefined when enabled for an upstream type. */
+  readonly index?: number | undefined;
 }
 
 interface Resolved {
@@ -125,6 +127,7 @@ export async function resolvePlugins(
     cls: r.cls,
     options: validateOptions(r, source),
     where: r.where,
+    index: r.index,
   }));
 }
 
