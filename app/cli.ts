@@ -55,8 +55,8 @@ function plainLog(level: number, msg: string, fields: Record<string, unknown> = 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'usage') return runUsage(argv.slice(1));
   let signalLog: SignalLog = (signal, message) => plainLog(40, `${signal} ${message}`, { signal });
-  /** What SIGHUP (and --watch) runs, once there is something to reload. */
-  let reload: (() => void) | undefined;
+  /** What SIGHUP (and --watch) runs, once there is something to reload; `why`: the signal or the watch. */
+  let reload: ((why: string) => void) | undefined;
   ignoreSignals(
     () => signalLog,
     () => reload,
@@ -122,8 +122,9 @@ export async function main(argv: string[]): Promise<number> {
       await probe.close(0);
       plainLog(30, 'starting workers', { workers });
       // The primary holds no config of its own to apply: each worker reloads, and logs its result.
-      reload = () => plainLog(30, 'reloading the config in every worker', { workers: reloadWorkers() });
-      if (args.watch === true) unwatch = watchFile(file, () => reload?.());
+      reload = (why) =>
+        plainLog(30, 'reloading the config in every worker', { signal: why, workers: reloadWorkers() });
+      if (args.watch === true) unwatch = watchFile(file, () => reload?.('watch'));
       const code = await runPrimary(workers, (msg) => plainLog(30, msg));
       unwatch?.();
       return code;
@@ -134,9 +135,19 @@ export async function main(argv: string[]): Promise<number> {
     await gateway.listen();
     const running = gateway;
     // Its result (applied, or refused with every error) is logged by the gateway.
-    reload = () => void running.reload();
-    if (cluster.isWorker) process.on('message', (m) => m === RELOAD && reload?.());
-    else if (args.watch === true) unwatch = watchFile(file, () => reload?.());
+    const reloadNow = (why: string) => {
+      logger.info({ signal: why }, 'reloading the config');
+      void running.reload();
+    };
+    if (cluster.isWorker) {
+      // The primary tells every worker (a SIGHUP to the process group reaches them all: one reload each).
+      reload = (signal) =>
+        logger.info({ signal }, `${signal} ignored in a worker: the primary reloads every worker`);
+      process.on('message', (m) => m === RELOAD && reloadNow('primary'));
+    } else {
+      reload = reloadNow;
+      if (args.watch === true) unwatch = watchFile(file, () => reload?.('watch'));
+    }
   } catch (err) {
     if (err instanceof ConfigError || err instanceof PluginError) {
       process.stderr.write(`tapgate: ${err.name === 'ConfigError' ? '' : err.name + ': '}${err.message}\n`);

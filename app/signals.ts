@@ -22,13 +22,13 @@ export type SignalLog = (signal: string, message: string) => void;
  */
 export function ignoreSignals(
   log: () => SignalLog,
-  reload: () => (() => void) | undefined = () => undefined,
+  reload: () => ((signal: string) => void) | undefined = () => undefined,
 ): void {
   for (const signal of IGNORED_SIGNALS) {
     process.removeAllListeners(signal);
     process.on(signal, () => {
       const run = signal === 'SIGHUP' ? reload() : undefined;
-      if (run !== undefined) run();
+      if (run !== undefined) run(signal);
       else log()(signal, WHY[signal]);
     });
   }
