@@ -258,7 +258,7 @@ export class CodexAccount {
 
   /**
    * A config reload: the auth file may hold a new login (`codex login` run again). Its tokens are
-   * taken when they are not the ones held and are newer, or when this login is dead. Only reads:
+   * taken when they are not the ones held and expire later, or when this login is dead. Only reads:
    * a running refresh (which may be writing the file) is waited for, and one started meanwhile
    * wins. Returns true when the file's tokens were taken.
    */
@@ -269,8 +269,9 @@ export class CodexAccount {
     const doc = await readAuthDoc(source.path);
     const onFile = doc === undefined ? undefined : tokensOfDoc(doc);
     if (onFile === undefined || this.inflight !== undefined) return false;
-    if (onFile.refreshToken === this.tokens.refreshToken) return false;
-    if (this.deadReason === undefined && onFile.expiresAt <= this.tokens.expiresAt) return false;
+    const held = this.tokens;
+    if (onFile.accessToken === held.accessToken && onFile.refreshToken === held.refreshToken) return false;
+    if (this.deadReason === undefined && onFile.expiresAt <= held.expiresAt) return false;
     this.tokens = onFile;
     source.doc = doc!;
     this.deadReason = undefined;
