@@ -530,6 +530,11 @@ export class Gateway {
     } catch (err) {
       return this.refuseReload(reloadErrors(err));
     }
+    // A shutdown began while the files were read: what was built for the reload goes.
+    if (this.closing !== undefined) {
+      for (const u of prepared.created) this.releaseUpstream(u);
+      return this.refuseReload(['the gateway began shutting down']);
+    }
     return this.applyReload(prepared);
   }
 

@@ -110,4 +110,43 @@ describe('reload under load (Gateway.reload)', function () {
     assert.deepEqual(summary.keys, { added: ['new'], removed: ['old'], changed: [] });
     assert.ok(!JSON.stringify(g.logs()).includes(NEW_KEY), 'no key value in the logs');
   });
+
+  it('a changed upstream gets a new object while its old one finishes the stream it runs', async () => {
+    dir.write(reloadConfig({ upstreams: [openaiUpstream('a', a)] }));
+    g = await startFileGateway(dir.file);
+    const gw = g.gw;
+    const oldA = gw.pool.get('a')!;
+    const first = openStream(client(g.url, OLD_KEY));
+    await until(() => a.held.size === 1, 'the first stream held');
+
+    dir.write(reloadConfig({ upstreams: [openaiUpstream('a', a, { weight: 2 })] }));
+    const result = await gw.reload();
+    assert.deepEqual(result.upstreams, { added: [], removed: [], changed: ['a'] });
+    const newA = gw.pool.get('a')!;
+    assert.notEqual(newA, oldA);
+    assert.equal(newA.weight, 2);
+
+    const second = openStream(client(g.url, OLD_KEY));
+    await until(() => a.held.size === 2, 'the second stream held');
+    assert.equal(gw.pool.leasesOf(oldA), 1, 'the first stream stays on the old object');
+    assert.equal(gw.pool.leasesOf(newA), 1, 'the second stream runs on the new object');
+    a.release();
+    assert.equal(await allCompleted([first, second]), 2);
+    await until(
+      () => g!.logs().filter((l) => l.msg === 'upstream drained and closed').length === 1,
+      'the old object drained',
+    );
+    a.holding = false;
+    assert.equal(await allCompleted([openStream(client(g.url, OLD_KEY))]), 1);
+  });
+
+  it('reloads run one at a time: calls made meanwhile share the next one', async () => {
+    dir.write(reloadConfig({ upstreams: [openaiUpstream('a', a)] }));
+    g = await startFileGateway(dir.file);
+    const results = await Promise.all([g.gw.reload(), g.gw.reload(), g.gw.reload()]);
+    assert.ok(results.every((r) => r.status === 'applied'));
+    assert.notEqual(results[0], results[1]);
+    assert.equal(results[1], results[2]);
+    assert.equal(g.logs().filter((l) => l.msg === 'config reloaded').length, 2);
+  });
 });
