@@ -13,14 +13,7 @@ import { AccessLog } from './observe/access-log.js';
 import { ClientAuth, isLoopbackHost } from './guard/auth.js';
 import { KeyLimits } from './limits/key-limits.js';
 import { FailureThrottle } from './guard/auth-throttle.js';
-import {
-  ConfigError,
-  formatIssue,
-  loadConfigFile,
-  type ConfigIssue,
-  type ConfigSource,
-  type LoadedConfig,
-} from './config/config.js';
+import { loadConfigFile, type ConfigIssue, type ConfigSource, type LoadedConfig } from './config/config.js';
 import { upstreamBaseSchema, type GatewayConfig } from './config/config-schema.js';
 import { authenticationError, tapCore, throttledError, type CoreTaps } from './defaults/core-taps.js';
 import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js';
@@ -28,7 +21,7 @@ import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/
 import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
 import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
 import { Occasional } from './observe/occasional.js';
-import { PluginApplyError, PluginError } from './loader/plugin-errors.js';
+import { PluginApplyError } from './loader/plugin-errors.js';
 import type { PluginContext } from './kernel/plugin-api.js';
 import { Secrets } from './observe/secrets.js';
 import { Stage } from './kernel/stages.js';
@@ -48,7 +41,8 @@ import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
 import { Upstream, UpstreamTypeRegistry, type UpstreamTypeDefinition } from './pool/upstream.js';
 import { namedChanges, refused, type ReloadResult } from './reload/reload-result.js';
-import { restartIssues, RESTART_MESSAGE } from './reload/restart-keys.js';
+import { restartIssues } from './reload/restart-keys.js';
+import { changedPlugins, pluginIssues, reloadErrors } from './reload/plugin-changes.js';
 import { UsageDbError } from './usage/usage-db.js';
 import type { UsageStore } from './usage/usage-store.js';
 
@@ -552,7 +546,7 @@ export class Gateway {
       next.upstreams.map((u) => u.type),
       this.options.builtins,
     );
-    issues.push(...this.pluginIssues(plugins, next, source));
+    issues.push(...pluginIssues(this.plugins, plugins, source));
     if (this.selectionPolicies.get(next.pool.strategy) === undefined)
       issues.push({
         path: ['pool', 'strategy'],
@@ -567,47 +561,7 @@ export class Gateway {
       const u = running.get(name);
       return u !== undefined && isDeepStrictEqual(this.upstreamSpecs.get(u), spec) ? u : undefined;
     });
-    const changed = plugins.filter((r) => {
-      const old = this.plugins.find((p) => p.name === r.name)!;
-      return !isDeepStrictEqual(old.options, r.options);
-    });
-    return { config: next, auth, upstreams: list, created, plugins: changed };
-  }
-
-  /** The set of plugins must stay; changed options need the plugin's reload(). */
-  private pluginIssues(
-    next: readonly ResolvedPlugin[],
-    config: GatewayConfig,
-    source: ConfigSource,
-  ): ConfigIssue[] {
-    const issues: ConfigIssue[] = [];
-    const before = new Set(this.plugins.map((p) => p.name));
-    const after = new Set(next.map((p) => p.name));
-    const added = [...after].filter((n) => !before.has(n));
-    const removed = [...before].filter((n) => !after.has(n));
-    if (added.length > 0 || removed.length > 0) {
-      const what = [
-        added.length > 0 ? `added ${added.join(', ')}` : '',
-        removed.length > 0 ? `removed ${removed.join(', ')}` : '',
-      ].filter((w) => w !== '');
-      issues.push({
-        path: ['plugins'],
-        ...source.locate(['plugins']),
-        message: `the set of plugins changed (${what.join('; ')}; an upstream type enables its plugin): ${RESTART_MESSAGE}`,
-      } as ConfigIssue);
-      return issues;
-    }
-    for (const r of next) {
-      const old = this.plugins.find((p) => p.name === r.name)!;
-      if (old.instance.reload !== undefined || isDeepStrictEqual(old.options, r.options)) continue;
-      const path = r.index === undefined ? ['plugins'] : ['plugins', r.index, 'options'];
-      issues.push({
-        path,
-        ...source.locate(path),
-        message: `plugin ${r.name} cannot reload its options; restart to apply (reload refused, nothing changed)`,
-      } as ConfigIssue);
-    }
-    return issues;
+    return { config: next, auth, upstreams: list, created, plugins: changedPlugins(this.plugins, plugins) };
   }
 
   /** Swaps everything requests read in one synchronous step, then lets what was replaced drain. */
@@ -869,11 +823,4 @@ interface PreparedReload {
   created: Upstream[];
   /** Plugins whose options changed (each has reload()). */
   plugins: ResolvedPlugin[];
-}
-
-/** A refused reload's problems, one line each, as boot reports them. */
-function reloadErrors(err: unknown): string[] {
-  if (err instanceof ConfigError) return err.issues.map((i) => formatIssue(err.file, i));
-  if (err instanceof PluginError) return [`${err.name}: ${err.message}`];
-  return [err instanceof Error ? err.message : String(err)];
 }
