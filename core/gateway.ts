@@ -95,7 +95,7 @@ export class Gateway {
   private readonly throttle: FailureThrottle;
   /** What plugins get in apply(): the parts they work with, not the gateway that runs them. */
   private readonly pluginContext: PluginContext;
-  /** Per-key limits (`auth.keys[].limits`); undefined when no key has any. */
+  /** Per-key limits (`auth.keys[].limits`), tapped even when no key has any: a reload may add some. */
   private limits: KeyLimits | undefined;
   /** Pool state and the plugins' cluster store: this process's, or shared on Redis (`state`). */
   private readonly stores: StateStores;

@@ -1,5 +1,6 @@
 /** The public API for plugin authors and embedders. */
 export { Gateway, type GatewayOptions } from './gateway.js';
+export type { ReloadResult, NamedChanges } from './reload/reload-result.js';
 export type { PluginRegistry } from './loader/plugins.js';
 export { Stage } from './kernel/stages.js';
 export type { GatewayHooks } from './kernel/hooks.js';

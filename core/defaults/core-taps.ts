@@ -43,7 +43,7 @@ export interface CoreTapOptions {
   scheduler: SchedulerOptions;
   /** The pool's state store: built before the pool (which waits for plugins' upstream types). */
   state: PoolStateStore;
-  /** Per-key limits; undefined when no key has any (nothing is tapped for them). */
+  /** Per-key limits (the gateway passes them even when no key has any: a reload may add some). */
   limits?: KeyLimits;
 }
 

@@ -27,6 +27,7 @@ export const PLUGIN_API_VERSION = 1;
 export interface PluginContext {
   readonly hooks: GatewayHooks;
   readonly logger: Logger;
+  /** The config in force: a reload replaces it, so read it when needed rather than keep it. */
   readonly config: Readonly<GatewayConfig>;
   /** Every secret the gateway knows: scrub free text with it; `add` a credential of the plugin's own. */
   readonly secrets: Secrets;
