@@ -87,8 +87,8 @@ export class Gateway {
   private closing: Promise<void> | undefined;
   /** Client keys: upgrades are checked here, requests by the core's `request` tap. */
   private auth: ClientAuth | undefined;
-  /** Client connections held at once (`server.maxConnections`, or derived from the fd limit). */
-  readonly maxConnections: number;
+  /** Client connections held at once (`server.maxConnections`, or derived from the fd limit); a reload may change it. */
+  maxConnections: number;
   /** The fd soft limit the default was derived from (undefined when the config set it). */
   private readonly fdLimit: number | undefined;
   /** Failed client authentication per source address. */
@@ -665,8 +665,8 @@ export class Gateway {
     server.headersTimeout = next.server.headersTimeout;
     server.requestTimeout = next.server.requestTimeout;
     server.keepAliveTimeout = next.server.keepAliveTimeout;
-    if (next.server.maxConnections !== undefined) server.maxConnections = next.server.maxConnections;
-    else server.maxConnections = defaultMaxConnections(fdSoftLimit());
+    this.maxConnections = next.server.maxConnections ?? defaultMaxConnections(this.fdLimit ?? fdSoftLimit());
+    server.maxConnections = this.maxConnections;
   }
 
   private refuseReload(errors: string[]): ReloadResult {
