@@ -1,6 +1,7 @@
 /**
  * `tapgate --config config.yaml [--port N]`: boots the gateway and stops it gracefully on SIGTERM/SIGINT.
- * `tapgate usage …` reads the usage records instead (app/usage-cli.ts).
+ * `tapgate usage …` reads the usage records instead (app/usage-cli.ts); `tapgate login codex …`
+ * signs an account in (app/login-cli.ts).
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,9 +14,11 @@ import { PluginError } from '../core/loader/plugin-errors.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
+import { runLogin } from './login-cli.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N]
        tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
+       tapgate login codex --out accounts/NAME.json [--device]
 
 A gateway for the OpenAI Responses API.
 
@@ -28,6 +31,8 @@ Options:
 Commands:
   usage               requests and tokens per key, account, model or day
                       (tapgate usage --help)
+  login codex         sign a ChatGPT account in (Codex CLI's OAuth flow) and write its
+                      auth.json (tapgate login codex --help)
 
 Signals: SIGTERM, SIGINT or SIGQUIT stop accepting connections, let in-flight
 requests finish within server.drainTimeout, then exit 0. SIGHUP, SIGUSR1 and
@@ -42,6 +47,7 @@ function plainLog(level: number, msg: string, fields: Record<string, unknown> = 
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'usage') return runUsage(argv.slice(1));
+  if (argv[0] === 'login') return runLogin(argv.slice(1));
   let signalLog: SignalLog = (signal, message) => plainLog(40, `${signal} ${message}`, { signal });
   ignoreSignals(() => signalLog);
   let args;
