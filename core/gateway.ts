@@ -32,7 +32,7 @@ import type { PoolStateStore } from './pool/pool-state.js';
 import { createStateStores, type StateStores } from './state/state-stores.js';
 import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
-import { Upstream, UpstreamTypeRegistry } from './pool/upstream.js';
+import { Upstream, UpstreamExpandError, UpstreamTypeRegistry } from './pool/upstream.js';
 import { UsageDbError } from './usage/usage-db.js';
 import type { UsageStore } from './usage/usage-store.js';
 
@@ -325,43 +325,60 @@ export class Gateway {
     }
   }
 
+  /**
+   * The one place config entries become Upstream objects (a reload runs it again). A type's `expand`
+   * may turn one entry into several (an `auth:` folder): each is validated and named like an entry
+   * of its own, and its errors point at the entry it came from.
+   */
   private buildUpstreams(source: ConfigSource): Upstream[] {
     const issues = [];
     const out: Upstream[] = [];
     const names = new Set<string>();
+    const context = { configDir: dirname(source.file) };
     for (let i = 0; i < this.config.upstreams.length; i++) {
-      const raw = this.config.upstreams[i]! as Record<string, unknown>;
-      const def = this.upstreamTypes.get(String(raw.type));
+      const entry = this.config.upstreams[i]! as Record<string, unknown>;
+      const def = this.upstreamTypes.get(String(entry.type));
       if (def === undefined) {
         const known = this.upstreamTypes.names();
         issues.push({
           path: ['upstreams', i, 'type'],
           ...source.locate(['upstreams', i, 'type']),
-          message: `unknown upstream type "${String(raw.type)}"; known types: ${known.length > 0 ? known.join(', ') : '(none: enable a plugin that provides one)'}`,
+          message: `unknown upstream type "${String(entry.type)}"; known types: ${known.length > 0 ? known.join(', ') : '(none: enable a plugin that provides one)'}`,
         });
+        continue;
+      }
+      let raws: Record<string, unknown>[];
+      try {
+        raws = def.expand?.(entry, context) ?? [entry];
+      } catch (err) {
+        if (!(err instanceof UpstreamExpandError)) throw err;
+        const path = err.key === undefined ? ['upstreams', i] : ['upstreams', i, err.key];
+        issues.push({ path, ...source.locate(path), message: err.message });
         continue;
       }
       // Strict per type: the base keys plus the type's own, nothing else.
       const schema = upstreamBaseSchema.extend(def.schema.shape).strict();
-      const parsed = schema.safeParse(raw);
-      if (!parsed.success) {
-        issues.push(...source.issuesFrom(parsed.error, ['upstreams', i]));
-        continue;
+      for (const raw of raws) {
+        const parsed = schema.safeParse(raw);
+        if (!parsed.success) {
+          issues.push(...source.issuesFrom(parsed.error, ['upstreams', i]));
+          continue;
+        }
+        const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
+        if (names.has(value.name)) {
+          issues.push({
+            path: ['upstreams', i, 'name'],
+            ...source.locate(['upstreams', i, 'name']),
+            message: `duplicate upstream name "${value.name}"`,
+          });
+          continue;
+        }
+        names.add(value.name);
+        const base = upstreamBaseSchema.parse(raw);
+        const upstream = new Upstream(base, value, this.config.proxy.timeouts);
+        upstream.state = def.init?.(upstream, context);
+        out.push(upstream);
       }
-      const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
-      if (names.has(value.name)) {
-        issues.push({
-          path: ['upstreams', i, 'name'],
-          ...source.locate(['upstreams', i, 'name']),
-          message: `duplicate upstream name "${value.name}"`,
-        });
-        continue;
-      }
-      names.add(value.name);
-      const base = upstreamBaseSchema.parse(raw);
-      const upstream = new Upstream(base, value, this.config.proxy.timeouts);
-      upstream.state = def.init?.(upstream, { configDir: dirname(source.file) });
-      out.push(upstream);
     }
     if (issues.length > 0) throw source.error(issues as never);
     return out;

@@ -9,6 +9,16 @@ export interface UpstreamTypeDefinition {
   type: string;
   /** Schema of the type's own keys; it must yield `baseUrl`. Base keys (name, models, …) are added by the core. */
   schema: z.ZodObject;
+  /**
+   * One config entry as several upstreams (an `auth:` folder, one account per file): the raw entries
+   * to validate and build in its place, names included. Called on every build, so a reload sees files
+   * added since. Throw UpstreamExpandError for a problem the user must fix: it becomes a config error
+   * at the entry (and key) with its line.
+   */
+  expand?(
+    value: Readonly<Record<string, unknown>>,
+    context: UpstreamInitContext,
+  ): Array<Record<string, unknown>>;
   /** Free-form per-upstream state the plugin keeps (credentials, token cache). */
   init?(upstream: Upstream, context: UpstreamInitContext): unknown;
   /** A reason the upstream cannot serve yet (e.g. no API key): it starts disabled, with that reason. */
@@ -28,6 +38,17 @@ export interface UpstreamTypeDefinition {
 export interface UpstreamInitContext {
   /** The config file's directory: relative paths in an upstream's keys resolve against it. */
   configDir: string;
+}
+
+/** A config entry that `expand` cannot turn into upstreams; `key` is the entry's key at fault. */
+export class UpstreamExpandError extends Error {
+  override name = 'UpstreamExpandError';
+  constructor(
+    message: string,
+    readonly key?: string,
+  ) {
+    super(message);
+  }
 }
 
 export class UpstreamTypeRegistry {

@@ -18,6 +18,7 @@ import {
   type Upstream,
 } from '../../core/index.js';
 import { CodexAccount } from './account.js';
+import { expandAuthFolder } from './auth-folder.js';
 import { ClusterTokens } from './cluster-refresh.js';
 import { CodexCredentialsError, expandHome, loadAuthFile, loadInlineTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
@@ -58,6 +59,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       schema: codexUpstreamSchema,
       // The backend answers every Responses call with a stream (prepare sets `stream: true`).
       streamsOnly: true,
+      // `auth:` may name a folder or a glob: one upstream per auth file (auth-folder.ts).
+      expand: expandAuthFolder,
       init: (upstream, context) => this.init(upstream, context.configDir),
       multiProcess:
         'a refresh token must be sent once per account, and only a shared store lets the processes agree on which one sends it',
