@@ -59,6 +59,9 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       // The backend answers every Responses call with a stream (prepare sets `stream: true`).
       streamsOnly: true,
       init: (upstream, context) => this.init(upstream, context.configDir),
+      // Operators (admin API): a forced refresh, and a dead login brought back from its auth file.
+      refresh: (upstream) => stateOf(upstream).account.refreshNow(),
+      enable: (upstream) => stateOf(upstream).account.revive(),
       multiProcess:
         'a refresh token must be sent once per account, and only a shared store lets the processes agree on which one sends it',
     });
