@@ -101,6 +101,7 @@ export default class DashboardPlugin implements TapgatePlugin {
         recent: o.recent,
       },
       log,
+      (type) => gateway.upstreamTypes.get(type)?.refresh !== undefined,
     );
     this.feed = feed;
 
