@@ -34,6 +34,8 @@ export interface AccountOptions {
   onDead(reason: string): void;
   /** A transient failure left the account with no usable token: cool its upstreams briefly. */
   onUnusable(reason: string): void;
+  /** A dead login came back (a new one, from another process): enable what `onDead(reason)` disabled. */
+  onRevived?(reason: string): void;
 }
 
 export class CodexAccount {
@@ -160,6 +162,8 @@ export class CodexAccount {
       { upstreams: this.upstreams },
       'codex login re-read from the auth file: account revived',
     );
+    // The other processes knew it dead: the new login, in the shared record, brings it back there too.
+    this.cluster?.offer();
   }
 
   /** Resolves when no refresh (and write-back) is running: for a clean shutdown. */
@@ -227,6 +231,13 @@ export class CodexAccount {
   adopt(tokens: CodexTokens, fence: number): void {
     this.tokens = tokens;
     this.renewed(fence);
+    // A login newer than the one that died: an operator brought the account back in another process.
+    const dead = this.deadReason;
+    if (dead !== undefined) {
+      this.deadReason = undefined;
+      this.opts.log.info({ upstreams: this.upstreams }, 'codex login revived in another process');
+      this.opts.onRevived?.(dead);
+    }
     this.opts.log.info(
       { upstreams: this.upstreams, expiresAt: new Date(tokens.expiresAt).toISOString() },
       'codex tokens adopted from the shared store (refreshed by another process)',

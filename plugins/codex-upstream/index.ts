@@ -168,6 +168,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
           // `dead`), which a new login outdates, so a restart after `codex login` starts clean.
           for (const name of account.upstreams) gateway.pool.state.disable(name, reason, 'process');
         },
+        onRevived: (reason) => {
+          // Only what the death disabled: an operator's own disable stays.
+          const state = gateway.pool.state;
+          for (const name of account.upstreams) if (state.disabled(name) === reason) state.enable(name);
+        },
         onUnusable: (reason) => {
           const until = Date.now() + gateway.config.proxy.transientCooldown;
           for (const name of account.upstreams)

@@ -161,10 +161,18 @@ export class DashboardRoutes {
       case ADMIN: {
         const who = this.identify(ctx);
         if (who.kind === 'denied') {
-          const reply = apiError(401, 'The admin token is required', 'invalid_api_key', {
-            'www-authenticate': 'Bearer',
-          });
-          return refuse(who, reply);
+          // Programs read these: OpenAI-shaped, like the rest of the API.
+          if (who.retryAfter > 0)
+            return apiError(
+              429,
+              `Too many failed attempts from this address; retry in ${who.retryAfter}s`,
+              'rate_limit_exceeded',
+              { 'retry-after': String(who.retryAfter), connection: 'close' },
+            );
+          return refuse(
+            who,
+            apiError(401, 'The admin token is required', 'invalid_api_key', { 'www-authenticate': 'Bearer' }),
+          );
         }
         return this.admin.handle(
           ctx.req,

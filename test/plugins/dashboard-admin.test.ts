@@ -416,5 +416,78 @@ describe('plugin dashboard: admin API', function () {
       await until(() => B.gw.pool.state.cooldown('X', 'gpt-test', Date.now()) === undefined, 'B clears');
       assert.equal(await redis.client.exists('tapgate:cool:X'), 0);
     });
+
+    it('a refresh forced on two instances at once sends the refresh token once (the cluster lock)', async () => {
+      const redis = h.track(await startRedis());
+      const tokens = await h.tokenServer();
+      const backend = await h.codexBackend(tokens.accepts);
+      const dir = mkdtempSync(join(tmpdir(), 'tapgate-admin-cluster-'));
+      h.track({ close: async () => rmSync(dir, { recursive: true, force: true }) });
+      const first = tokens.login('acct-c', 3600);
+      const auth = writeAuthFile(dir, first);
+      const yaml = gatewayConfig({
+        log: { level: 'debug' },
+        state: { store: 'redis', url: redis.url },
+        upstreams: [{ name: 'cx', type: 'codex', baseUrl: backend.baseUrl, tokenUrl: tokens.url, auth }],
+        plugins: [...DEFAULT_PLUGINS, DASHBOARD],
+      });
+      const A = await h.gatewayYaml(yaml);
+      const B = await h.gatewayYaml(yaml);
+      const release = tokens.hold();
+      const onA = act(A, 'cx', 'refresh');
+      await tokens.arrived(1);
+      const onB = act(B, 'cx', 'refresh');
+      await until(
+        () =>
+          B.logs.some(
+            (l) => l.msg === 'codex token refresh running in another process: waiting for its tokens',
+          ),
+        'B waits for the refresh A holds the lock for',
+        10_000,
+      );
+      release();
+      const [a, b] = await Promise.all([onA, onB]);
+      assert.equal(a.status, 200, a.text());
+      assert.equal(a.json().result, 'refreshed');
+      assert.equal(b.status, 200, b.text());
+      assert.equal(b.json().result, 'adopted');
+      assert.equal(tokens.requests.length, 1, 'one refresh for the cluster');
+      assert.equal((await post(B)).status, 200);
+      const sent = String(backend.requests.at(-1)!.headers.authorization).slice('Bearer '.length);
+      assert.notEqual(sent, first.access_token);
+      assert.ok(tokens.accepts(sent), 'B sends the token A got');
+    });
+
+    it('a login dead on both instances, revived by an enable on A after a new login on disk, serves on B too', async () => {
+      const redis = h.track(await startRedis());
+      const tokens = await h.tokenServer();
+      const backend = await h.codexBackend(tokens.accepts);
+      const dir = mkdtempSync(join(tmpdir(), 'tapgate-admin-revive-'));
+      h.track({ close: async () => rmSync(dir, { recursive: true, force: true }) });
+      const auth = writeAuthFile(dir, tokens.login('acct-v', -60));
+      const yaml = gatewayConfig({
+        state: { store: 'redis', url: redis.url },
+        upstreams: [{ name: 'cx', type: 'codex', baseUrl: backend.baseUrl, tokenUrl: tokens.url, auth }],
+        plugins: [...DEFAULT_PLUGINS, DASHBOARD],
+      });
+      const A = await h.gatewayYaml(yaml);
+      const B = await h.gatewayYaml(yaml);
+      tokens.script = () => ({ status: 400, body: { error: 'invalid_grant', error_description: 'expired' } });
+      assert.equal((await post(A)).status, 502);
+      const reason = 'refresh failed: invalid_grant';
+      assert.equal(A.gw.pool.state.disabled('cx'), reason);
+      await until(() => B.gw.pool.state.disabled('cx') === reason, 'B learns the login died', 10_000);
+      tokens.script = undefined;
+
+      const fresh = { ...tokens.login('acct-v', 3600), refresh_token: 'rt-acct-v-new' };
+      tokens.register(fresh, 'acct-v');
+      writeAuthFile(dir, fresh);
+      assert.equal((await act(A, 'cx', 'enable')).status, 200);
+      await until(() => B.gw.pool.state.disabled('cx') === undefined, 'B revives the account', 10_000);
+      assert.equal((await post(B)).status, 200);
+      assert.equal(String(backend.requests.at(-1)!.headers.authorization), `Bearer ${fresh.access_token}`);
+      assert.equal(tokens.requests.length, 1, 'nothing was refreshed to bring it back');
+      assert.equal(audits(B).length, 0, 'B took no action of its own');
+    });
   });
 });
