@@ -148,6 +148,27 @@ describe('plugin dashboard: admin API', function () {
     });
   });
 
+  describe('wrong tokens from one address', () => {
+    it('past the limit: an OpenAI-shaped 429, even with the right token, and no action', async () => {
+      const A = await h.scripted('A');
+      const g = await h.gatewayYaml(
+        dashboardConfig({
+          auth: { bruteForce: { maxFailures: 2, window: '1m' } },
+          upstreams: [{ name: 'A', baseUrl: A.url + '/v1', apiKey: upstreamKey('A') }],
+        }),
+      );
+      const wrong = { authorization: 'Bearer wrong-token-wrong-token' };
+      assert.equal((await act(g, 'A', 'disable', { headers: wrong })).status, 401);
+      assert.equal((await act(g, 'A', 'disable', { headers: wrong })).status, 401);
+      const res = await act(g, 'A', 'disable');
+      assert.equal(res.status, 429);
+      assert.equal(errorOf(res).code, 'rate_limit_exceeded');
+      assert.ok(Number(res.headers['retry-after']) > 0);
+      assert.equal(g.gw.pool.state.disabled('A'), undefined);
+      assert.deepEqual(audits(g), []);
+    });
+  });
+
   describe('the list', () => {
     it('names every upstream with its type, state and slots, and no key', async () => {
       const A = await h.scripted('A');
