@@ -3,7 +3,7 @@
  * token refresh. What an admin API calls; it holds no state, and looks the upstream up at call time
  * (the pool's list may change on a config reload). Nothing it returns holds a secret.
  */
-import { ClientFault, GatewayError } from '../kernel/errors.js';
+import { GatewayError } from '../kernel/errors.js';
 import type { UpstreamPool } from './pool.js';
 import type { CooldownKind } from './pool-state.js';
 import type { UpstreamQuota } from './quota.js';
@@ -26,7 +26,7 @@ export interface AdminUpstreamView {
 }
 
 /** A refused operator action; `errorCode` is the OpenAI-shaped body's `code`. */
-export class PoolAdminError extends ClientFault {
+export class PoolAdminError extends GatewayError {
   constructor(status: 404 | 409 | 502, errorCode: string, message: string, cause?: unknown) {
     super('POOL_ADMIN', status, status === 502 ? 'server_error' : 'invalid_request_error', message, {
       errorCode,
