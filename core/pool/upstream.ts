@@ -33,6 +33,24 @@ export interface UpstreamTypeDefinition {
    * why not. The gateway then refuses such a config, naming `server.workers` and this reason.
    */
   multiProcess?: string;
+  /**
+   * An operator asked for a new token now (admin API). Without it the type has no token to refresh:
+   * the request is refused. Rejects with an Error whose message is safe to show (no token in it).
+   */
+  refresh?(upstream: Upstream): Promise<RefreshOutcome>;
+  /**
+   * An operator enables the upstream (admin API): the type resets its own terminal state first (a
+   * dead login re-read from disk, say). Rejects, with a message safe to show, when it still cannot serve.
+   */
+  enable?(upstream: Upstream): void | Promise<void>;
+}
+
+/** What a forced token refresh achieved. */
+export interface RefreshOutcome {
+  /** `refreshed`: the token endpoint issued new tokens; `adopted`: newer ones were found (file, other process). */
+  result: 'refreshed' | 'adopted';
+  /** When the new access token expires (epoch ms), if known. */
+  expiresAt?: number;
 }
 
 export interface UpstreamInitContext {

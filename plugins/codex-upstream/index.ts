@@ -62,6 +62,9 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       // `auth:` may name a folder or a glob: one upstream per auth file (auth-folder.ts).
       expand: expandAuthFolder,
       init: (upstream, context) => this.init(upstream, context.configDir),
+      // Operators (admin API): a forced refresh, and a dead login brought back from its auth file.
+      refresh: (upstream) => stateOf(upstream).account.refreshNow(),
+      enable: (upstream) => stateOf(upstream).account.revive(),
       multiProcess:
         'a refresh token must be sent once per account, and only a shared store lets the processes agree on which one sends it',
     });
@@ -167,6 +170,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
           // This process's: the other processes learn the death from the shared token record (its
           // `dead`), which a new login outdates, so a restart after `codex login` starts clean.
           for (const name of account.upstreams) gateway.pool.state.disable(name, reason, 'process');
+        },
+        onRevived: (reason) => {
+          // Only what the death disabled: an operator's own disable stays.
+          const state = gateway.pool.state;
+          for (const name of account.upstreams) if (state.disabled(name) === reason) state.enable(name);
         },
         onUnusable: (reason) => {
           const until = Date.now() + gateway.config.proxy.transientCooldown;

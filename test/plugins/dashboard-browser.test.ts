@@ -286,6 +286,36 @@ describe('dashboard in a browser (Chromium)', function () {
 
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png') });
 
+    // 4b. The cards' admin buttons (the admin API with the session): bravo's Disable takes it out,
+    //     its Enable brings it back (still cooling from its 429); alpha's Clear cooldown ends its own.
+    const bravoCard = page.locator('.up-card[data-upstream="bravo"]');
+    await bravoCard.locator('button[data-action="disable"]').click();
+    await page.locator('.up-card[data-upstream="bravo"][data-state="disabled"]').waitFor();
+    await waitForText(bravoCard.locator('.up-action-note'), 'Disabled');
+    assert.equal(gw.gw.pool.state.disabled('bravo'), 'disabled from the dashboard');
+    await bravoCard.locator('button[data-action="enable"]').click();
+    await page.locator('.up-card[data-upstream="bravo"][data-state="cooling"]').waitFor();
+    await waitForText(bravoCard.locator('.up-action-note'), 'Enabled');
+    assert.equal(gw.gw.pool.state.disabled('bravo'), undefined);
+    await page
+      .locator('.up-card[data-upstream="alpha"]')
+      .locator('button[data-action="clear-cooldown"]')
+      .click();
+    await page.locator('.up-card[data-upstream="alpha"][data-state="ok"]').waitFor();
+    assert.equal(gw.gw.pool.state.cooldown('alpha', 'gpt-test', Date.now()), undefined);
+    assert.equal((await send(gw, true)).servedBy, 'alpha', 'alpha serves again before its Retry-After');
+    const audit = gw.logs
+      .filter((l) => l.msg === 'admin action')
+      .map((l) => l.audit as Record<string, unknown>);
+    assert.deepEqual(
+      audit.map((a) => [a.action, a.upstream, a.by, a.result]),
+      [
+        ['disable', 'bravo', 'session', 'ok'],
+        ['enable', 'bravo', 'session', 'ok'],
+        ['clear-cooldown', 'alpha', 'session', 'ok'],
+      ],
+    );
+
     // 5. Logged out elsewhere (another tab ends the session): the feed closes with "log in again",
     //    and the page says so and offers the login link instead of reconnecting.
     await page.evaluate('fetch(location.pathname + "/logout", { method: "POST" }).then(() => undefined)');
