@@ -11,6 +11,8 @@ import { ConfigError, loadConfigFile } from '../core/config/config.js';
 import { multiProcessProblem, runPrimary, SHUTDOWN, STOP_SIGNALS, workerCount } from './workers.js';
 import type { Gateway } from '../core/gateway.js';
 import { PluginError } from '../core/loader/plugin-errors.js';
+import { stdoutLogStyle, type LogFormat } from '../core/observe/logger.js';
+import { prettyLine } from '../core/observe/pretty-lines.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
@@ -38,11 +40,15 @@ Signals: SIGTERM, SIGINT or SIGQUIT stop accepting connections, let in-flight
 requests finish within server.drainTimeout, then exit 0. SIGHUP, SIGUSR1 and
 SIGUSR2 are logged and ignored.`;
 
+/** `log.format` once the config is read; until then, `auto`. */
+let logFormat: LogFormat = 'auto';
+
 /** One pino-shaped line, for what is said before (or outside) a gateway's logger. */
 function plainLog(level: number, msg: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(
-    JSON.stringify({ level, time: new Date().toISOString(), name: 'tapgate', ...fields, msg }) + '\n',
-  );
+  const line =
+    JSON.stringify({ level, time: new Date().toISOString(), name: 'tapgate', ...fields, msg }) + '\n';
+  const { pretty, color } = stdoutLogStyle(logFormat);
+  process.stdout.write(pretty ? prettyLine(line, color) : line);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -88,6 +94,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const loaded = loadConfigFile(resolve(args.config!));
     if (port !== undefined) loaded.config.server.port = port;
+    logFormat = loaded.config.log.format;
     const workers = workerCount(loaded.config);
     if (workers > 1 && cluster.isPrimary) {
       const problem = multiProcessProblem(loaded.config);

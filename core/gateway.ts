@@ -19,6 +19,7 @@ import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js'
 import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
 import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
+import { clientsMessage, clientUrls } from './observe/client-url.js';
 import { Occasional } from './observe/occasional.js';
 import { PluginApplyError } from './loader/plugin-errors.js';
 import type { PluginContext } from './kernel/plugin-api.js';
@@ -94,7 +95,8 @@ export class Gateway {
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.config = config;
     this.secrets = new Secrets(config);
-    const destination = (options.logDestination as LogDestination | undefined) ?? defaultLogDestination();
+    const destination =
+      (options.logDestination as LogDestination | undefined) ?? defaultLogDestination(config.log.format);
     this.logger = createLogger(config.log.level, destination, this.secrets);
     this.accessLog = new AccessLog(config.log.level, destination, this.secrets);
     this.hooks = createHooks();
@@ -432,6 +434,7 @@ export class Gateway {
             'no client keys configured: accepting unauthenticated requests, on a loopback host only',
           );
         }
+        const urls = clientUrls(addr);
         this.logger.info(
           {
             host: addr.address,
@@ -441,9 +444,11 @@ export class Gateway {
             maxConnections: this.maxConnections,
             state: this.config.state.store,
             ...(this.fdLimit === undefined ? {} : { fdLimit: this.fdLimit }),
+            ...urls,
           },
           'tapgate listening',
         );
+        this.logger.info(clientsMessage(urls));
         // Synchronously, before any connection is read: a tap keeps the pool for request time.
         try {
           this.hooks.ready.call({ pool: this.pool, address: addr, url: this.url });
