@@ -1,6 +1,7 @@
 /**
  * `tapgate --config config.yaml [--port N]`: boots the gateway and stops it gracefully on SIGTERM/SIGINT.
- * `tapgate usage …` reads the usage records instead (app/usage-cli.ts).
+ * `tapgate usage …` reads the usage records instead (app/usage-cli.ts); `tapgate login codex …`
+ * signs an account in (app/login-cli.ts).
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,12 +20,16 @@ import {
 import { watchConfig } from './config-watch.js';
 import type { Gateway } from '../core/gateway.js';
 import { PluginError } from '../core/loader/plugin-errors.js';
+import { stdoutLogStyle, type LogFormat } from '../core/observe/logger.js';
+import { prettyLine } from '../core/observe/pretty-lines.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
+import { runLogin } from './login-cli.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N] [--watch]
        tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
+       tapgate login codex --out accounts/NAME.json [--device]
 
 A gateway for the OpenAI Responses API.
 
@@ -38,6 +43,8 @@ Options:
 Commands:
   usage               requests and tokens per key, account, model or day
                       (tapgate usage --help)
+  login codex         sign a ChatGPT account in (Codex CLI's OAuth flow) and write its
+                      auth.json (tapgate login codex --help)
 
 Signals: SIGTERM, SIGINT or SIGQUIT stop accepting connections, let in-flight
 requests finish within server.drainTimeout, then exit 0. SIGHUP reloads the
@@ -45,15 +52,20 @@ config file and the auth files without dropping a stream (an invalid config
 changes nothing; with server.workers > 1 every worker reloads). SIGUSR1 and
 SIGUSR2 are logged and ignored.`;
 
+/** `log.format` once the config is read; until then, `auto`. */
+let logFormat: LogFormat = 'auto';
+
 /** One pino-shaped line, for what is said before (or outside) a gateway's logger. */
 function plainLog(level: number, msg: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(
-    JSON.stringify({ level, time: new Date().toISOString(), name: 'tapgate', ...fields, msg }) + '\n',
-  );
+  const line =
+    JSON.stringify({ level, time: new Date().toISOString(), name: 'tapgate', ...fields, msg }) + '\n';
+  const { pretty, color } = stdoutLogStyle(logFormat);
+  process.stdout.write(pretty ? prettyLine(line, color) : line);
 }
 
 export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'usage') return runUsage(argv.slice(1));
+  if (argv[0] === 'login') return runLogin(argv.slice(1));
   let signalLog: SignalLog = (signal, message) => plainLog(40, `${signal} ${message}`, { signal });
   /** What SIGHUP (and --watch) runs, once there is something to reload; `why`: the signal or the watch. */
   let reload: ((why: string) => void) | undefined;
@@ -102,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const loaded = loadConfigFile(file);
     if (port !== undefined) loaded.config.server.port = port;
+    logFormat = loaded.config.log.format;
     const workers = workerCount(loaded.config);
     if (workers > 1 && cluster.isPrimary) {
       const problem = multiProcessProblem(loaded.config);

@@ -20,6 +20,7 @@ import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js'
 import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
 import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
+import { clientsMessage, clientUrls } from './observe/client-url.js';
 import { Occasional } from './observe/occasional.js';
 import { PluginApplyError } from './loader/plugin-errors.js';
 import type { PluginContext } from './kernel/plugin-api.js';
@@ -39,7 +40,12 @@ import type { PoolStateStore } from './pool/pool-state.js';
 import { createStateStores, type StateStores } from './state/state-stores.js';
 import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
-import { Upstream, UpstreamTypeRegistry, type UpstreamTypeDefinition } from './pool/upstream.js';
+import {
+  Upstream,
+  UpstreamExpandError,
+  UpstreamTypeRegistry,
+  type UpstreamTypeDefinition,
+} from './pool/upstream.js';
 import { namedChanges, refused, type ReloadResult } from './reload/reload-result.js';
 import { restartIssues } from './reload/restart-keys.js';
 import { changedPlugins, pluginIssues, reloadErrors } from './reload/plugin-changes.js';
@@ -119,7 +125,8 @@ export class Gateway {
     this.current = config;
     this.options = options;
     this.secrets = new Secrets(config);
-    const destination = (options.logDestination as LogDestination | undefined) ?? defaultLogDestination();
+    const destination =
+      (options.logDestination as LogDestination | undefined) ?? defaultLogDestination(config.log.format);
     this.logger = createLogger(config.log.level, destination, this.secrets);
     this.accessLog = new AccessLog(config.log.level, destination, this.secrets);
     this.hooks = createHooks();
@@ -349,10 +356,11 @@ export class Gateway {
   }
 
   /**
-   * The one place config turns into Upstream objects: validates every entry (type, the type's
-   * schema, duplicate names) before any is built, so a bad config builds nothing. `reuse` (a
-   * reload) gives back the running object for an upstream whose validated config is unchanged;
-   * `created` are the new objects (`init` ran for them).
+   * The one place config entries become Upstream objects (a reload runs it again). A type's `expand`
+   * may turn one entry into several (an `auth:` folder): each is validated and named like an entry
+   * of its own, and its errors point at the entry it came from. Every entry is validated before any
+   * is built, so a bad config builds nothing. `reuse` (a reload) gives back the running object for
+   * an upstream whose validated config is unchanged; `created` are the new objects (`init` ran).
    */
   private buildUpstreams(
     config: GatewayConfig,
@@ -366,36 +374,48 @@ export class Gateway {
       value: Record<string, unknown> & { baseUrl: string; name: string };
     }[] = [];
     const names = new Set<string>();
+    const context = { configDir: dirname(source.file) };
     for (let i = 0; i < config.upstreams.length; i++) {
-      const raw = config.upstreams[i]! as Record<string, unknown>;
-      const def = this.upstreamTypes.get(String(raw.type));
+      const entry = config.upstreams[i]! as Record<string, unknown>;
+      const def = this.upstreamTypes.get(String(entry.type));
       if (def === undefined) {
         const known = this.upstreamTypes.names();
         issues.push({
           path: ['upstreams', i, 'type'],
           ...source.locate(['upstreams', i, 'type']),
-          message: `unknown upstream type "${String(raw.type)}"; known types: ${known.length > 0 ? known.join(', ') : '(none: enable a plugin that provides one)'}`,
+          message: `unknown upstream type "${String(entry.type)}"; known types: ${known.length > 0 ? known.join(', ') : '(none: enable a plugin that provides one)'}`,
         });
+        continue;
+      }
+      let raws: Record<string, unknown>[];
+      try {
+        raws = def.expand?.(entry, context) ?? [entry];
+      } catch (err) {
+        if (!(err instanceof UpstreamExpandError)) throw err;
+        const path = err.key === undefined ? ['upstreams', i] : ['upstreams', i, err.key];
+        issues.push({ path, ...source.locate(path), message: err.message });
         continue;
       }
       // Strict per type: the base keys plus the type's own, nothing else.
       const schema = upstreamBaseSchema.extend(def.schema.shape).strict();
-      const parsed = schema.safeParse(raw);
-      if (!parsed.success) {
-        issues.push(...source.issuesFrom(parsed.error, ['upstreams', i]));
-        continue;
+      for (const raw of raws) {
+        const parsed = schema.safeParse(raw);
+        if (!parsed.success) {
+          issues.push(...source.issuesFrom(parsed.error, ['upstreams', i]));
+          continue;
+        }
+        const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
+        if (names.has(value.name)) {
+          issues.push({
+            path: ['upstreams', i, 'name'],
+            ...source.locate(['upstreams', i, 'name']),
+            message: `duplicate upstream name "${value.name}"`,
+          });
+          continue;
+        }
+        names.add(value.name);
+        planned.push({ def, raw, value });
       }
-      const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
-      if (names.has(value.name)) {
-        issues.push({
-          path: ['upstreams', i, 'name'],
-          ...source.locate(['upstreams', i, 'name']),
-          message: `duplicate upstream name "${value.name}"`,
-        });
-        continue;
-      }
-      names.add(value.name);
-      planned.push({ def, raw, value });
     }
     if (issues.length > 0) throw source.error(issues as never);
     const list: Upstream[] = [];
@@ -413,7 +433,7 @@ export class Gateway {
         const upstream = new Upstream(base, value, config.proxy.timeouts);
         this.upstreamSpecs.set(upstream, spec);
         created.push(upstream);
-        upstream.state = def.init?.(upstream, { configDir: dirname(source.file) });
+        upstream.state = def.init?.(upstream, context);
         list.push(upstream);
       }
     } catch (err) {
@@ -699,6 +719,7 @@ export class Gateway {
             'no client keys configured: accepting unauthenticated requests, on a loopback host only',
           );
         }
+        const urls = clientUrls(addr);
         this.logger.info(
           {
             host: addr.address,
@@ -708,9 +729,11 @@ export class Gateway {
             maxConnections: this.maxConnections,
             state: this.config.state.store,
             ...(this.fdLimit === undefined ? {} : { fdLimit: this.fdLimit }),
+            ...urls,
           },
           'tapgate listening',
         );
+        this.logger.info(clientsMessage(urls));
         // Synchronously, before any connection is read: a tap keeps the pool for request time.
         try {
           this.hooks.ready.call({ pool: this.pool, address: addr, url: this.url });

@@ -31,7 +31,15 @@ export {
   type GatewayReady,
   type GatewayClosing,
 } from './kernel/types.js';
-export { Upstream, type UpstreamTypeDefinition, type UpstreamTypeRegistry } from './pool/upstream.js';
+export {
+  Upstream,
+  UpstreamExpandError,
+  type UpstreamInitContext,
+  type UpstreamTypeDefinition,
+  type UpstreamTypeRegistry,
+  type RefreshOutcome,
+} from './pool/upstream.js';
+export { PoolAdmin, PoolAdminError, type AdminUpstreamView } from './pool/pool-admin.js';
 export { ConfigError, parseConfig, loadConfigFile } from './config/config.js';
 export { retryAfterMs, retryAfterSeconds, tryAgainMs } from './pool/retry-after.js';
 export { truncate, MAX_ECHO_CHARS } from './observe/truncate.js';

@@ -478,9 +478,15 @@ export const configSchema = z.strictObject({
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').meta({
         description:
-          '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Logs are JSON lines (pino) on stdout.',
+          '`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Logs go to stdout, as `format` says.',
         docType: 'enum',
         docDefault: '`info`',
+      }),
+      format: z.enum(['auto', 'json', 'pretty']).default('auto').meta({
+        description:
+          'How stdout logs look. `json`: JSON lines (pino). `pretty`: one readable line each (time, level, message, `key=value` fields), in color on a terminal unless `NO_COLOR` is set. `auto`: `pretty` when stdout is a terminal and `CI` is unset, else `json`.',
+        docType: 'enum',
+        docDefault: '`auto`',
       }),
     })
     .prefault({}),

@@ -1,6 +1,7 @@
 /** pino, with every secret-bearing field censored even if a plugin logs a whole object by mistake. */
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { LineBatcher } from './line-batcher.js';
+import { PrettyLines } from './pretty-lines.js';
 import type { Secrets } from './secrets.js';
 import { truncate } from './truncate.js';
 
@@ -30,9 +31,28 @@ const REDACT = [
 /** Where log lines go: pino's destination, which also takes the core's hand-built access lines. */
 export type LogDestination = DestinationStream & { write(line: string): unknown };
 
-/** stdout, in batches (see line-batcher.ts). */
-export function defaultLogDestination(): LogDestination {
-  return new LineBatcher();
+/** `log.format`: `json` always, `pretty` always, `auto` pretty only for a person at a terminal. */
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+/**
+ * Whether stdout gets readable lines, and in color. `auto` means a terminal, outside CI (CI pages
+ * that look like a terminal still want JSON to grep). Color follows the NO_COLOR and FORCE_COLOR=0
+ * conventions, and never goes to a pipe or file.
+ */
+export function stdoutLogStyle(
+  format: LogFormat,
+  isTTY: boolean = process.stdout.isTTY === true,
+  env: NodeJS.ProcessEnv = process.env,
+): { pretty: boolean; color: boolean } {
+  const pretty = format === 'pretty' || (format === 'auto' && isTTY && !env.CI);
+  const color = pretty && isTTY && !env.NO_COLOR && env.FORCE_COLOR !== '0';
+  return { pretty, color };
+}
+
+/** stdout, in batches (see line-batcher.ts), as JSON lines or, by `format`, readable ones. */
+export function defaultLogDestination(format: LogFormat = 'json'): LogDestination {
+  const { pretty, color } = stdoutLogStyle(format);
+  return pretty ? new PrettyLines(new LineBatcher(), color) : new LineBatcher();
 }
 
 /** The logger for everything but the access line (core/observe/access-log.ts, which shares `destination`). */

@@ -50,6 +50,11 @@ export interface PoolStateStore {
   cool(upstream: string, model: string | undefined, until: number, reason: string, kind: CooldownKind): void;
   clearCooldown(upstream: string, model: string | undefined): void;
   /**
+   * Drops every cooldown of the upstream, the account's and every model's (an operator's clear). Optional
+   * for an embedder's own store: without it, the cooldowns its view lists are cleared one by one.
+   */
+  clearCooldowns?(upstream: string): void;
+  /**
    * Success clears what a 5xx or network fault left, for the model and the account; rate limits
    * stay. True when there was something to clear.
    */
@@ -234,6 +239,9 @@ export class MemoryPoolState implements PoolStateStore {
     if (cs === undefined) return;
     if (model === undefined) cs.account = undefined;
     else if (cs.models.size > 0) cs.models.delete(stateKey(model));
+  }
+  clearCooldowns(upstream: string): void {
+    this.cooldowns.delete(upstream);
   }
   clearTransient(upstream: string, model: string | undefined): boolean {
     const cs = this.cooldowns.get(upstream);

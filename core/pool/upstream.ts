@@ -9,6 +9,16 @@ export interface UpstreamTypeDefinition {
   type: string;
   /** Schema of the type's own keys; it must yield `baseUrl`. Base keys (name, models, …) are added by the core. */
   schema: z.ZodObject;
+  /**
+   * One config entry as several upstreams (an `auth:` folder, one account per file): the raw entries
+   * to validate and build in its place, names included. Called on every build, so a reload sees files
+   * added since. Throw UpstreamExpandError for a problem the user must fix: it becomes a config error
+   * at the entry (and key) with its line.
+   */
+  expand?(
+    value: Readonly<Record<string, unknown>>,
+    context: UpstreamInitContext,
+  ): Array<Record<string, unknown>>;
   /** Free-form per-upstream state the plugin keeps (credentials, token cache). */
   init?(upstream: Upstream, context: UpstreamInitContext): unknown;
   /** A reason the upstream cannot serve yet (e.g. no API key): it starts disabled, with that reason. */
@@ -24,8 +34,18 @@ export interface UpstreamTypeDefinition {
    */
   multiProcess?: string;
   /**
-   * A config reload kept this upstream (its config is unchanged): re-read what lives outside
-   * config.yaml (an auth file a new login rewrote). Never write: a reload only reads.
+   * An operator asked for a new token now (admin API). Without it the type has no token to refresh:
+   * the request is refused. Rejects with an Error whose message is safe to show (no token in it).
+   */
+  refresh?(upstream: Upstream): Promise<RefreshOutcome>;
+  /**
+   * An operator enables the upstream (admin API): the type resets its own terminal state first (a
+   * dead login re-read from disk, say). Rejects, with a message safe to show, when it still cannot serve.
+   */
+  enable?(upstream: Upstream): void | Promise<void>;
+  /**
+   * A config reload applied, for every upstream in the pool (kept or new): re-read what lives
+   * outside config.yaml (an auth file a new login rewrote). Never write: a reload only reads.
    */
   reload?(upstream: Upstream): void | Promise<void>;
   /**
@@ -35,9 +55,28 @@ export interface UpstreamTypeDefinition {
   release?(upstream: Upstream): void;
 }
 
+/** What a forced token refresh achieved. */
+export interface RefreshOutcome {
+  /** `refreshed`: the token endpoint issued new tokens; `adopted`: newer ones were found (file, other process). */
+  result: 'refreshed' | 'adopted';
+  /** When the new access token expires (epoch ms), if known. */
+  expiresAt?: number;
+}
+
 export interface UpstreamInitContext {
   /** The config file's directory: relative paths in an upstream's keys resolve against it. */
   configDir: string;
+}
+
+/** A config entry that `expand` cannot turn into upstreams; `key` is the entry's key at fault. */
+export class UpstreamExpandError extends Error {
+  override name = 'UpstreamExpandError';
+  constructor(
+    message: string,
+    readonly key?: string,
+  ) {
+    super(message);
+  }
 }
 
 export class UpstreamTypeRegistry {

@@ -16,6 +16,8 @@ export const RESTART_KEYS: readonly Path[] = [
   ['server', 'workers'],
   ['state'],
   ['usage'],
+  // The log destination (pretty or JSON) is made once, with the logger.
+  ['log', 'format'],
 ];
 
 export const RESTART_MESSAGE = 'changing it needs a restart; reload refused, nothing changed';

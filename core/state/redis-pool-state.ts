@@ -88,6 +88,7 @@ return 1`);
 type Change =
   | { t: 'cool'; u: string; m: string | null; until: number; reason: string; kind: CooldownKind }
   | { t: 'clear'; u: string; m: string | null; transient: boolean }
+  | { t: 'clearAll'; u: string }
   | { t: 'disable'; u: string; reason: string }
   | { t: 'enable'; u: string }
   | { t: 'bind'; k: string; u: string; until: number }
@@ -233,6 +234,11 @@ export class RedisPoolState implements PoolStateStore {
     );
   }
 
+  clearCooldowns(upstream: string): void {
+    this.local.clearCooldowns(upstream);
+    this.share({ t: 'clearAll', u: upstream }, (m) => m.del(this.coolKey(upstream)));
+  }
+
   clearTransient(upstream: string, model: string | undefined): boolean {
     // On every success: it costs Redis something only when there was a transient cooldown to clear.
     if (!this.local.clearTransient(upstream, model)) return false;
@@ -357,6 +363,9 @@ export class RedisPoolState implements PoolStateStore {
       case 'clear':
         if (c.transient) local.clearTransient(c.u, c.m ?? undefined);
         else local.clearCooldown(c.u, c.m ?? undefined);
+        break;
+      case 'clearAll':
+        local.clearCooldowns(c.u);
         break;
       case 'disable':
         local.disable(c.u, c.reason);

@@ -34,6 +34,8 @@ export interface AccountOptions {
   onDead(reason: string): void;
   /** A transient failure left the account with no usable token: cool its upstreams briefly. */
   onUnusable(reason: string): void;
+  /** A dead login came back (a new one, from another process): enable what `onDead(reason)` disabled. */
+  onRevived?(reason: string): void;
 }
 
 export class CodexAccount {
@@ -53,6 +55,8 @@ export class CodexAccount {
   private inflightForced = false;
   private lastFailure: CodexRefreshError | undefined;
   private retryAt = 0;
+  /** Token endpoint answers taken (applyRefreshed): tells a refresh from an adoption. */
+  private refreshes = 0;
 
   constructor(
     tokens: CodexTokens,
@@ -106,15 +110,72 @@ export class CodexAccount {
     }
   }
 
+  /**
+   * An operator's forced refresh (admin API): joins the one running, else refreshes now whatever the
+   * expiry and the back-off (through the cluster's lock with a shared store). A dead login is refused.
+   * Resolves with whether the token endpoint was called (false: newer tokens were adopted).
+   */
+  async refreshNow(): Promise<{ result: 'refreshed' | 'adopted'; expiresAt: number }> {
+    if (this.deadReason !== undefined) throw this.lastFailure ?? new CodexRefreshError(true, this.deadReason);
+    const start = this.generation;
+    const refreshesBefore = this.refreshes;
+    if (this.inflight === undefined) {
+      this.inflightForced = true;
+      this.inflight = this.refresh(true).finally(() => {
+        this.inflight = undefined;
+        this.inflightForced = false;
+      });
+    }
+    await this.inflight;
+    if (this.generation === start)
+      throw new CodexRefreshError(false, `${this.who()}: the refresh brought no new token; try again`);
+    return {
+      result: this.refreshes !== refreshesBefore ? 'refreshed' : 'adopted',
+      expiresAt: this.tokens.expiresAt,
+    };
+  }
+
+  /**
+   * An operator enables the account again: a dead login comes back only with a new one in its auth
+   * file (the user logged in again). Throws, with a message safe to show, when there is none.
+   */
+  async revive(): Promise<void> {
+    if (this.deadReason === undefined) return;
+    const source = this.source;
+    if (source.kind !== 'file')
+      throw new CodexRefreshError(
+        true,
+        `${this.who()}: its login is dead (${this.deadReason}) and its tokens are inline: put new ones in the config and reload`,
+      );
+    const doc = await readAuthDoc(source.path);
+    const onFile = doc === undefined ? undefined : tokensOfDoc(doc);
+    if (onFile === undefined || onFile.refreshToken === this.tokens.refreshToken)
+      throw new CodexRefreshError(
+        true,
+        `${this.who()}: its login is dead (${this.deadReason}) and its auth file holds no new login: log in again (codex login), then enable it`,
+      );
+    this.tokens = onFile;
+    source.doc = doc!;
+    this.deadReason = undefined;
+    this.renewed(0);
+    this.opts.log.info(
+      { upstreams: this.upstreams },
+      'codex login re-read from the auth file: account revived',
+    );
+    // The other processes knew it dead: the new login, in the shared record, brings it back there too.
+    this.cluster?.offer();
+  }
+
   /** Resolves when no refresh (and write-back) is running: for a clean shutdown. */
   async idle(): Promise<void> {
     await this.inflight?.catch(() => undefined);
   }
 
-  private async refresh(): Promise<void> {
+  private async refresh(forced = false): Promise<void> {
     // The generation the refresh is for: tokens adopted from here on may make it unnecessary.
     const start = this.generation;
-    if (await this.adoptFromFile()) return;
+    // Newer tokens in the file answer an operator's forced refresh too.
+    if ((await this.adoptFromFile()) || (forced && this.generation !== start)) return;
     await (this.cluster === undefined ? this.refreshAlone() : this.cluster.refresh(start));
   }
 
@@ -158,6 +219,7 @@ export class CodexAccount {
       accountId: this.tokens.accountId,
       expiresAt: fresh.expiresAt,
     };
+    this.refreshes++;
     this.renewed(fence);
     this.opts.log.info(
       { upstreams: this.upstreams, expiresAt: new Date(fresh.expiresAt).toISOString() },
@@ -169,6 +231,13 @@ export class CodexAccount {
   adopt(tokens: CodexTokens, fence: number): void {
     this.tokens = tokens;
     this.renewed(fence);
+    // A login newer than the one that died: an operator brought the account back in another process.
+    const dead = this.deadReason;
+    if (dead !== undefined) {
+      this.deadReason = undefined;
+      this.opts.log.info({ upstreams: this.upstreams }, 'codex login revived in another process');
+      this.opts.onRevived?.(dead);
+    }
     this.opts.log.info(
       { upstreams: this.upstreams, expiresAt: new Date(tokens.expiresAt).toISOString() },
       'codex tokens adopted from the shared store (refreshed by another process)',
@@ -180,7 +249,7 @@ export class CodexAccount {
     this.deadReason = `refresh failed: ${f.code}`;
     this.lastFailure = new CodexRefreshError(
       true,
-      `${this.who()}: token refresh failed (${f.message}); the account is disabled until it logs in again (codex login) and tapgate restarts`,
+      `${this.who()}: token refresh failed (${f.message}); the account is disabled until it logs in again (codex login) and is enabled (admin API) or tapgate restarts`,
     );
     this.opts.log.warn(this.failureFields(f), 'codex token refresh failed for good: upstream disabled');
     this.opts.onDead(this.deadReason);
@@ -193,7 +262,7 @@ export class CodexAccount {
     this.deadReason = reason;
     this.lastFailure = new CodexRefreshError(
       true,
-      `${this.who()}: token refresh failed in another process (${reason}); the account is disabled until it logs in again (codex login) and tapgate restarts`,
+      `${this.who()}: token refresh failed in another process (${reason}); the account is disabled until it logs in again (codex login) and is enabled (admin API) or tapgate restarts`,
     );
     this.opts.log.warn(
       { upstreams: this.upstreams, reason },
@@ -271,7 +340,8 @@ export class CodexAccount {
     if (onFile === undefined || this.inflight !== undefined) return false;
     const held = this.tokens;
     if (onFile.accessToken === held.accessToken && onFile.refreshToken === held.refreshToken) return false;
-    if (this.deadReason === undefined && onFile.expiresAt <= held.expiresAt) return false;
+    const dead = this.deadReason;
+    if (dead === undefined && onFile.expiresAt <= held.expiresAt) return false;
     this.tokens = onFile;
     source.doc = doc!;
     this.deadReason = undefined;
@@ -280,6 +350,11 @@ export class CodexAccount {
       { upstreams: this.upstreams },
       'codex tokens re-read from the auth file (a new login)',
     );
+    if (dead !== undefined) {
+      // As an operator's enable would: what the death disabled comes back, here and in the other processes.
+      this.opts.onRevived?.(dead);
+      this.cluster?.offer();
+    }
     return true;
   }
 

@@ -135,6 +135,12 @@ export class ClusterRefresh {
     this.quietly(() => this.adoptStored()).catch(() => undefined);
   }
 
+  /** Offers the account's tokens to the store now (and every second until it takes them). */
+  offer(): void {
+    this.shareLater();
+    void this.shareNow();
+  }
+
   /** At close: no more offers to the store, and a wait for another process ends now. */
   stop(): void {
     this.stopped = true;

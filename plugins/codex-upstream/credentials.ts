@@ -71,7 +71,8 @@ export function loadInlineTokens(upstream: string, tokens: CodexTokensConfig): C
   return validateTokens(tokens, `codex upstream "${upstream}": tokens.`);
 }
 
-function validateTokens(raw: Record<string, unknown>, at: string): CodexTokens {
+/** Checks tokens as the upstream will use them; `at` prefixes each message (which never quotes a token). */
+export function validateTokens(raw: Record<string, unknown>, at: string): CodexTokens {
   const str = (key: string): string | undefined => {
     const v = raw[key];
     if (v === undefined || v === null) return undefined;

@@ -18,6 +18,7 @@ import {
   type Upstream,
 } from '../../core/index.js';
 import { CodexAccount } from './account.js';
+import { expandAuthFolder } from './auth-folder.js';
 import { ClusterTokens } from './cluster-refresh.js';
 import { CodexCredentialsError, expandHome, loadAuthFile, loadInlineTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
@@ -58,7 +59,13 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       schema: codexUpstreamSchema,
       // The backend answers every Responses call with a stream (prepare sets `stream: true`).
       streamsOnly: true,
+      // `auth:` may name a folder or a glob: one upstream per auth file (auth-folder.ts).
+      expand: expandAuthFolder,
       init: (upstream, context) => this.init(upstream, context.configDir),
+      // Operators (admin API): a forced refresh, and a dead login brought back from its auth file.
+      refresh: (upstream) => stateOf(upstream).account.refreshNow(),
+      enable: (upstream) => stateOf(upstream).account.revive(),
+      // A config reload: a new login on disk is taken; a removed upstream lets its account go.
       reload: (upstream) => this.reread(upstream),
       release: (upstream) => this.release(upstream),
       multiProcess:
@@ -142,10 +149,7 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
 
   /** A config reload: a new login in the auth file is taken, and a dead account comes back. */
   private async reread(upstream: Upstream): Promise<void> {
-    const account = stateOf(upstream).account;
-    const wasDead = account.deadReason !== undefined;
-    if (!(await account.reloadFromFile()) || !wasDead) return;
-    for (const name of account.upstreams) this.gateway!.pool.state.enable(name);
+    await stateOf(upstream).account.reloadFromFile();
   }
 
   /** The upstream left the pool and drained: the account goes with its last upstream. */
@@ -191,6 +195,11 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
           // This process's: the other processes learn the death from the shared token record (its
           // `dead`), which a new login outdates, so a restart after `codex login` starts clean.
           for (const name of account.upstreams) gateway.pool.state.disable(name, reason, 'process');
+        },
+        onRevived: (reason) => {
+          // Only what the death disabled: an operator's own disable stays.
+          const state = gateway.pool.state;
+          for (const name of account.upstreams) if (state.disabled(name) === reason) state.enable(name);
         },
         onUnusable: (reason) => {
           const until = Date.now() + gateway.config.proxy.transientCooldown;

@@ -181,7 +181,7 @@ function readCookie(header: string | undefined, name: string): string | undefine
 }
 
 /** The body as text, or undefined when it is larger than `limit` bytes. */
-function readLimited(req: IncomingMessage, limit: number): Promise<string | undefined> {
+export function readLimited(req: IncomingMessage, limit: number): Promise<string | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -27,6 +27,8 @@ export interface WireUpstream {
   lastError: { time: number; message: string } | null;
   /** The provider's usage windows (Codex: 5-hour and weekly), as last reported; null if never. */
   quota: WireQuota | null;
+  /** Its type can force a token refresh (the card offers the button). */
+  refreshable: boolean;
 }
 
 export interface WireQuotaWindow {
@@ -112,6 +114,8 @@ export class Feed {
     private readonly secrets: Secrets,
     private readonly opts: FeedOptions,
     private readonly log: Logger,
+    /** Whether upstreams of a type can force a token refresh (admin API). */
+    private readonly refreshable: (type: string) => boolean = () => false,
   ) {
     auth.onSessionEnd = (key) => {
       for (const v of this.viewers)
@@ -343,6 +347,7 @@ export class Feed {
             : Math.min(1, Math.round((counters.errors5m / counters.requests5m) * 10_000) / 10_000),
         lastError: counters.lastError,
         quota: view.quota === undefined ? null : this.quota(view.quota),
+        refreshable: this.refreshable(u.type),
       });
     }
     return out;

@@ -8,12 +8,14 @@ import {
   duration,
   FailureThrottle,
   integer,
+  PoolAdmin,
   size,
   Stage,
   type PluginContext,
   type Reply,
   type TapgatePlugin,
 } from '../../core/index.js';
+import { AdminApi } from './admin-api.js';
 import { DashboardAuth } from './auth.js';
 import { Collector } from './collector.js';
 import { Feed } from './feed.js';
@@ -84,7 +86,9 @@ export default class DashboardPlugin implements TapgatePlugin {
     this.throttle = throttle;
     throttle.start();
     const auth = new DashboardAuth(o.token, o.path, throttle);
-    const routes = new DashboardRoutes(o.path, auth, log, new UsageSummary(gateway.usage));
+    // The pool is read at each call: it is built after apply(), and a reload may replace its upstreams.
+    const admin = new AdminApi(new PoolAdmin(() => gateway.pool, gateway.upstreamTypes), log, secrets);
+    const routes = new DashboardRoutes(o.path, auth, log, new UsageSummary(gateway.usage), admin);
     const collector = new Collector({ recent: o.recent, secrets, ignore: (p) => routes.owns(p) });
     const feed = new Feed(
       collector,
@@ -97,6 +101,7 @@ export default class DashboardPlugin implements TapgatePlugin {
         recent: o.recent,
       },
       log,
+      (type) => gateway.upstreamTypes.get(type)?.refresh !== undefined,
     );
     this.feed = feed;
 

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Reply, RequestContext, RouteMatch } from '../../core/index.js';
 import { htmlHeaders, sameOrigin, type DashboardAuth, type Denied, type Identity } from './auth.js';
+import { apiError, type AdminApi } from './admin-api.js';
 import type { UsageSummary } from './usage-summary.js';
 
 const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
@@ -46,8 +47,10 @@ const LOGOUT = route('dashboard.logout');
 const ASSET = route('dashboard.asset');
 const FEED = route('dashboard.feed');
 const USAGE = route('dashboard.usage');
+const ADMIN = route('dashboard.admin');
 const OTHER = route('dashboard.other');
-const OURS = new Set([PAGE, LOGIN, LOGOUT, ASSET, FEED, USAGE, OTHER]);
+const OURS = new Set([PAGE, LOGIN, LOGOUT, ASSET, FEED, USAGE, ADMIN, OTHER]);
+const ADMIN_PREFIX = 'api/upstreams';
 
 const requireFrom = createRequire(import.meta.url);
 
@@ -81,6 +84,7 @@ export class DashboardRoutes {
     private readonly auth: DashboardAuth,
     private readonly log: { warn(obj: object, msg: string): void },
     private readonly usage: UsageSummary,
+    private readonly admin: AdminApi,
   ) {
     this.prefix = path + '/';
     this.feedPath = path + '/ws';
@@ -100,6 +104,7 @@ export class DashboardRoutes {
     if (rest === 'logout') return LOGOUT;
     if (rest === 'ws') return FEED;
     if (rest === 'api/usage') return USAGE;
+    if (rest === ADMIN_PREFIX || rest.startsWith(ADMIN_PREFIX + '/')) return ADMIN;
     if (rest.startsWith('assets/')) return ASSET;
     return OTHER;
   }
@@ -152,6 +157,29 @@ export class DashboardRoutes {
         const who = this.identify(ctx);
         if (who.kind === 'denied') return refuse(who, text(401, 'Log in first'));
         return this.usageSummary();
+      }
+      case ADMIN: {
+        const who = this.identify(ctx);
+        if (who.kind === 'denied') {
+          // Programs read these: OpenAI-shaped, like the rest of the API.
+          if (who.retryAfter > 0)
+            return apiError(
+              429,
+              `Too many failed attempts from this address; retry in ${who.retryAfter}s`,
+              'rate_limit_exceeded',
+              { 'retry-after': String(who.retryAfter), connection: 'close' },
+            );
+          return refuse(
+            who,
+            apiError(401, 'The admin token is required', 'invalid_api_key', { 'www-authenticate': 'Bearer' }),
+          );
+        }
+        return this.admin.handle(
+          ctx.req,
+          method,
+          who,
+          ctx.pathname.slice(this.prefix.length + ADMIN_PREFIX.length),
+        );
       }
       default:
         return text(404, 'Not found');

@@ -71,7 +71,6 @@ describe('plugin codex-upstream: credentials', () => {
         () => ({ auth: join(dir, 'nope', 'auth.json') }),
         /cannot be read \(ENOENT\): log in with `codex login`/,
       ],
-      ['a directory', () => ({ auth: dir }), /cannot be read \(EISDIR\)/],
       [
         'bad JSON that holds a token',
         () => ({ auth: file(`{"tokens": {"access_token": "${SECRET}", "refresh_token": `) }),
@@ -132,6 +131,14 @@ describe('plugin codex-upstream: credentials', () => {
         /tokens\.account_id is missing and the id_token has no https:\/\/api\.openai\.com\/auth chatgpt_account_id claim/,
       ],
     ];
+    it('a directory is a folder of accounts (auth-folder.ts): an empty one is a config error at auth', async () => {
+      const empty = join(dir, 'empty-folder');
+      mkdirSync(empty);
+      const err = await bootError({ auth: empty });
+      assert.equal(err.name, 'ConfigError');
+      assert.match(err.message, /upstreams\[0\]\.auth: auth ".*empty-folder" matches no auth file/);
+    });
+
     for (const [what, config, message] of cases) {
       it(what, async () => {
         const extra = config();

@@ -1,5 +1,5 @@
 /**
- * The dashboard in a real browser: Debian's Chromium driven by playwright-core, against the real
+ * The dashboard in a real browser: Chromium driven by playwright-core, against the real
  * plugin on an in-process gateway. It logs in through the form, sends requests through the gateway and
  * waits (Playwright's auto-waiting locators: `locator.waitFor`, with attribute selectors and exact-text
  * filters; never a fixed sleep) for them to show up on the page: rows with their upstream and status,
@@ -9,14 +9,14 @@
  * Screenshots go to test/artifacts/ (git-ignored). With TAPGATE_SCREENSHOT=1 the demo test lets the
  * demo run for TAPGATE_SCREENSHOT_SECONDS (default 150) and writes docs/dashboard.png, the README's.
  *
- * Chromium must be installed (`apt-get install chromium`; `.ci/run` does it): without it these tests
- * fail, they are never skipped. TAPGATE_CHROMIUM points at another binary.
+ * Chromium comes from the devDependency @sparticuz/chromium, else a system Chromium (test/helpers/browser.ts;
+ * TAPGATE_CHROMIUM=<path>|npm|system chooses): without one these tests fail, they are never skipped.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import YAML from 'yaml';
 import { startDemo, type Demo } from '../../examples/demo/demo.js';
 import { CLIENT_KEY, LogCapture, startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -26,8 +26,8 @@ import { accessToken } from '../helpers/codex-jwt.js';
 import { startTokenServer } from '../helpers/codex-token-server.js';
 import { DEFAULT_PLUGINS, gatewayConfig } from '../helpers/proxy-config.js';
 import { writeSseHead } from '../helpers/upstream.js';
+import { launchChromium } from '../helpers/browser.js';
 
-const CHROMIUM = process.env.TAPGATE_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.resolve('test/artifacts');
 const DOCS_SHOT = path.resolve('docs/dashboard.png');
 const ADMIN_TOKEN = 'adm-browser-test-0123456789';
@@ -60,26 +60,9 @@ describe('dashboard in a browser (Chromium)', function () {
   const cleanups: (() => Promise<void>)[] = [];
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(
-        `Chromium is not installed at ${CHROMIUM}: install Debian's chromium package ` +
-          '(apt-get install chromium; `bash .ci/run` installs it) or set TAPGATE_CHROMIUM to a Chromium binary',
-      );
-    }
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      // This machine (and CI) has no network beyond loopback: no background fetches of any kind.
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    // The npm build is unpacked on first use (a few seconds on a cold machine).
+    this.timeout(120_000);
+    ({ browser } = await launchChromium());
     mkdirSync(ARTIFACTS, { recursive: true });
   });
 
@@ -285,6 +268,36 @@ describe('dashboard in a browser (Chromium)', function () {
     await page.locator(`tr.detail[data-id="${limited.id}"] .events li`).first().waitFor();
 
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png') });
+
+    // 4b. The cards' admin buttons (the admin API with the session): bravo's Disable takes it out,
+    //     its Enable brings it back (still cooling from its 429); alpha's Clear cooldown ends its own.
+    const bravoCard = page.locator('.up-card[data-upstream="bravo"]');
+    await bravoCard.locator('button[data-action="disable"]').click();
+    await page.locator('.up-card[data-upstream="bravo"][data-state="disabled"]').waitFor();
+    await waitForText(bravoCard.locator('.up-action-note'), 'Disabled');
+    assert.equal(gw.gw.pool.state.disabled('bravo'), 'disabled from the dashboard');
+    await bravoCard.locator('button[data-action="enable"]').click();
+    await page.locator('.up-card[data-upstream="bravo"][data-state="cooling"]').waitFor();
+    await waitForText(bravoCard.locator('.up-action-note'), 'Enabled');
+    assert.equal(gw.gw.pool.state.disabled('bravo'), undefined);
+    await page
+      .locator('.up-card[data-upstream="alpha"]')
+      .locator('button[data-action="clear-cooldown"]')
+      .click();
+    await page.locator('.up-card[data-upstream="alpha"][data-state="ok"]').waitFor();
+    assert.equal(gw.gw.pool.state.cooldown('alpha', 'gpt-test', Date.now()), undefined);
+    assert.equal((await send(gw, true)).servedBy, 'alpha', 'alpha serves again before its Retry-After');
+    const audit = gw.logs
+      .filter((l) => l.msg === 'admin action')
+      .map((l) => l.audit as Record<string, unknown>);
+    assert.deepEqual(
+      audit.map((a) => [a.action, a.upstream, a.by, a.result]),
+      [
+        ['disable', 'bravo', 'session', 'ok'],
+        ['enable', 'bravo', 'session', 'ok'],
+        ['clear-cooldown', 'alpha', 'session', 'ok'],
+      ],
+    );
 
     // 5. Logged out elsewhere (another tab ends the session): the feed closes with "log in again",
     //    and the page says so and offers the login link instead of reconnecting.

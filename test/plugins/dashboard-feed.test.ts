@@ -50,6 +50,7 @@ const UPSTREAM_KEYS = [
   'errorRate5m',
   'lastError',
   'quota',
+  'refreshable',
 ].sort();
 const POINT_KEYS = ['t', 'rps', 'errorRate', 'p50', 'p95', 'ttfb50', 'ttfb95'].sort();
 const TOTALS_KEYS = ['requests', 'errors', 'inflight', 'tokensIn', 'tokensOut', 'startedAt'].sort();
@@ -198,6 +199,7 @@ describe('plugin dashboard: feed', () => {
       errorRate5m: 0,
       lastError: null,
       quota: null,
+      refreshable: false,
     });
     const series = snap.series as { step: number; points: unknown[] };
     assert.deepEqual(keys(series), ['points', 'step']);

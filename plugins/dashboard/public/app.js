@@ -369,6 +369,92 @@
     return box;
   }
 
+  // Operator actions on a card: POST to the admin API with the session cookie. The custom header
+  // (and the Origin the browser adds) is what lets the gateway tell the page from another site.
+  const ACTIONS = {
+    disable: { label: 'Disable', done: 'Disabled' },
+    enable: { label: 'Enable', done: 'Enabled' },
+    'clear-cooldown': { label: 'Clear cooldown', done: 'Cooldown cleared' },
+    refresh: { label: 'Refresh token', done: 'Token refreshed' },
+  };
+  const ACTION_NOTE_MS = 8000;
+  const pending = new Map(); // upstream name → action running
+  const notes = new Map(); // upstream name → { text, bad, until }
+
+  function cardActions(u) {
+    const wanted = [u.state === 'disabled' ? 'enable' : 'disable'];
+    if (u.state === 'cooling') wanted.push('clear-cooldown');
+    if (u.refreshable === true) wanted.push('refresh');
+    const busy = pending.get(u.name);
+    const box = h('div', { class: 'up-actions' });
+    for (const a of wanted)
+      box.append(
+        h(
+          'button',
+          { type: 'button', class: 'up-action', 'data-action': a, disabled: busy !== undefined },
+          busy === a ? ACTIONS[a].label + '…' : ACTIONS[a].label,
+        ),
+      );
+    const note = notes.get(u.name);
+    if (note && note.until > Date.now())
+      box.append(
+        h(
+          'span',
+          { class: 'up-action-note' + (note.bad ? ' bad' : ''), role: 'status', title: note.text },
+          note.text,
+        ),
+      );
+    return box;
+  }
+
+  async function runAction(name, action) {
+    if (pending.has(name) || !ACTIONS[action]) return;
+    pending.set(name, action);
+    notes.delete(name);
+    renderUpstreams();
+    let note;
+    try {
+      const res = await fetch(basePath + '/api/upstreams/' + encodeURIComponent(name) + '/' + action, {
+        method: 'POST',
+        credentials: 'same-origin',
+        cache: 'no-store',
+        headers: { 'x-tapgate-admin': '1', 'content-type': 'application/json' },
+        body: action === 'disable' ? JSON.stringify({ reason: 'disabled from the dashboard' }) : undefined,
+      });
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        // not JSON: the status says enough
+      }
+      if (res.ok) {
+        note = { text: ACTIONS[action].done, bad: false };
+        // The feed brings the new state within a batch; the answer shows it at once.
+        const up = body && body.upstream;
+        const i = state.upstreams.findIndex((x) => x && x.name === name);
+        if (up && i >= 0) {
+          const cur = state.upstreams[i];
+          const cooling = up.cooldowns && up.cooldowns.length > 0;
+          state.upstreams[i] = {
+            ...cur,
+            state: up.state,
+            reason: up.state === 'disabled' ? up.disabledReason : cooling ? cur.reason : null,
+            coolingUntil: cooling ? cur.coolingUntil : null,
+          };
+        }
+      } else if (res.status === 401) note = { text: 'Log in again', bad: true };
+      else {
+        const msg = body && body.error && body.error.message;
+        note = { text: msg ? String(msg) : `Failed (HTTP ${res.status})`, bad: true };
+      }
+    } catch {
+      note = { text: 'The gateway did not answer', bad: true };
+    }
+    pending.delete(name);
+    notes.set(name, { ...note, until: Date.now() + ACTION_NOTE_MS });
+    renderUpstreams();
+  }
+
   function buildCard(u) {
     const max = isNum(u.maxConcurrency) && u.maxConcurrency > 0 ? u.maxConcurrency : 0;
     const inflight = isNum(u.inFlight) ? u.inFlight : 0;
@@ -413,6 +499,7 @@
       ),
       load,
       quotaBlock(u),
+      cardActions(u),
     );
     if (u.lastError && (u.lastError.message || isNum(u.lastError.time))) {
       children.push(
@@ -468,6 +555,14 @@
     if (counts.disabled) parts.push(`${counts.disabled} disabled`);
     $('upstreams-summary').textContent = parts.join(' · ');
   }
+
+  // One listener for every card's buttons: cards are rebuilt on every message.
+  $('upstreams').addEventListener('click', (ev) => {
+    const button = ev.target instanceof Element ? ev.target.closest('button[data-action]') : null;
+    const card = button && button.closest('.up-card');
+    if (!card || button.disabled) return;
+    void runAction(card.dataset.upstream, button.dataset.action);
+  });
 
   /** Refreshes the countdowns on cooling cards and quota resets once a second, between messages. */
   function tickCards() {
