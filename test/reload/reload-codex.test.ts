@@ -4,7 +4,8 @@
  * comes back, without a restart. The reload itself never writes the file.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startCodexBackend, type CodexBackend } from '../helpers/codex-backend.js';
 import { writeAuthFile } from '../helpers/codex-jwt.js';
 import { startTokenServer, type TokenServer } from '../helpers/codex-token-server.js';
@@ -89,5 +90,31 @@ describe('reload: Codex auth files', function () {
     assert.equal(gw.pool.state.disabled('cx'), undefined);
     assert.equal((await ask()).status, 'completed');
     assert.equal(lastBearer(), `Bearer ${fresh.access_token}`);
+  });
+
+  it('an auth folder: a file added is a new upstream after the reload, the others are kept', async () => {
+    const accounts = join(dir.dir, 'accounts');
+    mkdirSync(accounts);
+    const one = tokens.login('acct-1');
+    writeAuthFile(accounts, one, {}, 'one.json');
+    const gw = (await start('accounts/')).gw;
+    const kept = gw.pool.get('cx-one');
+    assert.deepEqual(
+      gw.pool.upstreams.map((u) => u.name),
+      ['cx-one'],
+    );
+
+    const two = tokens.login('acct-2');
+    writeAuthFile(accounts, two, {}, 'two.json');
+    const result = await gw.reload();
+    assert.deepEqual(result.upstreams, { added: ['cx-two'], removed: [], changed: [] });
+    assert.equal(gw.pool.get('cx-one'), kept);
+    // Round-robin: two requests use both accounts, the new one included.
+    const served = backend.requests.length;
+    assert.equal((await ask()).status, 'completed');
+    assert.equal((await ask()).status, 'completed');
+    const bearers = backend.requests.slice(served).map((r) => r.headers.authorization);
+    assert.ok(bearers.includes(`Bearer ${two.access_token}`), 'the added account served');
+    assert.ok(bearers.includes(`Bearer ${one.access_token}`), 'the kept account served');
   });
 });
