@@ -1,7 +1,9 @@
 /**
  * The composition root. It builds, once at boot: the hooks, the core's own taps, the plugins
  * (each constructed with its validated options), the upstream pool, the transport and the HTTP server. Then it
- * seals the hooks, so nothing is created or tapped per request.
+ * seals the hooks, so nothing is created or tapped per request. `reload()` re-reads the config and
+ * swaps what requests read (config, keys, upstreams, plugin options) in one step; the hooks and
+ * plugins stay (core/reload/ holds its checks).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
