@@ -30,6 +30,11 @@ export interface GatewayConfigOptions {
    * a database into the repository.
    */
   usage?: Record<string, unknown>;
+  /**
+   * The `metrics` section. Off unless a test asks (with `listen: 127.0.0.1:0`): test gateways must
+   * not all bind the default 127.0.0.1:9464.
+   */
+  metrics?: Record<string, unknown>;
   /** Upstreams as config.yaml has them. */
   upstreams: readonly Record<string, unknown>[];
   /** Default DEFAULT_PLUGINS. */
@@ -46,6 +51,7 @@ export function gatewayConfig(o: GatewayConfigOptions): string {
     ...(o.log === undefined ? {} : { log: o.log }),
     ...(o.state === undefined ? {} : { state: o.state }),
     usage: o.usage ?? { enabled: false },
+    metrics: o.metrics ?? { enabled: false },
     upstreams: o.upstreams,
     plugins: o.plugins ?? DEFAULT_PLUGINS,
   });
