@@ -13,6 +13,8 @@ import { PluginError } from '../core/loader/plugin-errors.js';
 import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
+import { askPrimaryForMetrics, serveWorkerMetrics, startPrimaryMetrics } from './cluster-metrics.js';
+import type { Logger } from '../core/observe/logger.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N]
        tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
@@ -100,10 +102,17 @@ export async function main(argv: string[]): Promise<number> {
         processes: workers,
       });
       await probe.close(0);
+      await startPrimaryMetrics(loaded, primaryLogger());
       plainLog(30, 'starting workers', { workers });
       return runPrimary(workers, (msg) => plainLog(30, msg));
     }
-    gateway = await createGateway(loaded);
+    // A worker leaves metrics.listen to the primary, which adds every worker's series up.
+    const worker = workers > 1 && cluster.isWorker;
+    gateway = await createGateway(
+      loaded,
+      worker ? { metricsListener: false, clusterMetrics: askPrimaryForMetrics } : {},
+    );
+    if (worker && loaded.config.metrics.enabled) serveWorkerMetrics(gateway);
     const logger = gateway.logger;
     signalLog = (signal, message) => logger.warn({ signal }, `${signal} ${message}`);
     await gateway.listen();
@@ -142,4 +151,17 @@ export async function main(argv: string[]): Promise<number> {
     // In a worker, the primary asks by message; it never counts as a second signal.
     if (cluster.isWorker) process.on('message', (m) => m === SHUTDOWN && stop('primary', false));
   });
+}
+
+/** The primary's few lines (no gateway logger there), pino-shaped like the rest. */
+function primaryLogger(): Logger {
+  const at =
+    (level: number) =>
+    (a: unknown, b?: string): void =>
+      typeof a === 'string'
+        ? plainLog(level, a)
+        : plainLog(level, b ?? '', {
+            detail: a instanceof Error ? a.message : String((a as { err?: Error })?.err?.message ?? ''),
+          });
+  return { debug: () => undefined, info: at(30), warn: at(40), error: at(50) } as unknown as Logger;
 }
