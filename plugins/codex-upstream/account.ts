@@ -5,7 +5,7 @@
  * A request whose token still works does not wait for a refresh ahead of expiry. With a shared
  * store, the process's one refresh is in turn the cluster's one (cluster-refresh.ts).
  */
-import type { Logger } from '../../core/index.js';
+import type { Logger, TokenRefreshResult } from '../../core/index.js';
 import type { ClusterRefresh } from './cluster-refresh.js';
 import { readAuthDoc, tokensOfDoc, writeBackTokens, type CodexTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
@@ -34,6 +34,8 @@ export interface AccountOptions {
   onDead(reason: string): void;
   /** A transient failure left the account with no usable token: cool its upstreams briefly. */
   onUnusable(reason: string): void;
+  /** Every refresh's result, for `tapgate_token_refreshes_total`. */
+  onRefresh?(result: TokenRefreshResult): void;
 }
 
 export class CodexAccount {
@@ -159,6 +161,7 @@ export class CodexAccount {
       expiresAt: fresh.expiresAt,
     };
     this.renewed(fence);
+    this.opts.onRefresh?.('ok');
     this.opts.log.info(
       { upstreams: this.upstreams, expiresAt: new Date(fresh.expiresAt).toISOString() },
       'codex access token refreshed',
@@ -182,6 +185,7 @@ export class CodexAccount {
       true,
       `${this.who()}: token refresh failed (${f.message}); the account is disabled until it logs in again (codex login) and tapgate restarts`,
     );
+    this.opts.onRefresh?.('failed');
     this.opts.log.warn(this.failureFields(f), 'codex token refresh failed for good: upstream disabled');
     this.opts.onDead(this.deadReason);
     return this.lastFailure;
@@ -210,6 +214,7 @@ export class CodexAccount {
       false,
       `${this.who()}: token refresh failed (${f.message}); try again shortly`,
     );
+    this.opts.onRefresh?.('retry');
     this.opts.log.warn(this.failureFields(f), 'codex token refresh failed; will retry');
     return this.lastFailure;
   }

@@ -165,6 +165,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
           // `dead`), which a new login outdates, so a restart after `codex login` starts clean.
           for (const name of account.upstreams) gateway.pool.state.disable(name, reason, 'process');
         },
+        // Counted on the account's first upstream: one count per call to the token endpoint.
+        onRefresh: (result) => gateway.metrics.tokenRefreshed(account.upstreams[0] ?? upstream.name, result),
         onUnusable: (reason) => {
           const until = Date.now() + gateway.config.proxy.transientCooldown;
           for (const name of account.upstreams)
