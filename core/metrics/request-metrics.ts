@@ -1,10 +1,8 @@
 /**
  * The per-request series, from the existing hooks: `finish` (requests, durations, tokens, terminal
- * failures), `attemptFailed` (cooldowns) and `upstreamAttempt` (failovers). Label-bound children are
- * cached by their label values, so a request costs a Map lookup and a few increments, not
- * prom-client's label hashing.
+ * failures), `attemptFailed` (cooldowns) and `upstreamAttempt` (failovers). A request costs a few Map
+ * lookups and additions to plain numbers (fast-series.ts); nothing is formatted until a scrape.
  */
-import type { Counter, Histogram } from 'prom-client';
 import type { RequestContext } from '../kernel/context.js';
 import { createStateKey } from '../kernel/context.js';
 import type { GatewayHooks } from '../kernel/hooks.js';
@@ -12,13 +10,11 @@ import { Stage } from '../kernel/stages.js';
 import type { Outcome } from '../kernel/types.js';
 import type { BoundedLabel } from './bounded-label.js';
 import { NONE, OTHER } from './bounded-label.js';
+import type { CounterChild, HistogramChild } from './fast-series.js';
 import type { MetricSet } from './metric-set.js';
 
 const NAME = 'tapgate:metrics';
 const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
-
-type Inc = { inc(value?: number): void };
-type Observe = { observe(value: number): void };
 
 /** The upstream whose attempt failed last (a retry elsewhere is a failover from it). */
 const FAILED_ON = createStateKey<string | undefined>('metrics.failedOn', () => undefined);
@@ -32,11 +28,24 @@ export interface LabelSets {
   result: BoundedLabel;
 }
 
+/** The children one (route, upstream, model, key) uses, looked up once per request with one key. */
+interface Bound {
+  route: string;
+  upstream: string;
+  model: string;
+  key: string;
+  firstByte: HistogramChild;
+  duration: HistogramChild;
+  /** input, output, cached_input, reasoning. */
+  tokens: CounterChild[];
+  /** tapgate_requests_total children by status class and outcome (made on first use). */
+  requests: (CounterChild | undefined)[];
+}
+
+const OUTCOMES = ['ok', 'error', 'client_abort'] as const;
+
 export class RequestMetrics {
-  private readonly requestChildren = new Map<string, Inc>();
-  private readonly timingChildren = new Map<string, { firstByte: Observe; duration: Observe }>();
-  private readonly tokenChildren = new Map<string, Inc[]>();
-  private readonly simpleChildren = new Map<Counter<string>, Map<string, Inc>>();
+  private readonly bound = new Map<string, Bound>();
 
   constructor(
     private readonly set: MetricSet,
@@ -48,55 +57,58 @@ export class RequestMetrics {
     hooks.attemptFailed.tap({ name: NAME, stage: Stage.LATE }, (ctx, upstream, _error, verdict) => {
       ctx.setState(FAILED_ON, upstream.name);
       if (verdict.cooldownMs !== undefined && verdict.cooldownMs > 0)
-        this.simple(this.set.cooldowns, upstream.name, verdict.cooldownKind ?? 'transient').inc();
+        this.set.cooldowns.labels(upstream.name, verdict.cooldownKind ?? 'transient').inc();
     });
     hooks.upstreamAttempt.tap({ name: NAME, stage: Stage.LATE }, (ctx, upstream) => {
       if (ctx.attempts < 2) return;
       const from = ctx.peekState(FAILED_ON);
       // A retry on the same upstream (`same`) is no failover.
-      if (from !== undefined && from !== upstream.name) this.simple(this.set.failovers, from).inc();
+      if (from !== undefined && from !== upstream.name) this.set.failovers.labels(from).inc();
     });
   }
 
   /** A plugin's count of a credential refresh (context.metrics). */
   tokenRefreshed(upstream: string, result: string): void {
-    this.simple(
-      this.set.tokenRefreshes,
-      this.labels.upstream.of(upstream),
-      this.labels.result.of(result),
-    ).inc();
+    this.set.tokenRefreshes.labels(this.labels.upstream.of(upstream), this.labels.result.of(result)).inc();
   }
 
   private finish(ctx: RequestContext, outcome: Outcome): void {
-    const route = ctx.route?.kind ?? OTHER;
-    const upstream = ctx.upstream?.name ?? NONE;
-    const model = this.labels.model.of(ctx.model);
-    const key = ctx.clientName ?? NONE;
-    const status = STATUS_CLASSES[Math.floor(outcome.status / 100)] ?? '0xx';
-    const id = `${route}\u0000${status}\u0000${outcome.kind}\u0000${model}\u0000${upstream}\u0000${key}`;
-    let counter = this.requestChildren.get(id);
-    if (counter === undefined) {
-      counter = this.set.requests.labels(route, status, outcome.kind, model, upstream, key);
-      this.requestChildren.set(id, counter);
-    }
+    const b = this.children(
+      ctx.route?.kind ?? OTHER,
+      ctx.upstream?.name ?? NONE,
+      this.labels.model.of(ctx.model),
+      ctx.clientName ?? NONE,
+    );
+    const statusClass = Math.min(Math.max(Math.floor(outcome.status / 100), 0), 5);
+    const outcomeIndex = OUTCOMES.indexOf(outcome.kind);
+    const slot = statusClass * OUTCOMES.length + outcomeIndex;
+    let counter = b.requests[slot];
+    if (counter === undefined)
+      b.requests[slot] = counter = this.set.requests.labels(
+        b.route,
+        STATUS_CLASSES[statusClass]!,
+        outcome.kind,
+        b.model,
+        b.upstream,
+        b.key,
+      );
     counter.inc();
 
-    const timing = this.timing(route, upstream);
-    timing.duration.observe(outcome.durationMs / 1000);
-    if (ctx.firstByteAt !== undefined) timing.firstByte.observe((ctx.firstByteAt - ctx.startedAt) / 1000);
+    b.duration.observe(outcome.durationMs / 1000);
+    if (ctx.firstByteAt !== undefined) b.firstByte.observe((ctx.firstByteAt - ctx.startedAt) / 1000);
 
     const usage = ctx.usage;
     if (usage !== undefined) {
-      const [input, output, cached, reasoning] = this.tokens(model, upstream, key);
-      input!.inc(usage.input);
-      output!.inc(usage.output);
-      cached!.inc(usage.cachedInput);
-      reasoning!.inc(usage.reasoning);
+      const t = b.tokens;
+      t[0]!.inc(usage.input);
+      t[1]!.inc(usage.output);
+      t[2]!.inc(usage.cachedInput);
+      t[3]!.inc(usage.reasoning);
     }
 
     // Ended by a terminal failure event: the gateway's own, or an upstream's response.failed forwarded.
-    const error = outcome.error;
     // (An HTTP error answer has a 4xx/5xx status; a stream that failed keeps the status it started with.)
+    const error = outcome.error;
     if (
       outcome.kind === 'error' &&
       error !== undefined &&
@@ -104,42 +116,28 @@ export class RequestMetrics {
       ctx.res.headersSent &&
       ctx.route?.requiresTerminalEvent === true
     )
-      this.simple(this.set.terminalFailures, this.labels.code.of(error.errorCode ?? error.type)).inc();
+      this.set.terminalFailures.labels(this.labels.code.of(error.errorCode ?? error.type)).inc();
   }
 
-  private timing(route: string, upstream: string): { firstByte: Observe; duration: Observe } {
-    const id = `${route}\u0000${upstream}`;
-    let pair = this.timingChildren.get(id);
-    if (pair === undefined) {
-      pair = {
-        firstByte: (this.set.firstByte as Histogram<string>).labels(route, upstream),
-        duration: (this.set.duration as Histogram<string>).labels(route, upstream),
-      };
-      this.timingChildren.set(id, pair);
-    }
-    return pair;
-  }
-
-  private tokens(model: string, upstream: string, key: string): Inc[] {
-    const id = `${model}\u0000${upstream}\u0000${key}`;
-    let children = this.tokenChildren.get(id);
-    if (children === undefined) {
+  private children(route: string, upstream: string, model: string, key: string): Bound {
+    const id = `${route}\u0000${upstream}\u0000${model}\u0000${key}`;
+    let b = this.bound.get(id);
+    if (b === undefined) {
       const t = this.set.tokens;
-      children = ['input', 'output', 'cached_input', 'reasoning'].map((d) =>
-        t.labels(d, model, upstream, key),
-      );
-      this.tokenChildren.set(id, children);
+      b = {
+        route,
+        upstream,
+        model,
+        key,
+        firstByte: this.set.firstByte.labels(route, upstream),
+        duration: this.set.duration.labels(route, upstream),
+        tokens: ['input', 'output', 'cached_input', 'reasoning'].map((d) =>
+          t.labels(d, model, upstream, key),
+        ),
+        requests: [],
+      };
+      this.bound.set(id, b);
     }
-    return children;
-  }
-
-  /** A child of a counter with few labels (rare events: a cooldown, a failover, a refresh). */
-  private simple(counter: Counter<string>, ...values: string[]): Inc {
-    let byId = this.simpleChildren.get(counter);
-    if (byId === undefined) this.simpleChildren.set(counter, (byId = new Map()));
-    const id = values.join('\u0000');
-    let child = byId.get(id);
-    if (child === undefined) byId.set(id, (child = counter.labels(...values)));
-    return child;
+    return b;
   }
 }

@@ -129,6 +129,20 @@ describe('metrics: counts after a known mix of requests', () => {
     // Output reached the client in 1, 2, 3 (up1) and 5 (up2); the 400 and the 401 had none.
     assert.equal(m.value('tapgate_time_to_first_byte_seconds', { upstream: 'up1' }), 3);
     assert.equal(m.value('tapgate_time_to_first_byte_seconds', { upstream: 'up2' }), 1);
+    // Buckets cumulative up to +Inf, which is the count; _sum positive.
+    const buckets = m
+      .family('tapgate_request_duration_seconds')!
+      .samples.filter(
+        (s) => s.name === 'tapgate_request_duration_seconds_bucket' && s.labels.upstream === 'up1',
+      );
+    assert.equal(buckets.length, 19);
+    assert.deepEqual(buckets.at(-1)!.labels, { route: 'responses', upstream: 'up1', le: '+Inf' });
+    assert.equal(buckets.at(-1)!.value, 4);
+    for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i]!.value >= buckets[i - 1]!.value);
+    const sum = m
+      .family('tapgate_request_duration_seconds')!
+      .samples.find((s) => s.name === 'tapgate_request_duration_seconds_sum' && s.labels.upstream === 'up1');
+    assert.ok(sum !== undefined && sum.value > 0);
   });
 
   it('counts the cooldown, the failover and the terminal failure', () => {
