@@ -14,7 +14,6 @@ import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
 import { askPrimaryForMetrics, serveWorkerMetrics, startPrimaryMetrics } from './cluster-metrics.js';
-import type { Logger } from '../core/observe/logger.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N]
        tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
@@ -102,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
         processes: workers,
       });
       await probe.close(0);
-      await startPrimaryMetrics(loaded, primaryLogger());
+      await startPrimaryMetrics(loaded);
       plainLog(30, 'starting workers', { workers });
       return runPrimary(workers, (msg) => plainLog(30, msg));
     }
@@ -151,17 +150,4 @@ export async function main(argv: string[]): Promise<number> {
     // In a worker, the primary asks by message; it never counts as a second signal.
     if (cluster.isWorker) process.on('message', (m) => m === SHUTDOWN && stop('primary', false));
   });
-}
-
-/** The primary's few lines (no gateway logger there), pino-shaped like the rest. */
-function primaryLogger(): Logger {
-  const at =
-    (level: number) =>
-    (a: unknown, b?: string): void =>
-      typeof a === 'string'
-        ? plainLog(level, a)
-        : plainLog(level, b ?? '', {
-            detail: a instanceof Error ? a.message : String((a as { err?: Error })?.err?.message ?? ''),
-          });
-  return { debug: () => undefined, info: at(30), warn: at(40), error: at(50) } as unknown as Logger;
 }

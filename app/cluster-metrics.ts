@@ -10,7 +10,8 @@ import { AggregatorRegistry } from 'prom-client';
 import type { LoadedConfig } from '../core/config/config.js';
 import type { Gateway } from '../core/gateway.js';
 import type { Exposition, Readiness } from '../core/index.js';
-import type { Logger } from '../core/observe/logger.js';
+import { createLogger, defaultLogDestination } from '../core/observe/logger.js';
+import { Secrets } from '../core/observe/secrets.js';
 import { ListenError, listenAddress, startMetricsListener } from '../core/metrics/metrics-listener.js';
 import { OpsEndpoints } from '../core/metrics/ops-endpoints.js';
 
@@ -33,12 +34,11 @@ interface Message {
  * In the primary: binds `metrics.listen` (when metrics are on) and answers workers' scrapes. An
  * explicit address that cannot be bound throws a ConfigError naming metrics.listen.
  */
-export async function startPrimaryMetrics(
-  loaded: LoadedConfig,
-  log: Pick<Logger, 'warn' | 'error' | 'debug'>,
-): Promise<http.Server | undefined> {
+export async function startPrimaryMetrics(loaded: LoadedConfig): Promise<http.Server | undefined> {
   const m = loaded.config.metrics;
   if (!m.enabled) return undefined;
+  const config = loaded.config;
+  const log = createLogger(config.log.level, defaultLogDestination(), new Secrets(config));
   const registry = new AggregatorRegistry();
   const aggregated = async (): Promise<Exposition> => ({
     contentType: registry.contentType,
@@ -58,14 +58,17 @@ export async function startPrimaryMetrics(
     token: undefined,
     metrics: aggregated,
     readiness: askWorkersReady,
-    logger: log as Logger,
+    logger: log,
   });
   try {
     return (await startMetricsListener(address, ops.handleListener)).server;
   } catch (err) {
     if (!(err instanceof ListenError)) throw err;
     if (m.listen === undefined) {
-      log.warn(`metrics listener not started: ${err.message} (set metrics.listen, or false)`);
+      log.warn(
+        { listen: address, reason: err.message },
+        'metrics listener not started: the default metrics.listen is taken (set metrics.listen, or false)',
+      );
       return undefined;
     }
     const source = loaded.source;
