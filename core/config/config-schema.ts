@@ -488,7 +488,7 @@ export const configSchema = z.strictObject({
         .optional()
         .meta({
           description:
-            "A listener of its own for `/metrics`, `/healthz` and `/readyz`, as `host:port` (`[::1]:9464` for IPv6; port `0` picks a free one). `''` or `false`: none. Set explicitly, a port in use stops the boot; the default one in use (another instance on this host) is skipped with a warning. With `server.workers` above 1 the primary serves it, with every worker's metrics added up.",
+            "A listener of its own for `/metrics`, `/healthz` and `/readyz`, as `host:port` (IPv6 in brackets, quoted in YAML: `'[::1]:9464'`; port `0` picks a free one). `''` or `false`: none. Set explicitly, a port in use stops the boot; the default one in use (another instance on this host) is skipped with a warning. With `server.workers` above 1 the primary serves it, with every worker's metrics added up.",
           docType: 'string',
           docDefault: '`127.0.0.1:9464`',
         }),
