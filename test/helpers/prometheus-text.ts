@@ -53,8 +53,8 @@ export function parsePrometheusText(text: string): Map<string, PromFamily> {
       if (l === null || LABEL.lastIndex === start) return fail('bad labels');
       labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     }
-    const value = Number(m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : m[3]);
-    if (Number.isNaN(value) && m[3] !== 'NaN') fail('bad value');
+    const value = parseValue(m[3]!);
+    if (value === undefined) return fail('bad value');
     const name = m[1]!;
     const family =
       families.get(name) ??
@@ -70,4 +70,14 @@ export function parsePrometheusText(text: string): Map<string, PromFamily> {
     family.samples.push({ name, labels, value });
   }
   return families;
+}
+
+/** A sample value as Prometheus reads it (Go's ParseFloat: `NaN`, `+Inf`, `-Inf` in any case; prom-client writes `Nan`). */
+function parseValue(text: string): number | undefined {
+  const lower = text.toLowerCase();
+  if (lower === 'nan') return NaN;
+  if (lower === '+inf' || lower === 'inf') return Infinity;
+  if (lower === '-inf') return -Infinity;
+  if (!/^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/.test(text)) return undefined;
+  return Number(text);
 }
