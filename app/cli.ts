@@ -26,6 +26,7 @@ import { ignoreSignals, type SignalLog } from './signals.js';
 import { createGateway } from './gateway.js';
 import { runUsage } from './usage-cli.js';
 import { runLogin } from './login-cli.js';
+import { askPrimaryForMetrics, serveWorkerMetrics, startPrimaryMetrics } from './cluster-metrics.js';
 
 const HELP = `Usage: tapgate [--config PATH] [--port N] [--watch]
        tapgate usage [--since 7d] [--by key|account|model|day] [--json|--csv]
@@ -133,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
         processes: workers,
       });
       await probe.close(0);
+      await startPrimaryMetrics(loaded);
       plainLog(30, 'starting workers', { workers });
       // The primary holds no config of its own to apply: each worker reloads, and logs its result.
       reload = (why) =>
@@ -142,7 +144,13 @@ export async function main(argv: string[]): Promise<number> {
       unwatch?.();
       return code;
     }
-    gateway = await createGateway(loaded);
+    // A worker leaves metrics.listen to the primary, which adds every worker's series up.
+    const worker = workers > 1 && cluster.isWorker;
+    gateway = await createGateway(
+      loaded,
+      worker ? { metricsListener: false, clusterMetrics: askPrimaryForMetrics } : {},
+    );
+    if (worker && loaded.config.metrics.enabled) serveWorkerMetrics(gateway);
     const logger = gateway.logger;
     signalLog = (signal, message) => logger.warn({ signal }, `${signal} ${message}`);
     await gateway.listen();

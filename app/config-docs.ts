@@ -85,7 +85,7 @@ export function fieldDocs(
 export function configTables(): { heading: string; rows: FieldDoc[] }[] {
   const sections = objectShape(configSchema as unknown as Schema)!;
   return [
-    ...['server', 'auth', 'proxy', 'pool', 'state', 'usage', 'log'].map((name) => ({
+    ...['server', 'auth', 'proxy', 'pool', 'state', 'usage', 'metrics', 'log'].map((name) => ({
       heading: `### \`${name}\``,
       rows: fieldDocs(objectShape(sections[name]!)!),
     })),

@@ -3,13 +3,15 @@ import { readFileSync } from 'node:fs';
 import type { LoadResult, Sequential } from './load.js';
 import type { RedisUsage } from './redis.js';
 
-export type TargetName = 'direct' | 'bare' | 'tapgate' | 'tapgate-nousage' | 'tapgate-redis' | 'nginx';
+export type TargetName =
+  'direct' | 'bare' | 'tapgate' | 'tapgate-nousage' | 'tapgate-nometrics' | 'tapgate-redis' | 'nginx';
 
 export const LABELS: Record<TargetName, string> = {
   direct: 'upstream direct',
   bare: 'bare http-proxy-3',
   tapgate: 'tapgate',
   'tapgate-nousage': 'tapgate, usage records off',
+  'tapgate-nometrics': 'tapgate, metrics off',
   'tapgate-redis': 'tapgate, Redis store',
   nginx: 'nginx',
 };

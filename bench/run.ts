@@ -162,9 +162,9 @@ function options(): Options {
   }
   const quick = values.quick === true;
   const mode = values.profile === true ? 'profile' : quick ? 'quick' : 'full';
-  // tapgate-nousage (usage records off) is not in the default run: name it to compare.
+  // tapgate-nousage (usage records off) and tapgate-nometrics are not in the default run: name them to compare.
   const all: TargetName[] = ['direct', 'bare', 'tapgate', 'tapgate-redis', 'nginx'];
-  const known: TargetName[] = [...all, 'tapgate-nousage'];
+  const known: TargetName[] = [...all, 'tapgate-nousage', 'tapgate-nometrics'];
   const targets = (process.env.BENCH_TARGETS ?? all.join(','))
     .split(',')
     .map((s) => s.trim())
@@ -206,6 +206,8 @@ function tapgateConfig(
   dashboard: string | undefined,
   redisUrl: string | undefined,
   usageFile: string | undefined,
+  /** Metrics on (the shipped default), their listener on a free port; false: the tapgate-nometrics target. */
+  metrics = true,
 ): { yaml: string; plugins: string[]; level: string } {
   const shipped = parseYaml(readFileSync(join(ROOT, 'config.yaml'), 'utf8')) as Record<string, unknown>;
   // One process: the proxy under test is pinned to one core, and its RSS is read from one pid.
@@ -235,6 +237,9 @@ function tapgateConfig(
     usageFile === undefined
       ? { ...(shipped.usage as object), enabled: false }
       : { ...(shipped.usage as object), path: usageFile };
+  config.metrics = metrics
+    ? { ...(shipped.metrics as object), enabled: true, listen: '127.0.0.1:0' }
+    : { ...(shipped.metrics as object), enabled: false };
   const shippedLevel = String((shipped.log as { level?: string } | undefined)?.level ?? 'info');
   const override = process.env.BENCH_LOG_LEVEL;
   const level = override !== undefined && override !== '' ? override : shippedLevel;
@@ -410,7 +415,7 @@ const auth = { authorization: `Bearer ${CLIENT_KEY}` };
 
 async function startTapgate(
   run: Run,
-  name: 'tapgate' | 'tapgate-nousage' | 'tapgate-redis',
+  name: 'tapgate' | 'tapgate-nousage' | 'tapgate-nometrics' | 'tapgate-redis',
   cpuProfDir: string | undefined,
   redisUrl?: string,
 ): Promise<Started> {
@@ -418,7 +423,8 @@ async function startTapgate(
   const logFile = join(run.tmp, `${name}.stdout.log`);
   const boot = async (dashboard: string | undefined) => {
     const usageFile = name === 'tapgate-nousage' ? undefined : join(run.tmp, `${name}-usage.db`);
-    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl, usageFile);
+    const metrics = name !== 'tapgate-nometrics';
+    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl, usageFile, metrics);
     const file = join(run.tmp, `${name}.yaml`);
     writeFileSync(file, cfg.yaml);
     const args = ['--expose-gc'];
@@ -496,6 +502,7 @@ async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<S
     }
     case 'tapgate':
     case 'tapgate-nousage':
+    case 'tapgate-nometrics':
       return startTapgate(run, name, cpuProfDir);
     case 'tapgate-redis': {
       if (run.redis === undefined) throw new Error('bench: redis-server is not installed');

@@ -53,6 +53,15 @@ import { restartIssues } from './reload/restart-keys.js';
 import { changedPlugins, pluginIssues, reloadErrors } from './reload/plugin-changes.js';
 import { UsageDbError } from './usage/usage-db.js';
 import type { UsageStore } from './usage/usage-store.js';
+import { GatewayMetrics } from './metrics/gateway-metrics.js';
+import {
+  ListenError,
+  listenAddress,
+  startMetricsListener,
+  stopMetricsListener,
+} from './metrics/metrics-listener.js';
+import { OpsEndpoints, type Exposition } from './metrics/ops-endpoints.js';
+import { readiness, type Readiness } from './metrics/readiness.js';
 
 export interface GatewayOptions {
   /** The plugins enabled by name (the composition root's; none by default: modules by path only). */
@@ -73,6 +82,10 @@ export interface GatewayOptions {
    * For tests and embedders that must see a window end without waiting for it.
    */
   clock?: () => number;
+  /** Whether this process binds `metrics.listen` (true by default); a cluster worker leaves it to the primary. */
+  metricsListener?: boolean;
+  /** What `/metrics` on the main port answers: this process's metrics by default (a worker: the cluster's). */
+  clusterMetrics?: () => Promise<Exposition>;
 }
 
 export class Gateway {
@@ -122,6 +135,13 @@ export class Gateway {
   /** The reload running, and the one queued behind it (every call made meanwhile shares it). */
   private reloading: Promise<ReloadResult> | undefined;
   private reloadQueued: Promise<ReloadResult> | undefined;
+  /** Prometheus series (`metrics`); plugins get it as `context.metrics`. */
+  readonly metrics: GatewayMetrics;
+  private ops: OpsEndpoints | undefined;
+  private metricsServer: http.Server | undefined;
+  private metricsAddress: string | undefined;
+  private source: ConfigSource | undefined;
+  private metricsListener = true;
 
   private constructor(config: GatewayConfig, options: GatewayOptions) {
     this.current = config;
@@ -156,7 +176,9 @@ export class Gateway {
     const usage = () => this.usage?.reader;
     const current = () => this.current;
     this.stores = createStateStores(config, this.logger, this.secrets, options.clock);
+    this.metrics = new GatewayMetrics(config, this.secrets);
     this.pluginContext = Object.freeze({
+      metrics: this.metrics,
       cluster: this.stores.cluster,
       get usage() {
         return usage();
@@ -212,6 +234,8 @@ export class Gateway {
   private async boot(source: ConfigSource, options: GatewayOptions): Promise<void> {
     const config = this.config;
     this.file = source.file;
+    this.source = source;
+    this.metricsListener = options.metricsListener ?? true;
     const auth = this.clientAuth(config, source);
     this.auth = auth;
     this.throttle.start();
@@ -238,6 +262,7 @@ export class Gateway {
       state,
       limits,
     });
+    this.metrics.start(this.hooks, { pool: () => this.poolRef, inflight: () => this.inflight });
 
     const configDir = dirname(source.file);
     await this.openUsage(source, configDir);
@@ -279,6 +304,7 @@ export class Gateway {
     if ((options.processes ?? 1) > 1) this.checkMultiProcess(config, source);
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
     this.poolRef = new UpstreamPool(this.buildUpstreams(config, source).list, state, queue);
+    this.metrics.learn(this.poolRef.upstreams);
     this.checkUpstreams(this.poolRef.upstreams);
     const pool = this.poolRef;
     this.stores.track(pool.upstreams.map((u) => u.name));
@@ -300,7 +326,21 @@ export class Gateway {
       this.secrets,
       this.limits,
     );
-    this.server.on('request', this.pipeline.handle);
+    this.ops = new OpsEndpoints({
+      path: config.metrics.path,
+      token: config.metrics.token,
+      metrics: config.metrics.enabled
+        ? (options.clusterMetrics ?? (() => this.metrics.exposition()))
+        : undefined,
+      readiness: () => this.readiness(),
+      logger: this.logger,
+    });
+    const ops = this.ops.handleMain;
+    const handle = this.pipeline.handle;
+    // Health and metrics first: no client key, no plugin route, not a proxied request.
+    this.server.on('request', (req, res) => {
+      if (!ops(req, res)) handle(req, res);
+    });
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Malformed requests, oversized headers, slow clients: answer if the socket still can.
@@ -627,6 +667,7 @@ export class Gateway {
     });
     this.limits!.replaceKeys(next.auth.keys);
     const retired = pool.replace(p.upstreams);
+    this.metrics.learn(p.upstreams);
     this.checkUpstreams(p.created);
     this.stores.track(p.upstreams.map((u) => u.name));
     const pending: Promise<unknown>[] = [];
@@ -700,8 +741,42 @@ export class Gateway {
     return refused(errors);
   }
 
-  /** Starts listening; resolves with the bound address. */
-  listen(): Promise<AddressInfo> {
+  /** Starts listening (the metrics listener first); resolves with the main bound address. */
+  async listen(): Promise<AddressInfo> {
+    await this.listenMetrics();
+    return this.listenMain();
+  }
+
+  /** `metrics.listen`: set explicitly, a bind failure stops the boot; the default one is skipped with a warning. */
+  private async listenMetrics(): Promise<void> {
+    const m = this.config.metrics;
+    const address = listenAddress(m.listen);
+    if (!m.enabled || !this.metricsListener || address === undefined || this.ops === undefined) return;
+    try {
+      const bound = await startMetricsListener(address, this.ops.handleListener);
+      this.metricsServer = bound.server;
+      this.metricsAddress = bound.url;
+    } catch (err) {
+      if (!(err instanceof ListenError)) throw err;
+      if (m.listen === undefined) {
+        this.logger.warn(
+          { listen: address, reason: err.message },
+          'metrics listener not started: the default metrics.listen is taken (set metrics.listen, or false)',
+        );
+        return;
+      }
+      const source = this.source!;
+      throw source.error([
+        {
+          path: ['metrics', 'listen'],
+          ...source.locate(['metrics', 'listen']),
+          message: err.message,
+        } as never,
+      ]);
+    }
+  }
+
+  private listenMain(): Promise<AddressInfo> {
     const { host, port } = this.config.server;
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
@@ -730,6 +805,9 @@ export class Gateway {
             plugins: this.plugins.map((p) => p.name),
             maxConnections: this.maxConnections,
             state: this.config.state.store,
+            ...(this.metricsAddress === undefined
+              ? {}
+              : { metrics: this.metricsAddress + this.config.metrics.path }),
             ...(this.fdLimit === undefined ? {} : { fdLimit: this.fdLimit }),
             ...urls,
           },
@@ -752,6 +830,18 @@ export class Gateway {
     const addr = this.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     return `http://${host}:${addr.port}`;
+  }
+
+  /** The metrics listener's URL (e.g. http://127.0.0.1:9464), or undefined when there is none. */
+  get metricsUrl(): string | undefined {
+    return this.metricsAddress;
+  }
+
+  /** What `/readyz` answers: counts only. */
+  readiness(): Readiness {
+    const link = this.stores.link;
+    const store = link === undefined ? 'memory' : link.up ? 'redis' : 'fallback';
+    return readiness(this.poolRef, store, this.closing !== undefined || this.pipeline?.draining === true);
   }
 
   /** Requests in flight right now. */
@@ -800,6 +890,7 @@ export class Gateway {
     this.throttle.close();
     this.server.closeAllConnections();
     await closed;
+    if (this.metricsServer !== undefined) await stopMetricsListener(this.metricsServer);
     this.transport?.close();
     for (const u of this.poolRef?.upstreams ?? []) u.agent.destroy();
     this.logger.info('tapgate stopped');

@@ -58,3 +58,6 @@ export {
 } from './pool/policies.js';
 export { SharedStoreUnavailableError, type ClusterStore, type ClusterLock } from './state/cluster-store.js';
 export type { UsageRecord, UsageGroup, UsageQuery, UsageRow, UsageReader } from './usage/usage-types.js';
+export type { PluginMetrics, TokenRefreshResult } from './metrics/gateway-metrics.js';
+export type { Readiness } from './metrics/readiness.js';
+export type { Exposition } from './metrics/ops-endpoints.js';

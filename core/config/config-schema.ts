@@ -1,6 +1,7 @@
 /** The schema of config.yaml. Every object is strict: an unknown key fails at boot. */
 import { z } from 'zod';
 import { duration, headerToken, integer, period, size } from './units.js';
+import { isListenAddress, LISTEN_FORMAT } from './listen-address.js';
 
 export const pluginEntrySchema = z.union([
   z.string().min(1),
@@ -474,6 +475,40 @@ export const configSchema = z.strictObject({
         }),
     })
     .prefault({}),
+  metrics: z
+    .strictObject({
+      enabled: z.boolean().default(true).meta({
+        description:
+          'Prometheus metrics (`GET /metrics`, prom-client): requests, durations, tokens, pool state and process metrics. `false`: nothing is counted and no listener opens.',
+        docType: 'boolean',
+        docDefault: '`true`',
+      }),
+      listen: z
+        .union([z.literal(false), z.string().refine(isListenAddress, LISTEN_FORMAT)])
+        .optional()
+        .meta({
+          description:
+            "A listener of its own for `/metrics`, `/healthz` and `/readyz`, as `host:port` (IPv6 in brackets, quoted in YAML: `'[::1]:9464'`; port `0` picks a free one). `''` or `false`: none. Set explicitly, a port in use stops the boot; the default one in use (another instance on this host) is skipped with a warning. With `server.workers` above 1 the primary serves it, with every worker's metrics added up.",
+          docType: 'string',
+          docDefault: '`127.0.0.1:9464`',
+        }),
+      token: z.string().min(16, 'a metrics token needs at least 16 characters').optional().meta({
+        description:
+          '`GET /metrics` on the main port too, for `Authorization: Bearer <token>` (others get `401`). Without it the main port does not serve metrics. A secret: kept out of logs.',
+        docType: 'string',
+        docDefault: '—',
+      }),
+      path: z
+        .string()
+        .regex(/^\/[A-Za-z0-9._~/-]*$/, 'a path such as /metrics')
+        .default('/metrics')
+        .meta({
+          description: 'Where the metrics are served, on the listener and (with `token`) on the main port.',
+          docType: 'string',
+          docDefault: '`/metrics`',
+        }),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').meta({
@@ -500,3 +535,4 @@ export type PluginEntry = z.output<typeof pluginEntrySchema>;
 export type Timeouts = z.output<typeof timeoutsSchema>;
 export type StateConfig = GatewayConfig['state'];
 export type UsageConfig = GatewayConfig['usage'];
+export type MetricsConfig = GatewayConfig['metrics'];

@@ -4,6 +4,7 @@
  * decorators, no container, so a plugin in plain JS or TS outside the repository needs no build setup.
  */
 import type { GatewayConfig } from '../config/config-schema.js';
+import type { PluginMetrics } from '../metrics/gateway-metrics.js';
 import type { Logger } from '../observe/logger.js';
 import type { Secrets } from '../observe/secrets.js';
 import type { SelectionPolicyRegistry } from '../pool/policies.js';
@@ -44,6 +45,8 @@ export interface PluginContext {
   readonly cluster: ClusterStore;
   /** The usage records of every process writing the same store (`usage` section); undefined when off. */
   readonly usage: UsageReader | undefined;
+  /** Prometheus: the registry for a plugin's own series, and counts the core defines (token refreshes). */
+  readonly metrics: PluginMetrics;
   /** The tap stages (`Stage.DEFAULT`…), for a plugin that cannot import the package. */
   readonly Stage: typeof Stage;
 }

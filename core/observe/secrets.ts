@@ -42,7 +42,7 @@ export class Secrets {
   private upstreams: (() => readonly Upstream[]) | undefined;
   private refreshedAt = 0;
 
-  /** Secrets known at boot: client keys, upstream credentials, secret-named plugin options. */
+  /** Secrets known at boot: client keys, the metrics token, upstream credentials, secret-named plugin options. */
   constructor(config: Readonly<GatewayConfig>) {
     this.collectConfig(config);
     this.rebuild();
@@ -56,6 +56,7 @@ export class Secrets {
 
   private collectConfig(config: Readonly<GatewayConfig>): void {
     for (const k of config.auth.keys) this.addFixed(k.key);
+    if (config.metrics.token !== undefined) this.addFixed(config.metrics.token);
     for (const u of config.upstreams) collect(u, this.fixed, 0, false, new Set());
     for (const p of config.plugins)
       if (typeof p === 'object') collect(p.options, this.fixed, 0, false, new Set());

@@ -16,6 +16,8 @@ export const RESTART_KEYS: readonly Path[] = [
   ['server', 'workers'],
   ['state'],
   ['usage'],
+  // The metrics listener is bound once, and the token guards it.
+  ['metrics'],
   // The log destination (pretty or JSON) is made once, with the logger.
   ['log', 'format'],
 ];

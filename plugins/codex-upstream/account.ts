@@ -5,7 +5,7 @@
  * A request whose token still works does not wait for a refresh ahead of expiry. With a shared
  * store, the process's one refresh is in turn the cluster's one (cluster-refresh.ts).
  */
-import type { Logger } from '../../core/index.js';
+import type { Logger, TokenRefreshResult } from '../../core/index.js';
 import type { ClusterRefresh } from './cluster-refresh.js';
 import { readAuthDoc, tokensOfDoc, writeBackTokens, type CodexTokens } from './credentials.js';
 import { CodexRefreshError } from './errors.js';
@@ -36,6 +36,8 @@ export interface AccountOptions {
   onUnusable(reason: string): void;
   /** A dead login came back (a new one, from another process): enable what `onDead(reason)` disabled. */
   onRevived?(reason: string): void;
+  /** Every refresh's result, for `tapgate_token_refreshes_total`. */
+  onRefresh?(result: TokenRefreshResult): void;
 }
 
 export class CodexAccount {
@@ -221,6 +223,7 @@ export class CodexAccount {
     };
     this.refreshes++;
     this.renewed(fence);
+    this.opts.onRefresh?.('ok');
     this.opts.log.info(
       { upstreams: this.upstreams, expiresAt: new Date(fresh.expiresAt).toISOString() },
       'codex access token refreshed',
@@ -251,6 +254,7 @@ export class CodexAccount {
       true,
       `${this.who()}: token refresh failed (${f.message}); the account is disabled until it logs in again (codex login) and is enabled (admin API) or tapgate restarts`,
     );
+    this.opts.onRefresh?.('failed');
     this.opts.log.warn(this.failureFields(f), 'codex token refresh failed for good: upstream disabled');
     this.opts.onDead(this.deadReason);
     return this.lastFailure;
@@ -279,6 +283,7 @@ export class CodexAccount {
       false,
       `${this.who()}: token refresh failed (${f.message}); try again shortly`,
     );
+    this.opts.onRefresh?.('retry');
     this.opts.log.warn(this.failureFields(f), 'codex token refresh failed; will retry');
     return this.lastFailure;
   }

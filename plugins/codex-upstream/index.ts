@@ -201,6 +201,8 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
           const state = gateway.pool.state;
           for (const name of account.upstreams) if (state.disabled(name) === reason) state.enable(name);
         },
+        // Counted on the account's first upstream: one count per call to the token endpoint.
+        onRefresh: (result) => gateway.metrics.tokenRefreshed(account.upstreams[0] ?? upstream.name, result),
         onUnusable: (reason) => {
           const until = Date.now() + gateway.config.proxy.transientCooldown;
           for (const name of account.upstreams)

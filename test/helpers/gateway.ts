@@ -38,6 +38,8 @@ export async function startGateway(
   loaded.config.server.port = 0;
   // YAML written by hand without a `usage` section: no database in the repository (see gatewayConfig).
   if (!/^usage:/m.test(yaml)) loaded.config.usage.enabled = false;
+  // Likewise metrics: test gateways must not all bind the default 127.0.0.1:9464.
+  if (!/^metrics:/m.test(yaml)) loaded.config.metrics.enabled = false;
   registerSecretsIn(loaded.config);
   recordOutput('log', () => capture.lines.join('\n'));
   const gw = await createGateway(loaded, { ...options, logDestination: capture });

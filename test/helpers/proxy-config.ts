@@ -30,6 +30,11 @@ export interface GatewayConfigOptions {
    * a database into the repository.
    */
   usage?: Record<string, unknown>;
+  /**
+   * The `metrics` section, when a test asks (with `listen: 127.0.0.1:0`). Without it startGateway
+   * turns metrics off: test gateways must not all bind the default 127.0.0.1:9464.
+   */
+  metrics?: Record<string, unknown>;
   /** Upstreams as config.yaml has them. */
   upstreams: readonly Record<string, unknown>[];
   /** Default DEFAULT_PLUGINS. */
@@ -48,6 +53,9 @@ export function gatewayConfig(o: GatewayConfigOptions): string {
     usage: o.usage ?? { enabled: false },
     upstreams: o.upstreams,
     plugins: o.plugins ?? DEFAULT_PLUGINS,
+    // Last, and only when asked: the line numbers tests expect in config errors stay as they were
+    // (startGateway turns metrics off for a config without the section).
+    ...(o.metrics === undefined ? {} : { metrics: o.metrics }),
   });
 }
 
