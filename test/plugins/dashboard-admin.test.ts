@@ -2,7 +2,7 @@
  * plugin dashboard, admin API: the upstreams with their state, and enable / disable / clear-cooldown
  * / refresh by name, behind the admin token, one audit line per action, no secret in any answer or
  * line; a Codex account disabled by a failed refresh brought back after a new login on disk; a
- * disable on one instance seen by another on the same Redis.
+ * disable on one instance seen by another on the same Redis; /readyz follows disable and enable.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -227,10 +227,17 @@ describe('plugin dashboard: admin API', function () {
       const none = await post(g);
       assert.equal(none.status, 503);
       assert.match(errorOf(none).message, /Every upstream is disabled/);
+      // A load balancer sees it too: unready while nothing can serve, ready again after the enable.
+      const unready = await rawRequest(g.url, { method: 'GET', path: '/readyz' });
+      assert.equal(unready.status, 503, unready.text());
+      assert.deepEqual(unready.json().upstreams, { usable: 0, total: 2 });
 
       const on = await act(g, 'A', 'enable');
       assert.equal(on.status, 200);
       assert.equal((on.json().upstream as View).state, 'ok');
+      const ready = await rawRequest(g.url, { method: 'GET', path: '/readyz' });
+      assert.equal(ready.status, 200, ready.text());
+      assert.deepEqual(ready.json().upstreams, { usable: 1, total: 2 });
       assert.equal(servedBy(await post(g)), 'A');
       await feed.until(
         (s) => s.upstreams.find((u) => u.name === 'A')?.state === 'ok',

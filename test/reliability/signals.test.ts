@@ -1,8 +1,8 @@
 /**
  * Signals a supervisor or a user may send (issue 11, item 15), through the real CLI. SIGHUP and
  * SIGUSR2 used to end the process at once (exit 129/140) and cut every open stream; SIGUSR1 opened
- * Node's inspector on 127.0.0.1:9229. Now each is logged and ignored while a stream runs to its
- * `response.completed`, no inspector port opens, and SIGQUIT drains like SIGTERM. With two workers,
+ * Node's inspector on 127.0.0.1:9229. Now SIGHUP reloads the config and the other two are logged and
+ * ignored, while a stream runs to its `response.completed`; no inspector port opens, and SIGQUIT drains like SIGTERM. With two workers,
  * the same signals to the whole process group (a closed terminal sends SIGHUP to all) leave both
  * serving.
  */
@@ -75,7 +75,7 @@ describe('reliability: signals (issue 11)', function () {
     return file;
   }
 
-  it('SIGHUP, SIGUSR1 and SIGUSR2 mid-stream: logged and ignored, the stream completes, no inspector', async () => {
+  it('SIGHUP (a reload), SIGUSR1 and SIGUSR2 mid-stream: logged, the stream completes, no inspector', async () => {
     const cli = runCli(['--config', config('port: 0')]);
     const listening = await cli.logLine('tapgate listening');
     const port = listening.port as number;
@@ -93,6 +93,8 @@ describe('reliability: signals (issue 11)', function () {
       );
     }
     assert.equal(cli.child.exitCode, null, 'the gateway exited');
+    // SIGHUP is a reload (test/reload/ covers what it changes): the unchanged file applies as is.
+    await cli.logLine('config reloaded');
     assert.ok(listeningPorts(pid).includes(port), 'the port check sees the gateway’s own listener');
     assert.deepEqual(
       listeningPorts(pid).filter((p) => p === 9229),
