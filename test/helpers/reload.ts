@@ -51,6 +51,8 @@ export function reloadConfig(
       { name: 'old', key: OLD_KEY },
       { name: 'stay', key: STAY_KEY },
     ],
+    // Off unless asked: a gateway booted from a file would bind the default 127.0.0.1:9464.
+    metrics: { enabled: false },
     ...o,
   });
 }

@@ -11,7 +11,16 @@
  * test/plugins/codex-credentials.test.ts and test/core/plugins.test.ts.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
@@ -155,20 +164,21 @@ const CASES: Case[] = [
     expect: credentialsError(/ cannot be read \(ENOENT\): log in with `codex login`, or fix the path/),
   },
   {
-    // chmod 000 stops every user but root; as root, a directory in the file's place is unreadable too.
+    // chmod 000 stops every user but root; as root, a symlink that points at itself is unreadable too
+    // (a directory no longer is: it is a folder of accounts).
     name: AS_ROOT
-      ? 'auth.json unreadable (a directory: tests run as root)'
+      ? 'auth.json unreadable (a symlink loop: tests run as root)'
       : 'auth.json unreadable (mode 000)',
     setup: (dir) => {
       let auth = join(dir, 'auth.json');
-      if (AS_ROOT) mkdirSync(auth);
+      if (AS_ROOT) symlinkSync('auth.json', auth);
       else {
         auth = authWith(dir, {});
         chmodSync(auth, 0o000);
       }
       return { config: codexConfig(dir, auth), auth };
     },
-    expect: credentialsError(AS_ROOT ? / cannot be read \(EISDIR\)/ : / cannot be read \(EACCES\)/),
+    expect: credentialsError(AS_ROOT ? / cannot be read \(ELOOP\)/ : / cannot be read \(EACCES\)/),
   },
   {
     name: 'auth.json not JSON (cut off inside a token)',

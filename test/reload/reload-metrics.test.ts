@@ -1,0 +1,78 @@
+/**
+ * Metrics across a reload: an added upstream gets its own series at once (its name is a label, not
+ * `other`), a removed one leaves the state gauge, and a change to the `metrics` section (its listener
+ * is bound once) is refused with nothing changed.
+ */
+import assert from 'node:assert/strict';
+import {
+  allCompleted,
+  client,
+  ConfigDir,
+  OLD_KEY,
+  openaiUpstream,
+  openStream,
+  reloadConfig,
+  startFileGateway,
+  startHoldingUpstream,
+  type FileGateway,
+  type HoldingUpstream,
+} from '../helpers/reload.js';
+import { scrape } from '../helpers/metrics.js';
+
+const METRICS = { enabled: true, listen: '127.0.0.1:0' };
+
+describe('reload: metrics', function () {
+  this.timeout(30_000);
+  let dir: ConfigDir;
+  let a: HoldingUpstream;
+  let b: HoldingUpstream;
+  let g: FileGateway | undefined;
+
+  beforeEach(async () => {
+    dir = new ConfigDir();
+    a = await startHoldingUpstream();
+    b = await startHoldingUpstream();
+    a.holding = false;
+    b.holding = false;
+  });
+  afterEach(async () => {
+    await g?.close();
+    g = undefined;
+    await a.close();
+    await b.close();
+    dir.remove();
+  });
+
+  it('an added upstream has series of its own at once; a removed one leaves the state gauge', async () => {
+    dir.write(reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('alpha', a)] }));
+    g = await startFileGateway(dir.file);
+    const url = g.gw.metricsUrl! + '/metrics';
+    const before = await scrape(url);
+    assert.equal(before.value('tapgate_upstream_state', { upstream: 'alpha', state: 'ok' }), 1);
+
+    dir.write(reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('bravo', b)] }));
+    const result = await g.gw.reload();
+    assert.equal(result.status, 'applied', result.errors.join('; '));
+    assert.equal(await allCompleted([openStream(client(g.url, OLD_KEY))]), 1);
+    assert.equal(b.requests.length, 1);
+
+    const after = await scrape(url);
+    assert.equal(after.value('tapgate_upstream_state', { upstream: 'bravo', state: 'ok' }), 1);
+    assert.deepEqual(after.samples('tapgate_upstream_state', { upstream: 'alpha' }), []);
+    assert.equal(after.value('tapgate_requests_total', { upstream: 'bravo', outcome: 'ok' }), 1);
+    assert.equal(after.value('tapgate_requests_total', { upstream: 'other' }), 0);
+  });
+
+  it('a change to the metrics section is refused: the listener keeps serving as it was', async () => {
+    dir.write(reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('alpha', a)] }));
+    g = await startFileGateway(dir.file);
+    const url = g.gw.metricsUrl! + '/metrics';
+    dir.write(
+      reloadConfig({ metrics: { ...METRICS, path: '/prometheus' }, upstreams: [openaiUpstream('alpha', a)] }),
+    );
+    const result = await g.gw.reload();
+    assert.equal(result.status, 'refused');
+    assert.match(result.errors.join('\n'), /metrics\.path: changing it needs a restart/);
+    assert.equal((await scrape(url)).value('tapgate_upstream_state', { upstream: 'alpha', state: 'ok' }), 1);
+  });
+});
