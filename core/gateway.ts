@@ -16,7 +16,7 @@ import { ClientAuth, isLoopbackHost } from './guard/auth.js';
 import { KeyLimits } from './limits/key-limits.js';
 import { FailureThrottle } from './guard/auth-throttle.js';
 import { loadConfigFile, type ConfigIssue, type ConfigSource, type LoadedConfig } from './config/config.js';
-import { upstreamBaseSchema, type GatewayConfig } from './config/config-schema.js';
+import type { GatewayConfig } from './config/config-schema.js';
 import { authenticationError, tapCore, throttledError, type CoreTaps } from './defaults/core-taps.js';
 import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js';
 import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
@@ -42,12 +42,8 @@ import type { PoolStateStore } from './pool/pool-state.js';
 import { createStateStores, type StateStores } from './state/state-stores.js';
 import { SlotQueue } from './pool/slot-queue.js';
 import { Transport } from './proxy/transport.js';
-import {
-  Upstream,
-  UpstreamExpandError,
-  UpstreamTypeRegistry,
-  type UpstreamTypeDefinition,
-} from './pool/upstream.js';
+import { UpstreamBuilder } from './pool/upstream-builder.js';
+import { UpstreamTypeRegistry, type Upstream } from './pool/upstream.js';
 import { namedChanges, refused, type ReloadResult } from './reload/reload-result.js';
 import { restartIssues } from './reload/restart-keys.js';
 import { changedPlugins, pluginIssues, reloadErrors } from './reload/plugin-changes.js';
@@ -128,8 +124,8 @@ export class Gateway {
   private file = '';
   /** The core taps' per-request settings, swapped by a reload. */
   private coreTaps: CoreTaps | undefined;
-  /** Each upstream's validated config: a reload keeps the Upstream object when it is unchanged. */
-  private readonly upstreamSpecs = new WeakMap<Upstream, unknown>();
+  /** Config entries → Upstream objects; a reload keeps an object whose config is unchanged. */
+  private readonly builder: UpstreamBuilder;
   /** Upstreams its type's check() disabled (no key…): a reload that fixes the config enables them. */
   private readonly checkDisabled = new Set<string>();
   /** The reload running, and the one queued behind it (every call made meanwhile shares it). */
@@ -197,6 +193,7 @@ export class Gateway {
       },
     });
     const brute = config.auth.bruteForce;
+    this.builder = new UpstreamBuilder(this.upstreamTypes, (u) => this.releaseUpstream(u));
     this.throttle = new FailureThrottle({ maxFailures: brute.maxFailures, windowMs: brute.window }, (s) =>
       this.logger.warn(s, 'authentication failures'),
     );
@@ -303,7 +300,7 @@ export class Gateway {
 
     if ((options.processes ?? 1) > 1) this.checkMultiProcess(config, source);
     const queue = new SlotQueue(config.pool.queue.maxQueue, config.pool.queue.waitTimeout);
-    this.poolRef = new UpstreamPool(this.buildUpstreams(config, source).list, state, queue);
+    this.poolRef = new UpstreamPool(this.builder.build(config, source).list, state, queue);
     this.metrics.learn(this.poolRef.upstreams);
     this.checkUpstreams(this.poolRef.upstreams);
     const pool = this.poolRef;
@@ -395,95 +392,6 @@ export class Gateway {
         } as never,
       ]);
     }
-  }
-
-  /**
-   * The one place config entries become Upstream objects (a reload runs it again). A type's `expand`
-   * may turn one entry into several (an `auth:` folder): each is validated and named like an entry
-   * of its own, and its errors point at the entry it came from. Every entry is validated before any
-   * is built, so a bad config builds nothing. `reuse` (a reload) gives back the running object for
-   * an upstream whose validated config is unchanged; `created` are the new objects (`init` ran).
-   */
-  private buildUpstreams(
-    config: GatewayConfig,
-    source: ConfigSource,
-    reuse?: (name: string, spec: unknown) => Upstream | undefined,
-  ): { list: Upstream[]; created: Upstream[] } {
-    const issues = [];
-    const planned: {
-      def: UpstreamTypeDefinition;
-      raw: Record<string, unknown>;
-      value: Record<string, unknown> & { baseUrl: string; name: string };
-    }[] = [];
-    const names = new Set<string>();
-    const context = { configDir: dirname(source.file) };
-    for (let i = 0; i < config.upstreams.length; i++) {
-      const entry = config.upstreams[i]! as Record<string, unknown>;
-      const def = this.upstreamTypes.get(String(entry.type));
-      if (def === undefined) {
-        const known = this.upstreamTypes.names();
-        issues.push({
-          path: ['upstreams', i, 'type'],
-          ...source.locate(['upstreams', i, 'type']),
-          message: `unknown upstream type "${String(entry.type)}"; known types: ${known.length > 0 ? known.join(', ') : '(none: enable a plugin that provides one)'}`,
-        });
-        continue;
-      }
-      let raws: Record<string, unknown>[];
-      try {
-        raws = def.expand?.(entry, context) ?? [entry];
-      } catch (err) {
-        if (!(err instanceof UpstreamExpandError)) throw err;
-        const path = err.key === undefined ? ['upstreams', i] : ['upstreams', i, err.key];
-        issues.push({ path, ...source.locate(path), message: err.message });
-        continue;
-      }
-      // Strict per type: the base keys plus the type's own, nothing else.
-      const schema = upstreamBaseSchema.extend(def.schema.shape).strict();
-      for (const raw of raws) {
-        const parsed = schema.safeParse(raw);
-        if (!parsed.success) {
-          issues.push(...source.issuesFrom(parsed.error, ['upstreams', i]));
-          continue;
-        }
-        const value = parsed.data as Record<string, unknown> & { baseUrl: string; name: string };
-        if (names.has(value.name)) {
-          issues.push({
-            path: ['upstreams', i, 'name'],
-            ...source.locate(['upstreams', i, 'name']),
-            message: `duplicate upstream name "${value.name}"`,
-          });
-          continue;
-        }
-        names.add(value.name);
-        planned.push({ def, raw, value });
-      }
-    }
-    if (issues.length > 0) throw source.error(issues as never);
-    const list: Upstream[] = [];
-    const created: Upstream[] = [];
-    try {
-      for (const { def, raw, value } of planned) {
-        // What makes it the same upstream: its keys, and the gateway-wide timeouts it inherits.
-        const spec = { value, timeouts: config.proxy.timeouts };
-        const kept = reuse?.(value.name, spec);
-        if (kept !== undefined) {
-          list.push(kept);
-          continue;
-        }
-        const base = upstreamBaseSchema.parse(raw);
-        const upstream = new Upstream(base, value, config.proxy.timeouts);
-        this.upstreamSpecs.set(upstream, spec);
-        created.push(upstream);
-        upstream.state = def.init?.(upstream, context);
-        list.push(upstream);
-      }
-    } catch (err) {
-      // A reload's init failed: what it built so far goes, the running upstreams stay.
-      for (const u of created) this.releaseUpstream(u);
-      throw err;
-    }
-    return { list, created };
   }
 
   /** A type's check() (no key…) disables the upstream in this process; a config that fixes it enables it. */
@@ -619,9 +527,9 @@ export class Gateway {
     if ((this.options.processes ?? 1) > 1) this.checkMultiProcess(next, source);
     const auth = this.clientAuth(next, source);
     const running = new Map(this.pool.upstreams.map((u) => [u.name, u]));
-    const { list, created } = this.buildUpstreams(next, source, (name, spec) => {
+    const { list, created } = this.builder.build(next, source, (name, spec) => {
       const u = running.get(name);
-      return u !== undefined && isDeepStrictEqual(this.upstreamSpecs.get(u), spec) ? u : undefined;
+      return u !== undefined && isDeepStrictEqual(this.builder.specOf(u), spec) ? u : undefined;
     });
     return { config: next, auth, upstreams: list, created, plugins: changedPlugins(this.plugins, plugins) };
   }
@@ -632,8 +540,8 @@ export class Gateway {
     const next = p.config;
     const pool = this.pool;
     const upstreams = namedChanges(
-      pool.upstreams.map((u) => ({ name: u.name, spec: this.upstreamSpecs.get(u) })),
-      p.upstreams.map((u) => ({ name: u.name, spec: this.upstreamSpecs.get(u) })),
+      pool.upstreams.map((u) => ({ name: u.name, spec: this.builder.specOf(u) })),
+      p.upstreams.map((u) => ({ name: u.name, spec: this.builder.specOf(u) })),
     );
     const keys = namedChanges(prev.auth.keys, next.auth.keys);
 

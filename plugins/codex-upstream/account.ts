@@ -156,14 +156,7 @@ export class CodexAccount {
         true,
         `${this.who()}: its login is dead (${this.deadReason}) and its auth file holds no new login: log in again (codex login), then enable it`,
       );
-    this.tokens = onFile;
-    source.doc = doc!;
-    this.deadReason = undefined;
-    this.renewed(0);
-    this.opts.log.info(
-      { upstreams: this.upstreams },
-      'codex login re-read from the auth file: account revived',
-    );
+    this.takeLogin(source, doc!, onFile, 'codex login re-read from the auth file: account revived');
     // The other processes knew it dead: the new login, in the shared record, brings it back there too.
     this.cluster?.offer();
   }
@@ -303,6 +296,20 @@ export class CodexAccount {
     return { upstreams: this.upstreams, code: f.code, status: f.status, detail: f.message };
   }
 
+  /** A new login read from the auth file replaces the held one, dead or not. */
+  private takeLogin(
+    source: FileSource,
+    doc: Record<string, unknown>,
+    tokens: CodexTokens,
+    message: string,
+  ): void {
+    this.tokens = tokens;
+    source.doc = doc;
+    this.deadReason = undefined;
+    this.renewed(0);
+    this.opts.log.info({ upstreams: this.upstreams }, message);
+  }
+
   /**
    * Another program (Codex CLI itself) may have refreshed the same login meanwhile; its refresh
    * token is then the only live one. Adopt the file's tokens when they are newer and for the same
@@ -347,14 +354,7 @@ export class CodexAccount {
     if (onFile.accessToken === held.accessToken && onFile.refreshToken === held.refreshToken) return false;
     const dead = this.deadReason;
     if (dead === undefined && onFile.expiresAt <= held.expiresAt) return false;
-    this.tokens = onFile;
-    source.doc = doc!;
-    this.deadReason = undefined;
-    this.renewed(0);
-    this.opts.log.info(
-      { upstreams: this.upstreams },
-      'codex tokens re-read from the auth file (a new login)',
-    );
+    this.takeLogin(source, doc!, onFile, 'codex tokens re-read from the auth file (a new login)');
     if (dead !== undefined) {
       // As an operator's enable would: what the death disabled comes back, here and in the other processes.
       this.opts.onRevived?.(dead);
