@@ -9,12 +9,17 @@ import { join } from 'node:path';
 import { startCodexBackend, type CodexBackend } from '../helpers/codex-backend.js';
 import { writeAuthFile } from '../helpers/codex-jwt.js';
 import { startTokenServer, type TokenServer } from '../helpers/codex-token-server.js';
+import { DEFAULT_PLUGINS } from '../helpers/proxy-config.js';
 import {
+  allCompleted,
   client,
   ConfigDir,
   OLD_KEY,
+  openaiUpstream,
+  openStream,
   reloadConfig,
   startFileGateway,
+  startHoldingUpstream,
   type FileGateway,
 } from '../helpers/reload.js';
 
@@ -116,5 +121,49 @@ describe('reload: Codex auth files', function () {
     const bearers = backend.requests.slice(served).map((r) => r.headers.authorization);
     assert.ok(bearers.includes(`Bearer ${two.access_token}`), 'the added account served');
     assert.ok(bearers.includes(`Bearer ${one.access_token}`), 'the kept account served');
+  });
+
+  it('the first codex upstream: refused while its plugin is off, added once the plugin is listed', async () => {
+    const api = await startHoldingUpstream();
+    api.holding = false;
+    try {
+      const openaiOnly = (plugins: readonly unknown[]) =>
+        reloadConfig({ plugins, upstreams: [openaiUpstream('api', api)] });
+      const withCodex = (plugins: readonly unknown[]) =>
+        reloadConfig({
+          plugins,
+          upstreams: [
+            openaiUpstream('api', api),
+            { name: 'cx', type: 'codex', baseUrl: backend.baseUrl, tokenUrl: tokens.url, auth: path },
+          ],
+        });
+      const path = writeAuthFile(dir.dir, tokens.login('acct-n'));
+      dir.write(openaiOnly(DEFAULT_PLUGINS));
+      g = await startFileGateway(dir.file);
+      dir.write(withCodex(DEFAULT_PLUGINS));
+      const refused = await g.gw.reload();
+      assert.equal(refused.status, 'refused');
+      assert.match(
+        refused.errors.join('\n'),
+        /the set of plugins changed .*an upstream type enables its plugin/,
+      );
+      assert.equal(g.gw.pool.get('cx'), undefined);
+      await g.close();
+
+      // Listed from the start, the plugin is there before any codex upstream: a reload adds one.
+      const listed = [...DEFAULT_PLUGINS, 'codex-upstream'];
+      dir.write(openaiOnly(listed));
+      g = await startFileGateway(dir.file);
+      dir.write(withCodex(listed));
+      const added = await g.gw.reload();
+      assert.equal(added.status, 'applied', added.errors.join('; '));
+      assert.deepEqual(added.upstreams, { added: ['cx'], removed: [], changed: [] });
+      const before = backend.requests.length;
+      const c = client(g.url, OLD_KEY);
+      assert.equal(await allCompleted([openStream(c), openStream(c)]), 2);
+      assert.equal(backend.requests.length, before + 1, 'the codex account took its turn');
+    } finally {
+      await api.close();
+    }
   });
 });
