@@ -87,6 +87,12 @@ export interface TapgatePlugin {
    * see either options. `gateway.config` is then the new config.
    */
   reload?(options: unknown): void | Promise<void>;
+  /**
+   * Why these new options cannot apply without a restart (a changed listen path, say), or undefined
+   * when reload() can apply them. Asked while a reload is validated, before anything changes: a
+   * reason refuses the whole reload, with the plugin's name and the options' line.
+   */
+  cannotReload?(options: unknown): string | undefined;
 }
 
 export interface PluginClass {

@@ -33,12 +33,15 @@ export function pluginIssues(
   }
   const issues: ConfigIssue[] = [];
   for (const r of changedPlugins(running, next)) {
-    if (running.find((p) => p.name === r.name)!.instance.reload !== undefined) continue;
+    const instance = running.find((p) => p.name === r.name)!.instance;
+    const why =
+      instance.reload === undefined ? 'cannot reload its options' : instance.cannotReload?.(r.options);
+    if (why === undefined) continue;
     const path = r.index === undefined ? ['plugins'] : ['plugins', r.index, 'options'];
     issues.push({
       path,
       ...source.locate(path),
-      message: `plugin ${r.name} cannot reload its options; restart to apply (reload refused, nothing changed)`,
+      message: `plugin ${r.name} ${why}; restart to apply (reload refused, nothing changed)`,
     } as ConfigIssue);
   }
   return issues;

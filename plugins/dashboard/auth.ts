@@ -34,7 +34,7 @@ const NO_CREDENTIALS: Denied = { kind: 'denied', retryAfter: 0, logged: true };
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 export class DashboardAuth {
-  private readonly digest: Buffer;
+  private digest: Buffer;
   /** sha256(session id) in hex → expiry (epoch ms). */
   private readonly sessions = new Map<string, number>();
   /** Told when a session ends (logout), so its viewers can be closed. */
@@ -48,6 +48,18 @@ export class DashboardAuth {
     private readonly throttle: FailureThrottle,
   ) {
     this.digest = sha256(token);
+  }
+
+  /**
+   * A new admin token (a config reload): the old one stops working at once, and every session made
+   * with it ends, so rotating the token is how an operator revokes access.
+   */
+  rotate(token: string): void {
+    this.digest = sha256(token);
+    for (const key of [...this.sessions.keys()]) {
+      this.sessions.delete(key);
+      this.onSessionEnd?.(key);
+    }
   }
 
   /** Whether `presented` is the admin token (constant time in its content). */

@@ -124,6 +124,21 @@ export class Feed {
     };
   }
 
+  /** New limits and batch interval (a config reload); a viewer over the new `maxViewers` may stay. */
+  configure(next: Pick<FeedOptions, 'batchMs' | 'maxViewers' | 'maxBufferedBytes'>): void {
+    const restart = next.batchMs !== this.opts.batchMs && this.timer !== undefined;
+    Object.assign(this.opts, next);
+    if (!restart) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.start();
+  }
+
+  /** The admin token changed: viewers that came with the old one (bearer or session) must log in again. */
+  revokeAll(): void {
+    for (const v of this.viewers) v.ws.close(CLOSE_LOGGED_OUT, 'admin token changed');
+  }
+
   /** The one batch timer (unref'd: it never keeps the process alive). */
   start(): void {
     if (this.timer !== undefined || this.closed) return;

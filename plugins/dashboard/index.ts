@@ -65,8 +65,10 @@ export default class DashboardPlugin implements TapgatePlugin {
   static readonly meta = { name: NAME, options: optionsSchema };
   private feed: Feed | undefined;
   private throttle: FailureThrottle | undefined;
+  private auth: DashboardAuth | undefined;
+  private secrets: PluginContext['secrets'] | undefined;
 
-  constructor(private readonly options: DashboardOptions) {
+  constructor(private options: DashboardOptions) {
     // The schema says so too; this guards a plugin constructed by hand.
     if (typeof options.token !== 'string' || options.token.trim() === '') throw new Error(TOKEN_MISSING);
     if (options.token.length < MIN_TOKEN_LENGTH) throw new Error(TOKEN_TOO_SHORT);
@@ -86,6 +88,8 @@ export default class DashboardPlugin implements TapgatePlugin {
     this.throttle = throttle;
     throttle.start();
     const auth = new DashboardAuth(o.token, o.path, throttle);
+    this.auth = auth;
+    this.secrets = secrets;
     // The pool is read at each call: it is built after apply(), and a reload may replace its upstreams.
     const admin = new AdminApi(new PoolAdmin(() => gateway.pool, gateway.upstreamTypes), log, secrets);
     const routes = new DashboardRoutes(o.path, auth, log, new UsageSummary(gateway.usage), admin);
@@ -140,6 +144,29 @@ export default class DashboardPlugin implements TapgatePlugin {
 
     feed.start();
     log.info({ path: o.path, feed: routes.feedPath }, 'dashboard enabled');
+  }
+
+  /** The page's path and the kept requests are laid out at boot: they need a restart. */
+  cannotReload(options: unknown): string | undefined {
+    const next = options as DashboardOptions;
+    const fixed = (['path', 'recent'] as const).filter((k) => next[k] !== this.options[k]);
+    return fixed.length === 0 ? undefined : `cannot change ${fixed.join(' or ')} without a restart`;
+  }
+
+  /** A new token (sessions and viewers end), batch interval and viewer limits apply at once. */
+  reload(options: unknown): void {
+    const next = options as DashboardOptions;
+    if (next.token !== this.options.token) {
+      this.secrets?.add(next.token);
+      this.auth?.rotate(next.token);
+      this.feed?.revokeAll();
+    }
+    this.feed?.configure({
+      batchMs: next.batchMs,
+      maxViewers: next.maxViewers,
+      maxBufferedBytes: next.maxBufferedBytes,
+    });
+    this.options = next;
   }
 
   close(): void {
