@@ -87,12 +87,6 @@ export class KeyLimits {
     private readonly options: KeyLimitsOptions,
   ) {}
 
-  /** The limits of the configured keys, or undefined when no key has any (then nothing is tapped). */
-  static create(keys: readonly LimitedKey[], options: KeyLimitsOptions): KeyLimits | undefined {
-    const limits = KeyLimits.forKeys(keys, options);
-    return limits.rules.size === 0 ? undefined : limits;
-  }
-
   /** The limits of the configured keys, even when none has any (a reload may add some). */
   static forKeys(keys: readonly LimitedKey[], options: KeyLimitsOptions): KeyLimits {
     return new KeyLimits(rulesOf(keys), options);
