@@ -156,7 +156,10 @@ export class CodexAccount {
         true,
         `${this.who()}: its login is dead (${this.deadReason}) and its auth file holds no new login: log in again (codex login), then enable it`,
       );
+    const dead = this.deadReason;
     this.takeLogin(source, doc!, onFile, 'codex login re-read from the auth file: account revived');
+    // Every upstream on the account comes back, not only the one the operator named.
+    this.opts.onRevived?.(dead);
     // The other processes knew it dead: the new login, in the shared record, brings it back there too.
     this.cluster?.offer();
   }

@@ -413,6 +413,48 @@ describe('plugin dashboard: admin API', function () {
     });
   });
 
+  describe('one Codex account behind two upstreams', () => {
+    let dir: string;
+    beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'tapgate-admin-shared-'))));
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('enabling one after a new login brings back every upstream the dead login disabled', async () => {
+      const tokens = await h.tokenServer();
+      const backend = await h.codexBackend(tokens.accepts);
+      const path = writeAuthFile(dir, tokens.login('acct-s', -60), {}, 'shared.json');
+      const g = await h.gatewayYaml(
+        gatewayConfig({
+          upstreams: ['cx-a', 'cx-b'].map((name) => ({
+            name,
+            type: 'codex',
+            baseUrl: backend.baseUrl,
+            tokenUrl: tokens.url,
+            auth: path,
+          })),
+          plugins: [...DEFAULT_PLUGINS, DASHBOARD],
+        }),
+      );
+      tokens.script = () => ({ status: 400, body: { error: 'invalid_grant', error_description: 'expired' } });
+      assert.equal((await post(g)).status, 502);
+      const state = g.gw.pool.state;
+      assert.equal(state.disabled('cx-a'), 'refresh failed: invalid_grant');
+      assert.equal(state.disabled('cx-b'), 'refresh failed: invalid_grant');
+      tokens.script = undefined;
+
+      const fresh = { ...tokens.login('acct-s', 3600), refresh_token: 'rt-acct-s-new' };
+      writeAuthFile(dir, fresh, {}, 'shared.json');
+      tokens.register(fresh, 'acct-s');
+      assert.equal((await act(g, 'cx-a', 'enable')).status, 200);
+      assert.equal(state.disabled('cx-a'), undefined);
+      assert.equal(state.disabled('cx-b'), undefined, 'the other upstream on the account is back too');
+      for (let i = 0; i < 2; i++) assert.equal((await post(g)).status, 200);
+      assert.deepEqual(
+        audits(g).map((l) => [l.action, l.upstream, l.status]),
+        [['enable', 'cx-a', 200]],
+      );
+    });
+  });
+
   describe('on Redis', () => {
     it('a disable on instance A is seen by instance B; an enable too', async () => {
       const redis = h.track(await startRedis());
