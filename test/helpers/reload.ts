@@ -128,12 +128,12 @@ export interface OpenStream {
   done: Promise<string[]>;
 }
 
-export function openStream(c: OpenAI): OpenStream {
+export function openStream(c: OpenAI, model = 'gpt-test'): OpenStream {
   let started!: () => void;
   const startedP = new Promise<void>((r) => (started = r));
   const done = (async () => {
     const types: string[] = [];
-    const stream = await c.responses.create({ model: 'gpt-test', input: 'hi', stream: true });
+    const stream = await c.responses.create({ model, input: 'hi', stream: true });
     for await (const ev of stream) {
       types.push(ev.type);
       started();

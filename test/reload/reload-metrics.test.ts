@@ -1,6 +1,7 @@
 /**
- * Metrics across a reload: an added upstream gets its own series at once (its name is a label, not
- * `other`), a removed one leaves the state gauge, and a change to the `metrics` section (its listener
+ * Metrics across a reload: an added upstream gets its own series at once, and the models it lists
+ * are labels of their own even once clients have used up the cap on other model names; a removed
+ * upstream leaves the state gauge, and a change to the `metrics` section (its listener
  * is bound once) is refused with nothing changed.
  */
 import assert from 'node:assert/strict';
@@ -43,24 +44,33 @@ describe('reload: metrics', function () {
     dir.remove();
   });
 
-  it('an added upstream has series of its own at once; a removed one leaves the state gauge', async () => {
+  it('an added upstream and its models have series of their own at once; a removed one leaves the state gauge', async () => {
     dir.write(reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('alpha', a)] }));
     g = await startFileGateway(dir.file);
     const url = g.gw.metricsUrl! + '/metrics';
     const before = await scrape(url);
     assert.equal(before.value('tapgate_upstream_state', { upstream: 'alpha', state: 'ok' }), 1);
+    // Clients name 51 models nobody configured: the first 50 get labels, the 51st is `other`.
+    const c = client(g.url, OLD_KEY);
+    const names = Array.from({ length: 51 }, (_, i) => `client-model-${i}`);
+    assert.equal(await allCompleted(names.map((m) => openStream(c, m))), 51);
+    assert.equal((await scrape(url)).value('tapgate_requests_total', { model: 'other' }), 1);
 
-    dir.write(reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('bravo', b)] }));
+    dir.write(
+      reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('bravo', b, { models: ['gpt-new'] })] }),
+    );
     const result = await g.gw.reload();
     assert.equal(result.status, 'applied', result.errors.join('; '));
-    assert.equal(await allCompleted([openStream(client(g.url, OLD_KEY))]), 1);
+    assert.equal(await allCompleted([openStream(c, 'gpt-new')]), 1);
     assert.equal(b.requests.length, 1);
 
     const after = await scrape(url);
     assert.equal(after.value('tapgate_upstream_state', { upstream: 'bravo', state: 'ok' }), 1);
     assert.deepEqual(after.samples('tapgate_upstream_state', { upstream: 'alpha' }), []);
     assert.equal(after.value('tapgate_requests_total', { upstream: 'bravo', outcome: 'ok' }), 1);
-    assert.equal(after.value('tapgate_requests_total', { upstream: 'other' }), 0);
+    // A model the new config lists is not lumped into `other`, however many names clients used.
+    assert.equal(after.value('tapgate_requests_total', { model: 'gpt-new', upstream: 'bravo' }), 1);
+    assert.equal(after.value('tapgate_requests_total', { model: 'other' }), 1);
   });
 
   it('a change to the metrics section is refused: the listener keeps serving as it was', async () => {
