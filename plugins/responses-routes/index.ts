@@ -13,7 +13,7 @@ import { newAttempt } from './stream-state.js';
 import { collectIfUnary, collectorOf } from './stream-to-json.js';
 import { terminateResponsesStream } from './terminal.js';
 import { usageInChunks, usageInText } from './usage.js';
-import { ResponsesWebSocket } from './websocket/front-end.js';
+import { ResponsesWebSocket, sessionOf } from './websocket/front-end.js';
 import { websocketSchema, type WebSocketOptions } from './websocket/options.js';
 
 const NAME = 'responses-routes';
@@ -132,6 +132,10 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
     );
     hooks.upstreamAttempt.tap({ name: NAME + ':websocket', stage: Stage.DEFAULT }, (ctx, upstream) => {
       if (ctx.transport === 'websocket') websocket.attempted(ctx, upstream);
+    });
+    hooks.upstreamResponse.tap({ name: NAME + ':websocket', stage: Stage.DEFAULT }, (ctx, _u, response) => {
+      if (ctx.transport === 'websocket')
+        sessionOf(ctx)?.upstreamTurnState(response.headers['x-codex-turn-state']);
     });
     hooks.closing.tap({ name: NAME, stage: Stage.DEFAULT }, () => websocket.leave());
 

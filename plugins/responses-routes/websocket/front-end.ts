@@ -16,6 +16,7 @@ import {
 } from '../../../core/index.js';
 import type { WebSocketOptions } from './options.js';
 import { ResponsesSocket } from './session.js';
+import { SocketMetrics } from './socket-metrics.js';
 import { acceptedBeta, turnBaseHeaders } from './turn-headers.js';
 
 /** The session a turn belongs to. */
@@ -32,11 +33,14 @@ export class ResponsesWebSocket {
   /** What the server was made with: a reload that changes them makes a new one. */
   private serverFor = '';
   private leaving = false;
+  private readonly metrics: SocketMetrics;
 
   constructor(
     private readonly context: PluginContext,
     private readonly options: () => WebSocketOptions,
-  ) {}
+  ) {
+    this.metrics = new SocketMetrics(context.metrics, () => this.sessions.size);
+  }
 
   /** The `upgrade` tap's work for a Responses path; false leaves it to the 426 answer. */
   upgrade({ req, socket, head }: UpgradeRequest, keyName: string): boolean {
@@ -44,11 +48,13 @@ export class ResponsesWebSocket {
     if (!options.enabled || !this.servable()) return false;
     if (!acceptedBeta(req.headers['openai-beta'])) return false;
     if (this.leaving) {
+      this.metrics.upgrade('shutting_down');
       refuse(socket, 503, 'server_shutting_down', 'Gateway is shutting down');
       return true;
     }
     if ((this.perKey.get(keyName) ?? 0) >= options.maxSocketsPerKey) {
       // 426 rather than 429: Codex then uses HTTP for the session at once instead of retrying.
+      this.metrics.upgrade('key_cap');
       refuse(
         socket,
         426,
@@ -72,6 +78,7 @@ export class ResponsesWebSocket {
         onTurn: (ctx, s) => ctx.setState(SESSION, s),
       });
       this.sessions.add(session);
+      this.metrics.upgrade('accepted');
       this.perKey.set(keyName, (this.perKey.get(keyName) ?? 0) + 1);
       this.context.logger.debug({ session: session.id }, 'websocket session opened');
     });

@@ -16,10 +16,11 @@ import {
   type GatewayError,
   type PluginContext,
   type RequestContext,
+  unsafeHeaderChar,
 } from '../../../core/index.js';
 import { expandContinuation, inputItems, type LastResponse } from './continuation.js';
 import { errorFrame, prewarmFrames } from './frames.js';
-import { turnMetadataHeaders } from './turn-headers.js';
+import { codexTurnId, turnMetadataHeaders } from './turn-headers.js';
 import { Turn } from './turn.js';
 import type { WebSocketOptions } from './options.js';
 
@@ -49,6 +50,13 @@ export class ResponsesSocket {
   readonly keyName: string;
   /** The upstream this session's turns stay on while it is usable (see the selectUpstream tap). */
   bound: string | undefined;
+  /**
+   * The Codex backend's `x-codex-turn-state` of the current Codex turn: over HTTP Codex sends it back
+   * on every request of the turn (the backend routes them alike), so the socket does that for it.
+   */
+  private turnState: { turn: string; value: string } | undefined;
+  /** The Codex turn of the request running now (from its `x-codex-turn-metadata`). */
+  private codexTurn: string | undefined;
   private readonly openedAt = Date.now();
   private turn: Turn | undefined;
   /** A create that came after the turn's last frame but before the turn had finished: it runs next. */
@@ -62,6 +70,12 @@ export class ResponsesSocket {
 
   constructor(private readonly init: SessionInit) {
     this.keyName = init.keyName;
+    // A socket opened mid-turn (Codex reconnecting) carries that turn's state: it applies to that turn only.
+    const handshakeState = init.headers['x-codex-turn-state'];
+    const handshakeTurn = codexTurnId(init.headers);
+    if (typeof handshakeState === 'string' && handshakeTurn !== undefined)
+      this.turnState = { turn: handshakeTurn, value: handshakeState };
+    delete init.headers['x-codex-turn-state'];
     const ws = init.ws;
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     ws.on('close', () => this.onGone());
@@ -179,10 +193,14 @@ export class ResponsesSocket {
     const turn = new Turn(this.init.ws, options.maxBufferedBytes, config.proxy.maxEventBytes, true);
     this.turn = turn;
     const input = inputItems(frame.input);
+    const headers = turnMetadataHeaders(this.init.headers, frame.client_metadata);
+    this.codexTurn = codexTurnId(headers);
+    const state = this.turnState;
+    if (state !== undefined && state.turn === this.codexTurn) headers['x-codex-turn-state'] = state.value;
     const exchange = this.init.context.dispatch(
       {
         url: this.init.url,
-        headers: turnMetadataHeaders(this.init.headers, frame.client_metadata),
+        headers,
         socket: this.init.socket,
         body,
         json: frame,
@@ -193,6 +211,13 @@ export class ResponsesSocket {
     );
     turn.exchange = exchange;
     void exchange.done.then(() => this.turnEnded(turn, input));
+  }
+
+  /** The upstream answered a turn with the backend's turn state: later requests of that Codex turn send it. */
+  upstreamTurnState(value: string | string[] | undefined): void {
+    if (typeof value !== 'string' || this.codexTurn === undefined) return;
+    if (value.length > 4096 || unsafeHeaderChar(value, true) !== undefined) return;
+    this.turnState = { turn: this.codexTurn, value };
   }
 
   private turnEnded(turn: Turn, input: unknown[]): void {

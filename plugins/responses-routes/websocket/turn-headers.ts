@@ -87,3 +87,15 @@ export function acceptedBeta(value: string | string[] | undefined): boolean {
 }
 
 const SPOKEN = new Set(['2026-02-06', '2026-02-04']);
+
+/** The `turn_id` in Codex's `x-codex-turn-metadata` JSON, if there is one. */
+export function codexTurnId(headers: IncomingHttpHeaders): string | undefined {
+  const metadata = headers['x-codex-turn-metadata'];
+  if (typeof metadata !== 'string' || !metadata.includes('turn_id')) return undefined;
+  try {
+    const id = (JSON.parse(metadata) as { turn_id?: unknown }).turn_id;
+    return typeof id === 'string' && id.length > 0 ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
