@@ -32,9 +32,12 @@ describe('plugin responses-routes: silent model substitution', function () {
   let upstream: TestUpstream;
   /** The model the upstream's Response names (undefined: the one requested). */
   let served: string | undefined;
+  /** Fields of the upstream's Response that come before its `model` (decoys for the scan). */
+  let before: Record<string, unknown>;
 
   beforeEach(async () => {
     served = undefined;
+    before = {};
     upstream = await h.upstream((_req, res, rec) => {
       const model = served ?? String(rec.json?.model);
       if (rec.json?.stream === true) {
@@ -49,7 +52,12 @@ describe('plugin responses-routes: silent model substitution', function () {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify(
-          responseObject('resp_json', 'completed', { model, output: [MESSAGE_ITEM], usage: USAGE }),
+          responseObject('resp_json', 'completed', {
+            ...before,
+            model,
+            output: [MESSAGE_ITEM],
+            usage: USAGE,
+          }),
         ),
       );
     });
@@ -128,6 +136,18 @@ describe('plugin responses-routes: silent model substitution', function () {
     assert.equal(m.family(SERIES)?.type, 'counter', 'the series is registered');
     assert.equal(m.samples(SERIES).length, 0);
     assert.equal(warnings(g).length, 0);
+  });
+
+  it('a JSON answer: a `model` nested, or quoted in a string, before the Response’s own is not read', async () => {
+    const g = await gateway();
+    // responseObject puts `instructions` and `metadata` before `model`.
+    before = { instructions: 'answer as {"model":"decoy-a"}', metadata: { model: 'decoy-b' } };
+    served = 'gpt-4o-mini';
+    const r = await unary(g, 'gpt-5');
+    assert.equal(r.model, 'gpt-4o-mini');
+    const m = await metrics(g);
+    assert.equal(m.value(SERIES, { requested: 'gpt-5', served: 'gpt-4o-mini' }), 1);
+    assert.equal(m.value(SERIES), 1);
   });
 
   it('many substitutions: every one counted, the warning written once a minute with how many', async () => {
