@@ -153,7 +153,7 @@ export class ResponsesSocket {
       // resends the full input, without counting a failure.
       this.refuse(
         new InvalidRequestError(
-          `Responses websocket connection limit reached (${formatDuration(options.maxAge)}). Create a new websocket connection to continue.`,
+          `Responses websocket connection limit reached (${ageLabel(options.maxAge)}). Create a new websocket connection to continue.`,
           { errorCode: 'websocket_connection_limit_reached' },
         ),
       );
@@ -290,4 +290,10 @@ function asBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
+}
+
+/** `60 minutes`, as the Responses API words its own cap; other lengths as tapgate writes durations. */
+function ageLabel(ms: number): string {
+  const minutes = ms / 60_000;
+  return Number.isInteger(minutes) ? `${minutes} minute${minutes === 1 ? '' : 's'}` : formatDuration(ms);
 }
