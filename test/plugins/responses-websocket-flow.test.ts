@@ -12,6 +12,7 @@ import type http from 'node:http';
 import type { Socket } from 'node:net';
 import { Harness } from '../helpers/harness.js';
 import { until, writeEach, type ScriptedUpstream } from '../helpers/pool.js';
+import { deadline } from '../helpers/raw.js';
 import { ResponsesWsClient, type Frame } from '../helpers/responses-ws.js';
 import { frame, responseObject, writeSseHead } from '../helpers/upstream.js';
 import { accessLines, responseOf, textStream, typesOf, wsConfig } from '../helpers/ws-gateway.js';
@@ -99,7 +100,11 @@ describe('Responses over WebSocket: flow, sessions and shutdown', function () {
           `the upstream wrote ${state.written} of ${state.total} bytes to a client that reads nothing`,
         );
         tcpOf(ws).resume();
-        const frames = await ws.untilTurnEnds();
+        const frames = await deadline(
+          ws.untilTurnEnds(),
+          15_000,
+          'the turn did not go on once the client read again',
+        );
         assert.equal(state.done, true);
         assert.equal(frames.length, COUNT + 2);
         assert.equal(frames.at(-1)!.type, 'response.completed');

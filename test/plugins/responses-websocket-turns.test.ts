@@ -100,7 +100,14 @@ describe('Responses over WebSocket: turns', function () {
       // Turn 2 continues turn 1: its input, its output item, then the new item.
       const c = userItem('third');
       up.answer(textAnswer('up1', 'resp_t2', ['two']));
-      const t2 = await ws.turn({ model: MODEL, input: [c], store: false, previous_response_id: 'resp_t1' });
+      // stream:false means nothing on a socket: the upstream is still asked for a stream.
+      const t2 = await ws.turn({
+        model: MODEL,
+        input: [c],
+        store: false,
+        stream: false,
+        previous_response_id: 'resp_t1',
+      });
       assert.equal(responseOf(t2.at(-1)).id, 'resp_t2');
       const body2 = up.requests[1]!.json!;
       assert.deepEqual(body2.input, [a, b, messageItem('msg_resp_t1', 'one answer'), c]);
@@ -325,6 +332,50 @@ describe('Responses over WebSocket: turns', function () {
       g.gw.pool.state.clearCooldowns!('up1');
       const next = await ws.turn({ model: MODEL, input: 'again' });
       assert.equal(next.at(-1)!.type, 'response.completed', JSON.stringify(next));
+    });
+
+    it('every upstream fails before output: one error frame with the last status; then all cooling: the gateway’s own 429 frame', async () => {
+      const { g, ups } = await setup(['up1', 'up2']);
+      const [up1, up2] = ups as [ScriptedUpstream, ScriptedUpstream];
+      for (const up of [up1, up2])
+        up.answer(
+          jsonError(
+            429,
+            {
+              error: { message: `${up.name} is slow`, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
+            },
+            { 'retry-after': '20' },
+          ),
+        );
+      const ws = await connect(g.url);
+      const [last] = await ws.turn({ model: MODEL, input: 'hi' });
+      assert.equal(up1.requests.length + up2.requests.length, 2);
+      assert.equal(last!.type, 'error');
+      assert.equal(last!.status, 429);
+      assert.match(String((last!.error as { message: string }).message), /^up[12] is slow$/);
+      assert.equal((last!.headers as Record<string, string>)['retry-after'], '20');
+      // Both cool now: the next turn is refused by the gateway, with nothing sent upstream.
+      const frames = await ws.turn({ model: MODEL, input: 'again' });
+      assert.equal(frames.length, 1);
+      assert.equal(frames[0]!.type, 'error');
+      assert.equal(frames[0]!.status, 429);
+      const error = frames[0]!.error as { code: string; message: string };
+      assert.equal(error.code, 'rate_limit_exceeded');
+      assert.match(
+        error.message,
+        /^Every upstream for gpt-test is rate limited or cooling down; retry in 20s/,
+      );
+      assert.equal((frames[0]!.headers as Record<string, string>)['retry-after'], '20');
+      assert.equal(up1.requests.length + up2.requests.length, 2);
+      assert.equal(ws.ws.readyState, ws.ws.OPEN);
+      await until(() => accessLines(g).length === 2, 'two access lines');
+      assert.deepEqual(
+        accessLines(g).map((l) => [l.transport, l.status]),
+        [
+          ['websocket', 429],
+          ['websocket', 429],
+        ],
+      );
     });
 
     it('a 400 from the upstream: one error frame with the upstream error object', async () => {
