@@ -6,6 +6,7 @@
  * stays usable; and the per-key limits, which count turns.
  */
 import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
 import { Harness } from '../helpers/harness.js';
 import { until } from '../helpers/pool.js';
 import {
@@ -184,6 +185,23 @@ describe('Responses over WebSocket: admission and limits', function () {
       ]);
       assert.deepEqual(await ws.closed, { code: 1000, reason: 'connection age limit' });
       assert.equal(up.requests.length, 1);
+    });
+
+    it('pings: a client that answers stays open across pings; one that does not answer is dropped', async () => {
+      const { g } = await gateway({ websocket: { pingInterval: '100ms', idleTimeout: 0 } });
+      const alive = await connect(g.url);
+      const silent = await connect(g.url);
+      let pings = 0;
+      alive.ws.on('ping', () => pings++);
+      // Not reading is not answering: the silent client's pings wait unread in its socket.
+      (silent.ws as unknown as { _socket: Socket })._socket.pause();
+      await until(() => pings >= 4, 'four pings', 5000);
+      assert.equal(alive.ws.readyState, alive.ws.OPEN);
+      (silent.ws as unknown as { _socket: Socket })._socket.resume();
+      // Dropped without a close frame.
+      assert.equal((await silent.closed).code, 1006);
+      assert.equal(alive.ws.readyState, alive.ws.OPEN);
+      assert.equal((await alive.turn(TURN)).at(-1)!.type, 'response.completed');
     });
 
     it('websocket.enabled false: the upgrade gets 426 websocket_not_supported', async () => {
