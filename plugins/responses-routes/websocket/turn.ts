@@ -36,7 +36,7 @@ export class Turn implements ExchangeSink {
   private bodyChars = 0;
   /** `data` said the client is full: the relay waits for `drained`. */
   private waiting = false;
-  private readonly sent = (err?: Error): void => this.onSent(err);
+  private readonly sent = (err?: Error | null): void => this.onSent(err);
 
   constructor(
     private readonly ws: WebSocket,
@@ -131,9 +131,10 @@ export class Turn implements ExchangeSink {
     return false;
   }
 
-  private onSent(err?: Error): void {
-    // Each written frame's callback looks again: the last one runs once everything is out.
-    if (err !== undefined) return;
+  private onSent(err?: Error | null): void {
+    // Each written frame's callback looks again: the last one runs once everything is out. A
+    // successful write calls back with null (Node's streams), not undefined.
+    if (err !== undefined && err !== null) return;
     if (this.waiting && this.ws.bufferedAmount <= this.maxBufferedBytes / 2) {
       this.waiting = false;
       this.exchange?.drained();
