@@ -17,9 +17,20 @@ import { KeyLimits } from './limits/key-limits.js';
 import { FailureThrottle } from './guard/auth-throttle.js';
 import { loadConfigFile, type ConfigIssue, type ConfigSource, type LoadedConfig } from './config/config.js';
 import type { GatewayConfig } from './config/config-schema.js';
-import { authenticationError, tapCore, throttledError, type CoreTaps } from './defaults/core-taps.js';
+import {
+  authenticationError,
+  browserRefusal,
+  tapCore,
+  throttledError,
+  type CoreTaps,
+} from './defaults/core-taps.js';
 import { defaultMaxConnections, fdSoftLimit } from './guard/connection-limit.js';
-import { openAIErrorBody, ShuttingDownError, type GatewayError } from './kernel/errors.js';
+import {
+  openAIErrorBody,
+  PermissionDeniedError,
+  ShuttingDownError,
+  type GatewayError,
+} from './kernel/errors.js';
 import { createHooks, sealHooks, type GatewayHooks } from './kernel/hooks.js';
 import { createLogger, defaultLogDestination, type LogDestination, type Logger } from './observe/logger.js';
 import { clientsMessage, clientUrls } from './observe/client-url.js';
@@ -36,6 +47,7 @@ import {
   type ResolvedPlugin,
 } from './loader/plugins.js';
 import { Pipeline } from './proxy/pipeline.js';
+import type { ExchangeSink, InternalRequestInit } from './proxy/internal-exchange.js';
 import { SelectionPolicyRegistry } from './pool/policies.js';
 import { UpstreamPool } from './pool/pool.js';
 import type { PoolStateStore } from './pool/pool-state.js';
@@ -190,6 +202,10 @@ export class Gateway {
       Stage,
       get pool() {
         return pool();
+      },
+      dispatch: (request: InternalRequestInit, sink: ExchangeSink) => {
+        if (this.pipeline === undefined) throw new Error('tapgate: dispatch() before the gateway listens');
+        return this.pipeline.dispatch(request, sink);
       },
     });
     const brute = config.auth.bruteForce;
@@ -450,16 +466,22 @@ export class Gateway {
     try {
       route = this.hooks.matchRoute.call(probe) ?? undefined;
       // An upgrade needs the client key like any request; a route with `auth: 'none'` checks its own.
+      let clientName: string | undefined;
       if (route?.auth !== 'none' && this.auth?.enabled === true) {
         const address = req.socket.remoteAddress ?? '';
         const wait = this.throttle.refusal(address);
         if (wait > 0) return refuseUpgrade(socket, throttledError(wait));
-        if (this.auth.authenticate(req.headers) === undefined) {
+        clientName = this.auth.authenticate(req.headers);
+        if (clientName === undefined) {
           this.throttle.fail(address);
           return refuseUpgrade(socket, authenticationError(req.headers));
         }
+      } else if (route?.auth !== 'none') {
+        // No keys: a page in the user's browser must not reach loopback routes (as for requests).
+        const refusal = browserRefusal(req.headers);
+        if (refusal !== undefined) return refuseUpgrade(socket, new PermissionDeniedError(refusal));
       }
-      if (this.hooks.upgrade.call({ req, socket, head, route, pathname }) === true) return;
+      if (this.hooks.upgrade.call({ req, socket, head, route, pathname, clientName }) === true) return;
     } catch (err) {
       this.logger.error({ err }, 'upgrade handler failed');
     }
@@ -820,7 +842,11 @@ export class Gateway {
 function refuseUpgrade(socket: Duplex, error: GatewayError): void {
   const body = JSON.stringify(openAIErrorBody(error.message, error.type, error.errorCode, error.param));
   const extra =
-    error.retryAfter === undefined ? 'www-authenticate: Bearer\r\n' : `retry-after: ${error.retryAfter}\r\n`;
+    error.retryAfter !== undefined
+      ? `retry-after: ${error.retryAfter}\r\n`
+      : error.status === 401
+        ? 'www-authenticate: Bearer\r\n'
+        : '';
   socket.end(
     `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
       `${extra}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,

@@ -44,13 +44,23 @@ export { ConfigError, parseConfig, loadConfigFile } from './config/config.js';
 export { retryAfterMs, retryAfterSeconds, tryAgainMs } from './pool/retry-after.js';
 export { truncate, MAX_ECHO_CHARS } from './observe/truncate.js';
 export { FailureThrottle, type FailureThrottleOptions, type FailureSummary } from './guard/auth-throttle.js';
-export { duration, integer, size, headerToken, headerText, unsafeHeaderChar } from './config/units.js';
+export {
+  duration,
+  integer,
+  size,
+  headerToken,
+  headerText,
+  unsafeHeaderChar,
+  formatDuration,
+} from './config/units.js';
 export type { Logger } from './observe/logger.js';
 export type { Secrets } from './observe/secrets.js';
 export type { UpstreamPool } from './pool/pool.js';
 export type { UpstreamQuota, QuotaWindow } from './pool/quota.js';
 export type { UpstreamStateView } from './pool/pool-state.js';
-export { serializeEvent } from './proxy/sse.js';
+export { serializeEvent, parseFrame, SseFramer, type FrameSink } from './proxy/sse.js';
+export { parseJsonBody } from './proxy/body.js';
+export type { ExchangeSink, InternalExchange, InternalRequestInit } from './proxy/internal-exchange.js';
 export {
   SelectionPolicyRegistry,
   type SelectionPolicy,

@@ -19,6 +19,8 @@ export class RequestContext {
   readonly pathname: string;
   /** The query string including `?`, or ''. */
   readonly search: string;
+  /** How the client talks to the gateway: its own HTTP request, or a turn on a WebSocket. */
+  readonly transport: 'http' | 'websocket';
 
   route: RouteMatch | undefined = undefined;
   /** Name of the client key that authenticated (never the key itself). */
@@ -67,8 +69,10 @@ export class RequestContext {
     req: IncomingMessage,
     res: ServerResponse,
     private readonly rootLogger: Logger,
+    transport: 'http' | 'websocket' = 'http',
   ) {
     this.id = id;
+    this.transport = transport;
     this.req = req;
     this.res = res;
     this.startedAt = performance.now();

@@ -13,6 +13,7 @@ import type { UpstreamTypeRegistry } from '../pool/upstream.js';
 import type { ClusterStore } from '../state/cluster-store.js';
 import type { UsageReader } from '../usage/usage-types.js';
 import type { GatewayHooks } from './hooks.js';
+import type { ExchangeSink, InternalExchange, InternalRequestInit } from '../proxy/internal-exchange.js';
 import type { Stage } from './stages.js';
 
 /**
@@ -49,6 +50,12 @@ export interface PluginContext {
   readonly metrics: PluginMetrics;
   /** The tap stages (`Stage.DEFAULT`…), for a plugin that cannot import the package. */
   readonly Stage: typeof Stage;
+  /**
+   * Runs a request that arrived another way than its own HTTP request (a WebSocket turn) through
+   * the pipeline, as one: every hook, the client-key check and the limits apply. What the pipeline
+   * writes goes to `sink`. For request time only (the pipeline exists once the gateway listens).
+   */
+  dispatch(request: InternalRequestInit, sink: ExchangeSink): InternalExchange;
 }
 
 /** Anything with zod's `safeParse` validates plugin options (zod itself, or a compatible schema). */

@@ -84,6 +84,8 @@ export interface UpgradeRequest {
   head: Buffer;
   route: RouteMatch | undefined;
   pathname: string;
+  /** The name of the client key the upgrade authenticated with (undefined: no keys, or `auth: 'none'`). */
+  clientName: string | undefined;
 }
 
 /** What `ready` reports, once: the gateway accepts connections. */

@@ -45,6 +45,8 @@ export class AccessLog {
       `{"level":${level},"time":"${this.isoNow()}","name":"tapgate","reqId":${this.text(ctx.id)}` +
       `,"method":${JSON.stringify(ctx.method)},"path":${this.text(ctx.pathname)}`;
     if (ctx.route !== undefined) line += `,"route":${JSON.stringify(ctx.route.kind)}`;
+    // A turn on a WebSocket: its line reads like a POST's, and says how it came.
+    if (ctx.transport !== 'http') line += `,"transport":"${ctx.transport}"`;
     line +=
       `,"status":${outcome.status},"outcome":"${outcome.kind}"` +
       `,"ms":${Math.round(outcome.durationMs * 10) / 10}`;

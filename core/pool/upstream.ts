@@ -29,6 +29,11 @@ export interface UpstreamTypeDefinition {
    */
   streamsOnly?: boolean;
   /**
+   * false: the type cannot serve Responses turns that arrive over a WebSocket (each is sent as an
+   * HTTP request), so a pool of only such upstreams answers the upgrade with 426 and clients use HTTP.
+   */
+  websocket?: boolean;
+  /**
    * Set when upstreams of this type cannot be served by several processes (`server.workers` > 1):
    * why not. The gateway then refuses such a config, naming `server.workers` and this reason.
    */

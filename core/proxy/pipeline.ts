@@ -34,6 +34,13 @@ import type { Transport } from './transport.js';
 import { truncate } from '../observe/truncate.js';
 import { HANDLED, type OutgoingRequest, type Outcome, type Reply } from '../kernel/types.js';
 import type { Upstream } from '../pool/upstream.js';
+import {
+  InternalRequest,
+  InternalResponse,
+  type ExchangeSink,
+  type InternalExchange,
+  type InternalRequestInit,
+} from './internal-exchange.js';
 
 export class Pipeline {
   /** Requests not finished yet: what a graceful shutdown waits for. */
@@ -59,6 +66,31 @@ export class Pipeline {
     res.once('close', () => this.onClose(ctx));
     void this.run(ctx);
   };
+
+  /**
+   * Runs a request that arrived another way (a WebSocket turn) through the same phases, with its
+   * body already read and parsed; what the pipeline writes goes to `sink`.
+   */
+  dispatch(init: InternalRequestInit, sink: ExchangeSink): InternalExchange {
+    const req = new InternalRequest(init);
+    const res = new InternalResponse(sink);
+    const ctx = new RequestContext(randomUUID(), req as never, res as never, this.logger, init.transport);
+    ctx.body = init.body;
+    const json = init.json;
+    ctx.json = json;
+    if (typeof json.model === 'string') ctx.model = json.model;
+    ctx.stream = json.stream === true;
+    init.onContext?.(ctx);
+    this.inflight.add(ctx);
+    res.once('close', () => this.onClose(ctx));
+    const done = this.run(ctx);
+    return {
+      ctx,
+      done,
+      drained: () => res.drained(),
+      cancel: () => res.clientGone(),
+    };
+  }
 
   private async run(ctx: RequestContext): Promise<void> {
     const hooks = this.hooks;
@@ -89,22 +121,10 @@ export class Pipeline {
   }
 
   private async proxy(ctx: RequestContext): Promise<void> {
-    const route = ctx.route!;
-    const server = this.config.server;
-    const limit = server.bodyLimit;
-    const raw = await readBody(ctx.req, limit);
-    const decoded = decodeBody(raw, ctx.req.headers['content-encoding'], limit);
-    ctx.body = decoded.body;
-    if (route.jsonBody === true && !decoded.opaque) {
-      const type = ctx.req.headers['content-type'];
-      const json = parseJsonBody(ctx.body, type, server.maxJsonDepth, server.maxJsonValues);
-      ctx.json = json;
-      if (typeof json.model === 'string') ctx.model = json.model;
-      ctx.stream = json.stream === true;
-    }
+    // An internal request (a WebSocket turn) comes read and parsed.
+    const encoding = ctx.body === undefined ? await this.readRequestBody(ctx) : undefined;
     // Before any upstream is chosen: a model the key may not use never reaches one.
     this.limits?.checkModel(ctx);
-    const encoding = decoded.opaque ? ctx.req.headers['content-encoding'] : undefined;
     const maxAttempts = this.config.proxy.maxAttempts;
     let lastError: GatewayError | undefined;
     /** After `same`, the next attempt goes to this upstream again. */
@@ -170,6 +190,23 @@ export class Pipeline {
       }
       lastError = error;
     }
+  }
+
+  /** Reads, decodes and (on a JSON route) parses the body; the content-encoding to forward, if left encoded. */
+  private async readRequestBody(ctx: RequestContext): Promise<string | string[] | undefined> {
+    const server = this.config.server;
+    const limit = server.bodyLimit;
+    const raw = await readBody(ctx.req, limit);
+    const decoded = decodeBody(raw, ctx.req.headers['content-encoding'], limit);
+    ctx.body = decoded.body;
+    if (ctx.route!.jsonBody === true && !decoded.opaque) {
+      const type = ctx.req.headers['content-type'];
+      const json = parseJsonBody(ctx.body, type, server.maxJsonDepth, server.maxJsonValues);
+      ctx.json = json;
+      if (typeof json.model === 'string') ctx.model = json.model;
+      ctx.stream = json.stream === true;
+    }
+    return decoded.opaque ? ctx.req.headers['content-encoding'] : undefined;
   }
 
   /**

@@ -20,7 +20,11 @@ export default class RequestIdPlugin implements TapgatePlugin {
     const secrets = gateway.secrets;
     hooks.start.tap({ name: NAME, stage: Stage.EARLY }, (ctx) => {
       const headers = ctx.req.headers;
-      const inbound = saneRequestId(headers['x-request-id']) ?? saneRequestId(headers['x-client-request-id']);
+      // A WebSocket's handshake ids name the socket (Codex: its thread): each turn keeps its own.
+      const inbound =
+        ctx.transport === 'websocket'
+          ? undefined
+          : (saneRequestId(headers['x-request-id']) ?? saneRequestId(headers['x-client-request-id']));
       // An id is echoed, logged and forwarded upstream: one that is (or holds) a secret is replaced.
       if (inbound !== undefined && !secrets.holdsSecret(inbound)) {
         ctx.id = inbound;

@@ -1,18 +1,20 @@
 /**
- * The Responses API plugin: detects its six POST routes, lists models, answers WebSocket upgrades
- * with 426 (so Codex falls back to HTTP at once), guarantees every stream ends in the protocol's
- * own terminal event, and gives a non-streaming client of a stream-only upstream the Response object
- * built from the stream.
+ * The Responses API plugin: detects its six POST routes, lists models, serves Responses over
+ * WebSocket on the same routes (or answers the upgrade with 426, so Codex uses HTTP at once),
+ * guarantees every stream ends in the protocol's own terminal event, and gives a non-streaming
+ * client of a stream-only upstream the Response object built from the stream.
  */
 import { z } from 'zod';
-import { Stage, type PluginContext, type TapgatePlugin } from '../../core/index.js';
+import { Stage, type PluginContext, type RequestContext, type TapgatePlugin } from '../../core/index.js';
 import { listModels } from './models.js';
-import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS } from './routes.js';
+import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS, RESPONSES } from './routes.js';
 import { onResponsesEvent, type EventOptions } from './stream-events.js';
 import { newAttempt } from './stream-state.js';
 import { collectIfUnary, collectorOf } from './stream-to-json.js';
 import { terminateResponsesStream } from './terminal.js';
 import { usageInChunks, usageInText } from './usage.js';
+import { ResponsesWebSocket, sessionOf } from './websocket/front-end.js';
+import { websocketSchema, type WebSocketOptions } from './websocket/options.js';
 
 const NAME = 'responses-routes';
 
@@ -36,6 +38,8 @@ const optionsSchema = z.strictObject({
   eventValidation: z.enum(['structural', 'json']).default('structural'),
   /** An upstream `sequence_number` that does not increase: `renumber` it, or `fail` the stream. */
   sequenceNumbers: z.enum(['renumber', 'fail']).default('renumber'),
+  /** Responses over WebSocket on the same routes (Codex's default transport). */
+  websocket: websocketSchema.prefault({}),
 });
 type Options = z.output<typeof optionsSchema>;
 
@@ -44,25 +48,37 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
 
   /** The options new requests use; a reload replaces them. */
   private current: EventOptions;
+  /** The same for a turn on a WebSocket: no `error` event (the `response.failed` frame says it all). */
+  private currentWs: EventOptions;
+  private websocketOptions: WebSocketOptions;
+  private websocket: ResponsesWebSocket | undefined;
   /** Each request keeps the options it started with: a reload never changes a stream midway. */
   private readonly started = new WeakMap<object, EventOptions>();
 
   constructor(options: Options) {
     this.current = eventOptionsOf(options);
+    this.currentWs = { ...this.current, errorEvent: false };
+    this.websocketOptions = options.websocket;
   }
 
   reload(options: Options): void {
     this.current = eventOptionsOf(options);
+    this.currentWs = { ...this.current, errorEvent: false };
+    this.websocketOptions = options.websocket;
   }
 
   /** The options of the request: those in force when its first attempt started. */
-  private optionsOf(ctx: object): EventOptions {
+  private optionsOf(ctx: RequestContext): EventOptions {
     let o = this.started.get(ctx);
     if (o === undefined) {
-      o = this.current;
+      o = ctx.transport === 'websocket' ? this.currentWs : this.current;
       this.started.set(ctx, o);
     }
     return o;
+  }
+
+  close(): void {
+    this.websocket?.close();
   }
 
   apply(gateway: PluginContext): void {
@@ -109,8 +125,26 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
         : undefined,
     );
 
-    hooks.upgrade.tap({ name: NAME, stage: Stage.DEFAULT }, ({ socket, pathname }) => {
-      if (!isResponsesPath(pathname)) return undefined;
+    const websocket = new ResponsesWebSocket(gateway, () => this.websocketOptions);
+    this.websocket = websocket;
+    hooks.selectUpstream.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, candidates) =>
+      ctx.transport === 'websocket' ? websocket.select(ctx, candidates) : undefined,
+    );
+    hooks.upstreamAttempt.tap({ name: NAME + ':websocket', stage: Stage.DEFAULT }, (ctx, upstream) => {
+      if (ctx.transport === 'websocket') websocket.attempted(ctx, upstream);
+    });
+    hooks.upstreamResponse.tap({ name: NAME + ':websocket', stage: Stage.DEFAULT }, (ctx, _u, response) => {
+      if (ctx.transport === 'websocket')
+        sessionOf(ctx)?.upstreamTurnState(response.headers['x-codex-turn-state']);
+    });
+    hooks.closing.tap({ name: NAME, stage: Stage.DEFAULT }, () => websocket.leave());
+
+    hooks.upgrade.tap({ name: NAME, stage: Stage.DEFAULT }, (request) => {
+      if (!isResponsesPath(request.pathname)) return undefined;
+      // Compaction is unary: HTTP only.
+      const turns = matchResponsesRoute('POST', request.pathname) === RESPONSES;
+      if (turns && websocket.upgrade(request, request.clientName ?? '')) return true;
+      const socket = request.socket;
       socket.end(
         'HTTP/1.1 426 Upgrade Required\r\ncontent-type: application/json\r\nconnection: close\r\n' +
           `content-length: ${Buffer.byteLength(UPGRADE_REFUSAL)}\r\n\r\n${UPGRADE_REFUSAL}`,

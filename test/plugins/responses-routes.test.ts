@@ -120,16 +120,14 @@ describe('plugin responses-routes', () => {
       assert.equal(res.status, 401);
     });
 
-    for (const path of ['/v1/responses', '/responses', '/backend-api/codex/responses']) {
-      it(`a WebSocket upgrade on ${path} with the client key gets 426, never 404`, async () => {
-        const head = await rawRequest(
-          gateway.url,
-          `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CLIENT_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
-        );
-        assert.match(head, /^HTTP\/1\.1 426 /);
-        assert.match(head, /websocket_not_supported/);
-      });
-    }
+    it('a WebSocket upgrade on /responses/compact with the client key gets 426 (compaction is HTTP only), never 404', async () => {
+      const head = await rawRequest(
+        gateway.url,
+        `GET /responses/compact HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CLIENT_KEY}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      );
+      assert.match(head, /^HTTP\/1\.1 426 /);
+      assert.match(head, /websocket_not_supported/);
+    });
 
     it('a WebSocket upgrade elsewhere with the client key gets 404', async () => {
       const head = await rawRequest(

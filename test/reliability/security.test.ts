@@ -47,6 +47,7 @@ import {
   type TestUpstream,
 } from '../helpers/upstream.js';
 import { RESPONSES_POST_ROUTES } from '../helpers/routes.js';
+import { ResponsesWsClient } from '../helpers/responses-ws.js';
 
 const POST_ROUTES = RESPONSES_POST_ROUTES;
 const BODY = JSON.stringify({ model: 'gpt-test', input: 'hi' });
@@ -165,14 +166,22 @@ describe('reliability: security', () => {
       ...POST_ROUTES.map((path) => ({ what: `POST ${path}`, method: 'POST', path, body: BODY, ok: 200 })),
       { what: 'GET /v1/models', method: 'GET', path: '/v1/models', body: '', ok: 200 },
       { what: 'GET /models', method: 'GET', path: '/models', body: '', ok: 200 },
-      ...['/v1/responses', '/responses/compact', '/backend-api/codex/responses'].map((path) => ({
+      ...['/v1/responses', '/responses', '/backend-api/codex/responses'].map((path) => ({
         what: `a WebSocket upgrade on ${path}`,
         method: 'GET',
         path,
         body: '',
-        ok: 426,
+        ok: 101,
         upgrade: true,
       })),
+      {
+        what: 'a WebSocket upgrade on /responses/compact (HTTP only)',
+        method: 'GET',
+        path: '/responses/compact',
+        body: '',
+        ok: 426,
+        upgrade: true,
+      },
       // Not routes: without a key they say 401 too, so that nothing tells what exists.
       {
         what: 'POST /v1/chat/completions',
@@ -202,6 +211,12 @@ describe('reliability: security', () => {
         }
         assert.equal(up.requests.length, before, 'a request without a valid key reached the upstream');
         // The control: with the key, the route answers as it should.
+        if (route.ok === 101) {
+          // The socket opens (a raw read would wait for its end): a real client, then closed.
+          const ws = await ResponsesWsClient.connect(g.url, { path: route.path });
+          await ws.close();
+          return;
+        }
         const ok = await send(g.url, route.method, route.path, { ...extra, ...KEY }, route.body);
         assert.equal(ok.status, route.ok, `${route.what} with the key: ${ok.body.toString().slice(0, 200)}`);
       });
