@@ -13,6 +13,8 @@ export interface UpstreamSeen {
   at: number;
   /** POSTs Codex had made to the gateway when it arrived: 0 means it came through the WebSocket. */
   postsBefore: number;
+  /** Where the upstream learnt the scenario: the forwarded header, or the prompt. */
+  scenarioFrom: 'header' | 'prompt' | undefined;
 }
 
 export interface CodexRun extends RawRun {
@@ -21,6 +23,8 @@ export interface CodexRun extends RawRun {
   requestId: string | undefined;
   /** What Codex asked the gateway for (undefined without a gateway). */
   gateway: GatewayTraffic | undefined;
+  /** The gateway's access lines (`"msg":"request"` or `"request failed"`), one per request or turn. */
+  accessLines: Record<string, unknown>[];
 }
 
 export interface Scenario {

@@ -33,7 +33,7 @@ import { oneUpstream } from './gateway-configs.js';
 import { watchGateway, type GatewayTraffic } from './gateway-watch.js';
 import { ensureCodex, findCodex } from './install.js';
 import { inNetns, isolateNetwork, startTrap, straceAvailable, type Trap } from './isolation.js';
-import { runCodex } from './launch.js';
+import { runCodex, type RawRun } from './launch.js';
 import { HTTP_SCENARIOS } from './scenarios.js';
 import { promptFor, scenarioOf, UPSTREAM } from './upstream-scripts.js';
 import { fallbackMessage, WS_SCENARIOS } from './ws-scenarios.js';
@@ -106,9 +106,10 @@ async function runScenario(
   const script = scenario.upstream ?? scenario.name;
   const dir = path.join(workRoot, scenario.name);
   mkdirSync(dir, { recursive: true });
+  let raw: RawRun;
   try {
     log(`${scenario.name}: codex exec (${scenario.transport}) → ${baseUrl}`);
-    const raw = await runCodex({
+    raw = await runCodex({
       bin: env.bin,
       dir,
       config: codexConfig({
@@ -122,17 +123,19 @@ async function runScenario(
       trap,
       strace,
     });
-    const mine = seen.slice(current.start);
-    const run: CodexRun = {
-      ...raw,
-      upstream: mine,
-      requestId: gateway ? str(mine[0]?.headers['x-request-id']) : undefined,
-      gateway: traffic,
-    };
-    return { run, gateway };
   } finally {
     await gateway?.close();
   }
+  const mine = seen.slice(current.start);
+  const run: CodexRun = {
+    ...raw,
+    upstream: mine,
+    requestId: gateway ? str(mine[0]?.headers['x-request-id']) : undefined,
+    gateway: traffic,
+    // Read once the gateway has closed: every turn's access line is written by then.
+    accessLines: gateway?.logs.filter((l) => l.msg === 'request' || l.msg === 'request failed') ?? [],
+  };
+  return { run, gateway };
 }
 
 async function main(): Promise<number> {
@@ -158,14 +161,15 @@ async function main(): Promise<number> {
   const current: Current = { start: 0, traffic: undefined };
   // The scripted upstream: its behaviour per request comes from the scenario (header or prompt).
   const upstream = await startUpstream((req, res, recorded) => {
+    const scenario = scenarioOf(recorded);
     seen.push({
       url: recorded.url,
       json: recorded.json,
       headers: recorded.headers,
       at: performance.now(),
       postsBefore: current.traffic?.posts.length ?? 0,
+      scenarioFrom: scenario?.from,
     });
-    const scenario = scenarioOf(recorded);
     const script = scenario === undefined ? undefined : UPSTREAM[scenario.name];
     if (script !== undefined) return script(res, { n: seen.length - current.start, recorded });
     res.writeHead(400, { 'content-type': 'application/json' });
@@ -206,7 +210,10 @@ async function main(): Promise<number> {
         ? `upgrades ${JSON.stringify(run.gateway.upgrades)}, POSTs ${JSON.stringify(run.gateway.posts)}`
         : '(no gateway)';
       const upstreamLines = run.upstream
-        .map((r, i) => `${i + 1}. ${r.url} (${r.postsBefore === 0 ? 'before any POST' : 'after a POST'})`)
+        .map(
+          (r, i) =>
+            `${i + 1}. ${r.url} (${r.postsBefore === 0 ? 'before any POST' : 'after a POST'}; scenario from the ${r.scenarioFrom ?? '?'})`,
+        )
         .join('\n');
       writeFileSync(
         file,

@@ -46,8 +46,15 @@ function usedWebSocket(run: CodexRun): string | undefined {
     const statuses = gw.upgrades.map((u) => u.status ?? 'no answer').join(', ');
     return `the gateway answered the upgrade with ${statuses}, not 101: Codex fell back to HTTP`;
   }
-  if (run.upstream[0] !== undefined && run.upstream[0].postsBefore > 0)
+  const first = run.upstream[0];
+  if (first === undefined) return 'the upstream saw no request';
+  if (first.postsBefore > 0)
     return `the first upstream request came from an HTTP POST (${gw.posts.join(', ')}), not the WebSocket`;
+  // The gateway's own word: the access line of that request's id says it was a WebSocket turn.
+  const reqId = str(first.headers['x-request-id']);
+  const line = run.accessLines.find((l) => l.reqId === reqId);
+  if (line?.transport !== 'websocket')
+    return `the gateway's access line for request ${reqId} has transport ${JSON.stringify(line?.transport)}, not "websocket"`;
   return undefined;
 }
 
