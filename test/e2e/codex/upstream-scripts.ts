@@ -115,6 +115,9 @@ const http429: UpstreamScript = (res) => {
   res.end(JSON.stringify({ error }));
 };
 
+/** How long `session-slow` holds its first answer: longer than MAX_AGE in gateway-configs.ts. */
+export const SLOW_FIRST_ANSWER_MS = 1300;
+
 /** Upstream paths in the two-upstream config: `/up1/v1/…` and `/up2/v1/…` on this one server. */
 export const FAILOVER_PATHS = { first: '/up1', second: '/up2' };
 
@@ -185,6 +188,14 @@ export const UPSTREAM: Record<string, UpstreamScript> = {
       cmd === undefined ? happyStream(`resp_s${n}`) : functionCallStream(`resp_s${n}`, `call_e2e_${n}`, cmd);
     for (const f of frames) res.write(f);
     res.end();
+  },
+  /**
+   * The session, with the first answer held back SLOW_FIRST_ANSWER_MS: the socket's next create
+   * then comes after the gateway's `websocket.maxAge` (the time is what is under test).
+   */
+  'session-slow'(res, req) {
+    if (req.n !== 1) return UPSTREAM.session!(res, req);
+    setTimeout(() => UPSTREAM.session!(res, req), SLOW_FIRST_ANSWER_MS);
   },
   /** The first upstream answers 429, the second "Hello!": the gateway must fail over. */
   'failover-429'(res, req) {

@@ -22,7 +22,7 @@ import {
   type CodexRun,
   type Scenario,
 } from './checks.js';
-import { twoUpstreams } from './gateway-configs.js';
+import { MAX_AGE, shortLivedSockets, twoUpstreams } from './gateway-configs.js';
 import { failoverCheck, holdsWholeConversation, sessionCheck } from './scenarios.js';
 import { RATE_LIMIT_MESSAGE, SERVER_ERROR_MESSAGE, SESSION_COMMANDS } from './upstream-scripts.js';
 
@@ -169,6 +169,38 @@ export const WS_SCENARIOS: Scenario[] = [
     upstream: 'context-length',
     check: (run) => turnFailsWith(run, "Codex ran out of room in the model's context window"),
   }),
+  onWebSocket({
+    name: 'ws-max-age',
+    what: `WS: socket older than websocket.maxAge (${MAX_AGE}) → Codex reconnects, resends all (1 retry)`,
+    upstream: 'session-slow',
+    retries: 1,
+    requests: SESSION_COMMANDS.length + 1,
+    gatewayYaml: shortLivedSockets,
+    check(run) {
+      const upgrades = run.gateway?.upgrades ?? [];
+      if (upgrades.length !== 2 || upgrades.some((u) => u.status !== 101))
+        return `upgrades ${JSON.stringify(upgrades)}: expected two accepted sockets`;
+      return sessionCheck(run, 'session-slow');
+    },
+  }),
+  {
+    name: 'ws-max-age-no-retry',
+    what: `WS: the same with stream_max_retries = 0 → Codex falls back to HTTP for the rest`,
+    transport: 'ws',
+    upstream: 'session-slow',
+    requests: SESSION_COMMANDS.length + 1,
+    gatewayYaml: shortLivedSockets,
+    precheck: usedWebSocket,
+    check(run) {
+      const fell = fallbackMessage(run);
+      if (fell?.includes('websocket connection limit reached') !== true)
+        return `no fallback item naming the connection limit: ${JSON.stringify(fell)}`;
+      const later = run.upstream.slice(1).map((r) => r.postsBefore);
+      if (later.some((p) => p === 0))
+        return `requests after the limit came through the WebSocket: ${later.join()}`;
+      return sessionCheck(run, 'session-slow');
+    },
+  },
   onWebSocket({
     name: 'ws-failover-429',
     what: 'WS: two upstreams, 429 before output on up1 → served by up2',
