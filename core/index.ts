@@ -43,6 +43,7 @@ export { PoolAdmin, PoolAdminError, type AdminUpstreamView } from './pool/pool-a
 export { ConfigError, parseConfig, loadConfigFile } from './config/config.js';
 export { retryAfterMs, retryAfterSeconds, tryAgainMs } from './pool/retry-after.js';
 export { truncate, MAX_ECHO_CHARS } from './observe/truncate.js';
+export { Occasional } from './observe/occasional.js';
 export { FailureThrottle, type FailureThrottleOptions, type FailureSummary } from './guard/auth-throttle.js';
 export {
   duration,

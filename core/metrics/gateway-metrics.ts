@@ -30,6 +30,12 @@ export interface PluginMetrics {
   readonly registry: Registry;
   /** One credential refresh of an upstream: `ok`, `retry` (failed, tried again later), `failed` (for good). */
   tokenRefreshed(upstream: string, result: TokenRefreshResult): void;
+  /**
+   * The `model` label the core's series give this name: a model the pool lists, one of the first 50
+   * others seen, else `other` (`none` when absent). A plugin's series labelled by model stay bounded
+   * the same way, and share the budget, so a client cannot mint a new series per name.
+   */
+  modelLabel(model: string | undefined): string;
 }
 
 export class GatewayMetrics implements PluginMetrics {
@@ -71,6 +77,10 @@ export class GatewayMetrics implements PluginMetrics {
 
   tokenRefreshed(upstream: string, result: TokenRefreshResult): void {
     if (this.enabled) this.requests.tokenRefreshed(upstream, result);
+  }
+
+  modelLabel(model: string | undefined): string {
+    return this.labels.model.of(model);
   }
 
   /** This process's exposition. */

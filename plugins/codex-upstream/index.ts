@@ -26,6 +26,8 @@ import { NAME, peekState, requestState } from './request-state.js';
 import { codexIdentity, codexUpstreamSchema, type CodexIdentity, type CodexSettings } from './schema.js';
 import { codexStreamEvent } from './sdk-events.js';
 import { normaliseBody, shapeHeaders } from './shape.js';
+import { usageReply } from './usage-endpoint.js';
+import { CODEX_USAGE, matchUsageRoute } from './usage-routes.js';
 import { codexQuota, exhaustedWindowMs } from './usage-window.js';
 
 export const CODEX_TYPE = 'codex';
@@ -71,6 +73,15 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
       multiProcess:
         'a refresh token must be sent once per account, and only a shared store lets the processes agree on which one sends it',
     });
+
+    // Codex's own limits endpoint (`/backend-api/wham/usage`, `/api/codex/usage`): answered from the
+    // pool's accounts, after the core's client-key check (Stage.GUARD).
+    hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) =>
+      matchUsageRoute(ctx.method, ctx.pathname),
+    );
+    hooks.request.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) =>
+      ctx.route === CODEX_USAGE ? usageReply(gateway.pool, accountOf) : undefined,
+    );
 
     hooks.prepareUpstreamRequest.tapPromise(
       { name: NAME, stage: Stage.DEFAULT },
@@ -248,6 +259,13 @@ export default class CodexUpstreamPlugin implements TapgatePlugin {
 
 function stateOf(upstream: Upstream): CodexUpstreamState {
   return upstream.state as CodexUpstreamState;
+}
+
+/** The account of a Codex upstream; undefined for any other. */
+function accountOf(upstream: Upstream): CodexAccount | undefined {
+  return upstream.type === CODEX_TYPE
+    ? (upstream.state as CodexUpstreamState | undefined)?.account
+    : undefined;
 }
 
 async function prepare(

@@ -33,3 +33,11 @@ export function jwtAccountId(token: string): string | undefined {
   const id = (auth as Record<string, unknown>).chatgpt_account_id;
   return typeof id === 'string' && id.length > 0 ? id : undefined;
 }
+
+/** `https://api.openai.com/auth` → `chatgpt_plan_type` (`plus`, `pro`, …), or undefined. */
+export function jwtPlanType(token: string): string | undefined {
+  const auth = jwtClaims(token)?.[AUTH_CLAIM];
+  if (typeof auth !== 'object' || auth === null) return undefined;
+  const plan = (auth as Record<string, unknown>).chatgpt_plan_type;
+  return typeof plan === 'string' && plan.length > 0 ? plan : undefined;
+}

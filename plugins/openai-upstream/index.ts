@@ -8,6 +8,7 @@ import {
   type PluginContext,
   type TapgatePlugin,
 } from '../../core/index.js';
+import { withoutChatgptOnlyFields } from './unsupported-fields.js';
 
 const NAME = 'openai-upstream';
 
@@ -54,6 +55,11 @@ export default class OpenAIUpstreamPlugin implements TapgatePlugin {
         if (typeof s.organization === 'string') h['openai-organization'] = s.organization;
         if (typeof s.project === 'string') h['openai-project'] = s.project;
         if (s.passBillingHeaders === true) passBilling(h, ctx.req.headers);
+        // A body still encoded (zstd on Node 20) was not parsed: it goes as sent.
+        if (h['content-encoding'] === undefined) {
+          const body = withoutChatgptOnlyFields(outgoing.body, ctx.json);
+          if (body !== undefined) outgoing.body = body;
+        }
         return outgoing;
       },
     );

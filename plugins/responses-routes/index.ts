@@ -1,11 +1,13 @@
 /**
  * The Responses API plugin: detects its six POST routes, lists models, serves Responses over
  * WebSocket on the same routes (or answers the upgrade with 426, so Codex uses HTTP at once),
- * guarantees every stream ends in the protocol's own terminal event, and gives a non-streaming
- * client of a stream-only upstream the Response object built from the stream.
+ * guarantees every stream ends in the protocol's own terminal event, gives a non-streaming client
+ * of a stream-only upstream the Response object built from the stream, and logs and counts answers
+ * from another model than the one requested.
  */
 import { z } from 'zod';
 import { Stage, type PluginContext, type RequestContext, type TapgatePlugin } from '../../core/index.js';
+import { ModelCheck } from './model-check.js';
 import { listModels } from './models.js';
 import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS, RESPONSES } from './routes.js';
 import { onResponsesEvent, type EventOptions } from './stream-events.js';
@@ -83,6 +85,7 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
 
   apply(gateway: PluginContext): void {
     const hooks = gateway.hooks;
+    const modelCheck = new ModelCheck(gateway.logger.child({ plugin: NAME }), gateway.metrics);
     hooks.matchRoute.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx) =>
       matchResponsesRoute(ctx.method, ctx.pathname),
     );
@@ -113,10 +116,13 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
           : collector.onEvent(ev, ctx, eventOptions);
       // The terminal event's Response carries the usage (a failed one too, for what it consumed).
       if (out.terminal === true && out.fail === undefined) ctx.usage = usageInText(out.data) ?? ctx.usage;
+      modelCheck.onEvent(out, ctx);
       return out;
     });
     hooks.responseBody.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, chunks) => {
-      if (isResponsesRoute(ctx.route)) ctx.usage = usageInChunks(chunks);
+      if (!isResponsesRoute(ctx.route)) return;
+      ctx.usage = usageInChunks(chunks);
+      modelCheck.onBody(ctx, chunks);
     });
 
     hooks.terminateStream.tap({ name: NAME, stage: Stage.DEFAULT }, (ctx, error) =>
