@@ -79,8 +79,8 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
     return o;
   }
 
-  close(): void {
-    this.websocket?.close();
+  async close(): Promise<void> {
+    await this.websocket?.close();
   }
 
   apply(gateway: PluginContext): void {

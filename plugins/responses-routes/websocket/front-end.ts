@@ -19,6 +19,9 @@ import { ResponsesSocket } from './session.js';
 import { SocketMetrics } from './socket-metrics.js';
 import { acceptedBeta, turnBaseHeaders } from './turn-headers.js';
 
+/** How long a closing socket's peer has to answer the close at shutdown. */
+const CLOSE_WAIT_MS = 2000;
+
 /** The session a turn belongs to. */
 const SESSION = createStateKey<ResponsesSocket | undefined>('responses-routes.ws-session', () => undefined);
 
@@ -120,8 +123,18 @@ export class ResponsesWebSocket {
     for (const s of this.sessions) s.leave();
   }
 
-  close(): void {
+  /**
+   * The gateway stops (its turns are done): every socket gets its 1001 after the output still queued
+   * for it; one whose peer has not closed within CLOSE_WAIT_MS is dropped.
+   */
+  async close(): Promise<void> {
     this.leaving = true;
+    const open = [...this.sessions];
+    for (const s of open) s.closeNow();
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+    await Promise.race([Promise.all(open.map((s) => s.closed)), waited]);
+    clearTimeout(timer);
     for (const s of this.sessions) s.terminate();
     this.server?.close();
   }

@@ -97,9 +97,20 @@ export class ResponsesSocket {
     if (this.turn === undefined) this.init.ws.close(CLOSE_GOING_AWAY, 'server shutting down');
   }
 
+  /** Closes with 1001 behind any output still queued (compression is asynchronous). */
+  closeNow(): void {
+    this.leaving = true;
+    this.init.ws.close(CLOSE_GOING_AWAY, 'server shutting down');
+  }
+
   terminate(): void {
     this.init.ws.terminate();
   }
+
+  // Declared before `closed`: a field defined after it would reset what its initializer set.
+  private resolveClosed!: () => void;
+  /** Settles once the socket is gone. */
+  readonly closed = new Promise<void>((resolve) => (this.resolveClosed = resolve));
 
   private onMessage(data: RawData, isBinary: boolean): void {
     if (isBinary) {
@@ -150,7 +161,7 @@ export class ResponsesSocket {
     const options = this.init.options();
     if (Date.now() - this.openedAt >= options.maxAge) {
       // What the Responses API sends at its own connection cap: Codex opens a new socket and
-      // resends the full input, without counting a failure.
+      // resends the full input (it counts as one of its stream retries).
       this.refuse(
         new InvalidRequestError(
           `Responses websocket connection limit reached (${ageLabel(options.maxAge)}). Create a new websocket connection to continue.`,
@@ -278,6 +289,7 @@ export class ResponsesSocket {
   private onGone(): void {
     if (this.gone) return;
     this.gone = true;
+    this.resolveClosed();
     this.disarmIdle();
     if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     // A turn in flight: the upstream is cancelled and its slot freed; it ends as a client abort.
