@@ -50,11 +50,23 @@ describe('reload: metrics', function () {
     const url = g.gw.metricsUrl! + '/metrics';
     const before = await scrape(url);
     assert.equal(before.value('tapgate_upstream_state', { upstream: 'alpha', state: 'ok' }), 1);
-    // Clients name 51 models nobody configured: the first 50 get labels, the 51st is `other`.
+    // Clients name 51 models nobody configured: the first 50 names seen get labels, the rest are
+    // `other`. The upstream answers each with `gpt-test`, a substitution whose label shares that
+    // budget: when it took one of the 50, one more client name is `other`.
     const c = client(g.url, OLD_KEY);
     const names = Array.from({ length: 51 }, (_, i) => `client-model-${i}`);
     assert.equal(await allCompleted(names.map((m) => openStream(c, m))), 51);
-    assert.equal((await scrape(url)).value('tapgate_requests_total', { model: 'other' }), 1);
+    const capped = await scrape(url);
+    const servedLabel =
+      capped.samples('tapgate_model_substitutions_total', { served: 'gpt-test' }).length > 0;
+    const labelled = new Set(
+      capped
+        .samples('tapgate_requests_total')
+        .map((x) => x.labels.model)
+        .filter((m) => m?.startsWith('client-model-')),
+    );
+    assert.equal(labelled.size + (servedLabel ? 1 : 0), 50, 'the 50 labels are used up');
+    assert.equal(capped.value('tapgate_requests_total', { model: 'other' }), 51 - labelled.size);
 
     dir.write(
       reloadConfig({ metrics: METRICS, upstreams: [openaiUpstream('bravo', b, { models: ['gpt-new'] })] }),
@@ -70,7 +82,7 @@ describe('reload: metrics', function () {
     assert.equal(after.value('tapgate_requests_total', { upstream: 'bravo', outcome: 'ok' }), 1);
     // A model the new config lists is not lumped into `other`, however many names clients used.
     assert.equal(after.value('tapgate_requests_total', { model: 'gpt-new', upstream: 'bravo' }), 1);
-    assert.equal(after.value('tapgate_requests_total', { model: 'other' }), 1);
+    assert.equal(after.value('tapgate_requests_total', { model: 'other' }), 51 - labelled.size);
   });
 
   it('a change to the metrics section is refused: the listener keeps serving as it was', async () => {
