@@ -6,7 +6,8 @@
 import type http from 'node:http';
 import type { TestGateway } from './gateway.js';
 import { gatewayConfig, upstreamKey, type GatewayConfigOptions } from './proxy-config.js';
-import type { Frame } from './responses-ws.js';
+import type { Harness } from './harness.js';
+import { ResponsesWsClient, type Frame } from './responses-ws.js';
 import { SERVED_BY } from './scripted-upstream.js';
 import { frame, responseObject, USAGE, writeSseHead, type UpstreamHandler } from './upstream.js';
 
@@ -114,4 +115,15 @@ export function responseOf(f: Frame | undefined): Record<string, unknown> {
 /** The access lines (one per request or turn) the gateway wrote so far. */
 export function accessLines(g: TestGateway): Record<string, unknown>[] {
   return g.logs.filter((l) => l.msg === 'request' || l.msg === 'request failed');
+}
+
+/** Opens a client socket that the harness closes after the test. */
+export async function connectTracked(
+  h: Harness,
+  url: string,
+  opts: Parameters<typeof ResponsesWsClient.connect>[1] = {},
+): Promise<ResponsesWsClient> {
+  const ws = await ResponsesWsClient.connect(url, opts);
+  h.track({ close: async () => void (await ws.close()) });
+  return ws;
 }

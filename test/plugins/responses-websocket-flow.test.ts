@@ -13,9 +13,17 @@ import type { Socket } from 'node:net';
 import { Harness } from '../helpers/harness.js';
 import { until, writeEach, type ScriptedUpstream } from '../helpers/pool.js';
 import { deadline } from '../helpers/raw.js';
-import { ResponsesWsClient, type Frame } from '../helpers/responses-ws.js';
+import type { ResponsesWsClient } from '../helpers/responses-ws.js';
+import { type Frame } from '../helpers/responses-ws.js';
 import { frame, responseObject, writeSseHead } from '../helpers/upstream.js';
-import { accessLines, responseOf, textStream, typesOf, wsConfig } from '../helpers/ws-gateway.js';
+import {
+  accessLines,
+  responseOf,
+  textStream,
+  typesOf,
+  wsConfig,
+  connectTracked,
+} from '../helpers/ws-gateway.js';
 
 const MODEL = 'gpt-test';
 const TURN = { model: MODEL, input: 'hi' };
@@ -27,14 +35,8 @@ describe('Responses over WebSocket: flow, sessions and shutdown', function () {
   this.timeout(30_000);
   const h = Harness.perTest();
 
-  async function connect(
-    url: string,
-    opts: Parameters<typeof ResponsesWsClient.connect>[1] = {},
-  ): Promise<ResponsesWsClient> {
-    const ws = await ResponsesWsClient.connect(url, opts);
-    h.track({ close: async () => void (await ws.close()) });
-    return ws;
-  }
+  const connect = (url: string, opts: Parameters<typeof ResponsesWsClient.connect>[1] = {}) =>
+    connectTracked(h, url, opts);
 
   describe('a slow reader', () => {
     /** Deltas of 64 KiB: 1000 of them, far more than the kernel's socket buffers on the way hold. */

@@ -20,7 +20,7 @@ import {
 } from '../helpers/reload.js';
 import { ResponsesWsClient, type Frame } from '../helpers/responses-ws.js';
 import { happyStream, writeSseHead } from '../helpers/upstream.js';
-import { accessLines, typesOf, wsConfig } from '../helpers/ws-gateway.js';
+import { accessLines, typesOf, wsConfig, connectTracked } from '../helpers/ws-gateway.js';
 import { limitsConfig, startClockedGateway, TestClock } from '../limits/limit-helpers.js';
 
 const MODEL = 'gpt-test';
@@ -52,14 +52,8 @@ describe('Responses over WebSocket: admission and limits', function () {
     return { g, up };
   }
 
-  async function connect(
-    url: string,
-    opts: Parameters<typeof ResponsesWsClient.connect>[1] = {},
-  ): Promise<ResponsesWsClient> {
-    const ws = await ResponsesWsClient.connect(url, opts);
-    h.track({ close: async () => void (await ws.close()) });
-    return ws;
-  }
+  const connect = (url: string, opts: Parameters<typeof ResponsesWsClient.connect>[1] = {}) =>
+    connectTracked(h, url, opts);
 
   describe('authentication', () => {
     it('no key or a wrong key: the upgrade gets 401 and no socket', async () => {

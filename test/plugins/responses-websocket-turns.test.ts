@@ -10,7 +10,8 @@ import { CLIENT_KEY } from '../helpers/gateway.js';
 import { Harness } from '../helpers/harness.js';
 import { jsonError, until, type ScriptedUpstream } from '../helpers/pool.js';
 import { upstreamKey } from '../helpers/proxy-config.js';
-import { ResponsesWsClient, WS_BETA, type Frame } from '../helpers/responses-ws.js';
+import type { ResponsesWsClient } from '../helpers/responses-ws.js';
+import { WS_BETA, type Frame } from '../helpers/responses-ws.js';
 import { PREFIX, resetMidStream, sse, FRAMES } from '../helpers/fault-upstream.js';
 import { frame, happyStream, responseObject } from '../helpers/upstream.js';
 import {
@@ -22,6 +23,7 @@ import {
   userItem,
   wsConfig,
   type WsUpstreamSpec,
+  connectTracked,
 } from '../helpers/ws-gateway.js';
 
 const MODEL = 'gpt-test';
@@ -48,14 +50,8 @@ describe('Responses over WebSocket: turns', function () {
     return { g, ups };
   }
 
-  async function connect(
-    url: string,
-    opts: Parameters<typeof ResponsesWsClient.connect>[1] = {},
-  ): Promise<ResponsesWsClient> {
-    const ws = await ResponsesWsClient.connect(url, opts);
-    h.track({ close: async () => void (await ws.close()) });
-    return ws;
-  }
+  const connect = (url: string, opts: Parameters<typeof ResponsesWsClient.connect>[1] = {}) =>
+    connectTracked(h, url, opts);
 
   describe('prewarm and continuation', () => {
     it('a generate:false create is answered locally; two turns chain from it and reach the upstream as full input', async () => {
