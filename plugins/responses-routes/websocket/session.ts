@@ -12,6 +12,7 @@ import {
   InvalidRequestError,
   parseJsonBody,
   BodyTooLargeError,
+  derive,
   ShuttingDownError,
   type GatewayError,
   type PluginContext,
@@ -260,7 +261,10 @@ export class ResponsesSocket {
       { session: this.id, code: error.code, errorCode: error.errorCode },
       'websocket frame refused',
     );
-    if (this.init.ws.readyState === this.init.ws.OPEN) this.init.ws.send(errorFrame(error));
+    if (this.init.ws.readyState !== this.init.ws.OPEN) return;
+    // A message may quote what the client sent (a type, an id): never a secret the gateway knows.
+    const message = this.init.context.secrets.clip(error.message, 1024);
+    this.init.ws.send(errorFrame(message === error.message ? error : derive(error, { message })));
   }
 
   private ping(): void {
