@@ -1,5 +1,5 @@
 /**
- * `npm run soak [-- --duration 5m --concurrency 40 --fault-rate 0.1 --abort-rate 0.05 --seed 7]`:
+ * `npm run soak [-- --duration 5m --concurrency 40 --fault-rate 0.1 --abort-rate 0.05 --seed 7 --rate 600]`:
  * a bounded mixed load against a real gateway (see bench/soak/run.ts), then the figures and a
  * PASS/FAIL line per target. Exits 1 when a target fails, 2 on a bad argument.
  */
@@ -16,6 +16,8 @@ const HELP = `Usage: npm run soak [-- options]
   --fault-rate R    share of requests whose upstream fails, 0-1 (default ${DEFAULTS.faultRate})
   --abort-rate R    share of requests whose client hangs up, 0-1 (default ${DEFAULTS.abortRate})
   --seed N          the request mix's seed (default ${DEFAULTS.seed})
+  --rate N          requests started per second at most, over all clients (default ${DEFAULTS.rate});
+                    cooldowns last seconds, so an unbounded rate leaves failover nowhere to go
 
 Targets: every request ends with a terminal answer (or was a deliberate client abort), the one its
 fault calls for; every fault kind happened; RSS growth after GC ≤ 10 %; in flight, slots, queue,
@@ -52,6 +54,7 @@ try {
       'fault-rate': { type: 'string' },
       'abort-rate': { type: 'string' },
       seed: { type: 'string' },
+      rate: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -70,6 +73,8 @@ const seed = args.seed === undefined ? DEFAULTS.seed : Number(args.seed);
 if (!Number.isInteger(seed)) fail(`--seed must be a whole number, got ${args.seed}`);
 const faultRate = rate('fault-rate', args['fault-rate'], DEFAULTS.faultRate);
 const abortRate = rate('abort-rate', args['abort-rate'], DEFAULTS.abortRate);
+const perSecond = args.rate === undefined ? DEFAULTS.rate : Number(args.rate);
+if (!Number.isFinite(perSecond) || perSecond <= 0) fail(`--rate must be a positive number, got ${args.rate}`);
 if (faultRate + abortRate > 1) fail('--fault-rate and --abort-rate add up to more than 1');
 
 const report = await runSoak({
@@ -80,6 +85,7 @@ const report = await runSoak({
   faultRate,
   abortRate,
   seed,
+  rate: perSecond,
   progress: (line) => process.stderr.write(`soak: ${line}\n`),
 });
 const cs = checks(report);

@@ -428,7 +428,7 @@ export class Gateway {
 
   /** Frees an upstream no request uses any more: its sockets, and its type's state. */
   private releaseUpstream(u: Upstream): void {
-    u.agent.destroy();
+    u.connections.close();
     try {
       this.upstreamTypes.get(u.type)?.release?.(u);
     } catch (err) {
@@ -822,7 +822,7 @@ export class Gateway {
     await closed;
     if (this.metricsServer !== undefined) await stopMetricsListener(this.metricsServer);
     this.transport?.close();
-    for (const u of this.poolRef?.upstreams ?? []) u.agent.destroy();
+    for (const u of this.poolRef?.upstreams ?? []) u.connections.close();
     this.logger.info('tapgate stopped');
     this.logger.flush();
   }

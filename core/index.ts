@@ -23,6 +23,7 @@ export {
   type RouteMatch,
   type Reply,
   type OutgoingRequest,
+  type UpstreamResponseHead,
   type SseEvent,
   type Outcome,
   type TokenUsage,

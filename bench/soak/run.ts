@@ -35,6 +35,12 @@ export interface SoakOptions extends Mix {
   accounts: number;
   /** The gateway's idle timeout: how long a stall lasts. */
   idleTimeoutMs: number;
+  /**
+   * Requests started per second, at most, over all clients. Cooldowns are counted in seconds: at an
+   * unbounded rate, the faults would keep every account of a model cooling, and the failover the
+   * soak checks for would have nowhere to go.
+   */
+  rate: number;
   /** Called with a status line now and then. */
   progress?: (line: string) => void;
 }
@@ -47,6 +53,7 @@ export const DEFAULTS: Omit<SoakOptions, 'durationMs'> = {
   seed: 7,
   accounts: 16,
   idleTimeoutMs: 400,
+  rate: 600,
 };
 
 /** What the gateway holds once the load has stopped; every figure should be 0. */
@@ -173,8 +180,7 @@ function slotsInUse(gw: Gateway): number {
 
 function upstreamSocketsInUse(gw: Gateway): number {
   let n = 0;
-  for (const u of gw.pool.upstreams)
-    for (const list of Object.values(u.agent.sockets)) n += list?.length ?? 0;
+  for (const u of gw.pool.upstreams) n += u.connections.busy;
   return n;
 }
 
@@ -198,8 +204,18 @@ async function drive(
   peaks: Peaks,
 ): Promise<void> {
   const end = performance.now() + ms;
+  const interval = 1000 / o.rate;
+  let nextStart = performance.now();
+  /** Resolves at this client's turn to start a request: the clients share one schedule. */
+  const turn = () => {
+    const now = performance.now();
+    nextStart = Math.max(now, nextStart + interval);
+    const wait = nextStart - now;
+    return wait < 1 ? Promise.resolve() : new Promise<void>((r) => setTimeout(r, wait));
+  };
   const client = async () => {
     while (performance.now() < end) {
+      await turn();
       const plan = planner.next();
       tally.add(plan, await runRequest(plan, deps));
     }

@@ -437,8 +437,15 @@ export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): 
         `The gateway is out of ${RESOURCE[err.code]} (${err.code}): it could not open a connection to the upstream; retry shortly`,
         { ...opts, retryAfter: 1 },
       );
+    // undici's names for what Node's http client calls a timeout, an overflow, a parse error.
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return new UpstreamConnectTimeoutError(undefined, opts);
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return httpParseError('HPE_HEADER_OVERFLOW', opts);
     default:
       if (err.code?.startsWith('HPE_') === true) return httpParseError(err.code, opts);
+      // undici's parser error carries no code for most reasons.
+      if (err.name === 'HTTPParserError') return httpParseError('HPE_INVALID_RESPONSE', opts);
       return phase === 'stream' || phase === 'body'
         ? new UpstreamConnectionLostError(undefined, opts)
         : new UpstreamResetError(undefined, opts);

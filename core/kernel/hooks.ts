@@ -9,7 +9,6 @@ import {
   SyncHook,
   SyncWaterfallHook,
 } from 'tapable';
-import type { IncomingMessage } from 'node:http';
 import type { RequestContext } from './context.js';
 import type { GatewayError } from './errors.js';
 import type { Upstream } from '../pool/upstream.js';
@@ -23,6 +22,7 @@ import type {
   RouteMatch,
   SseEvent,
   UpgradeRequest,
+  UpstreamResponseHead,
 } from './types.js';
 
 export interface GatewayHooks {
@@ -44,7 +44,7 @@ export interface GatewayHooks {
   /** An upstream attempt is about to be sent. */
   readonly upstreamAttempt: SyncHook<[RequestContext, Upstream, OutgoingRequest]>;
   /** The upstream's response headers arrived (any status). */
-  readonly upstreamResponse: SyncHook<[RequestContext, Upstream, IncomingMessage]>;
+  readonly upstreamResponse: SyncHook<[RequestContext, Upstream, UpstreamResponseHead]>;
   /** The first body byte went to the client. */
   readonly firstByte: SyncHook<[RequestContext]>;
   /** Exactly once per request, on every path. */

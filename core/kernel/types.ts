@@ -1,5 +1,5 @@
 /** Shapes shared by the core and plugins. */
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { UpstreamPool } from '../pool/pool.js';
@@ -24,6 +24,13 @@ export interface OutgoingRequest {
   headers: Record<string, string>;
   /** Raw bytes, or an object a plugin changed (serialised once when sent). */
   body: Buffer | Record<string, unknown>;
+}
+
+/** An upstream answer's status line and headers (any status), as `upstreamResponse` taps see them. */
+export interface UpstreamResponseHead {
+  readonly statusCode: number;
+  /** Lower-case names, Node's shape: `set-cookie` an array, other repeated fields joined. */
+  readonly headers: IncomingHttpHeaders;
 }
 
 /** How the core should react to a failure; the `classifyError` hook decides. */

@@ -1,7 +1,6 @@
 /** One configured upstream account, and the registry of upstream types plugins provide. */
-import http from 'node:http';
-import https from 'node:https';
 import type { z } from 'zod';
+import { UpstreamConnections } from './upstream-connections.js';
 import type { Timeouts, UpstreamBaseConfig } from '../config/config-schema.js';
 
 /** What a plugin registers to provide an upstream `type`. */
@@ -112,8 +111,8 @@ export class Upstream {
   readonly weight: number;
   readonly priority: number;
   readonly timeouts: Timeouts;
-  /** One keep-alive agent per upstream: without it http-proxy-3 sends `connection: close`. */
-  readonly agent: http.Agent;
+  /** The upstream's keep-alive connections (an undici pool): what attempts are sent on. */
+  readonly connections: UpstreamConnections;
   /** The type's own validated keys (secrets included: never log this). */
   readonly settings: Readonly<Record<string, unknown>>;
   /** State owned by the type's plugin. */
@@ -135,14 +134,7 @@ export class Upstream {
     this.priority = base.priority;
     this.timeouts = { ...timeouts, ...base.timeouts };
     this.settings = settings;
-    const agentOptions = {
-      keepAlive: true,
-      keepAliveMsecs: 10_000,
-      maxFreeSockets: 256,
-      scheduling: 'lifo' as const,
-    };
-    this.agent =
-      this.baseUrl.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.connections = new UpstreamConnections(this.origin, this.timeouts.connect);
   }
 
   serves(model: string | undefined): boolean {

@@ -1,11 +1,9 @@
 /**
- * One upstream attempt: the request leg through http-proxy-3, the timers (connect, first byte,
- * idle), the guard for an upstream that dies mid-response, and the relay to the client with
- * backpressure. It never writes an error itself; it reports one, and whether headers had gone out.
+ * One upstream attempt, as the undici handler of its request: the timers (connect, first byte, idle),
+ * an upstream that dies mid-response, and the relay to the client with backpressure. It never writes
+ * an error itself; it reports one, and whether headers had gone out.
  */
-import { STATUS_CODES, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { TLSSocket } from 'node:tls';
-import type { Socket } from 'node:net';
+import { STATUS_CODES, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { RequestContext } from '../kernel/context.js';
 import {
   ClientStalledError,
@@ -13,7 +11,6 @@ import {
   GatewayError,
   requestTotalTimeout,
   UpstreamConnectTimeoutError,
-  UpstreamConnectionLostError,
   UpstreamFirstByteTimeoutError,
   UpstreamHttpError,
   UpstreamIdleTimeoutError,
@@ -25,9 +22,10 @@ import {
 import { clientResponseHeaders, notJsonBody, unreadableBody } from './headers.js';
 import type { GatewayHooks } from '../kernel/hooks.js';
 import { parseFrame, serializeEvent, SseFramer, SseFrameTooLargeError } from './sse.js';
-import type { OutgoingRequest } from '../kernel/types.js';
+import type { OutgoingRequest, UpstreamResponseHead } from '../kernel/types.js';
 import { formatDuration } from '../config/units.js';
 import type { Upstream } from '../pool/upstream.js';
+import { readRawHeaders } from './response-head.js';
 
 export type AttemptResult =
   | { kind: 'ok' }
@@ -47,22 +45,18 @@ const OWNER = Symbol('tapgate.attempt');
 type Owned<T> = T & { [OWNER]?: Attempt };
 
 /**
- * Upstream responses being read to their end after a terminal event (so the keep-alive socket can
- * be reused), each with a deadline. One sweep timer serves them all, instead of a timer per stream.
+ * Attempts whose upstream response is read to its end after a terminal event (so the keep-alive
+ * connection can be reused), each with a deadline. One sweep timer serves them all.
  */
-const draining = new Map<IncomingMessage, number>();
+const draining = new Map<Attempt, number>();
 let drainSweep: NodeJS.Timeout | undefined;
-
-function forgetDrained(this: IncomingMessage): void {
-  draining.delete(this);
-}
 
 function sweepDraining(): void {
   const now = Date.now();
-  for (const [res, deadline] of draining) {
+  for (const [attempt, deadline] of draining) {
     if (deadline > now) continue;
-    draining.delete(res);
-    res.destroy();
+    draining.delete(attempt);
+    attempt.abortUpstream();
   }
   if (draining.size === 0 && drainSweep !== undefined) {
     clearInterval(drainSweep);
@@ -70,14 +64,14 @@ function sweepDraining(): void {
   }
 }
 
-/** Reads and discards what follows a terminal event, within DRAIN_GRACE_MS. */
-function drainAfterTerminal(res: IncomingMessage): void {
-  if (res.complete) return;
-  draining.set(res, Date.now() + DRAIN_GRACE_MS);
-  res.on('end', forgetDrained);
-  res.on('close', forgetDrained);
-  res.resume();
-  drainSweep ??= setInterval(sweepDraining, 250).unref();
+/** What the upstream's body bytes are for. */
+const enum Reading {
+  /** Relayed to the client (or held, for a JSON answer). */
+  Relay,
+  /** An error answer, kept for classification. */
+  ErrorBody,
+  /** After a terminal event or a cancel: read and dropped. */
+  Discard,
 }
 
 export interface AttemptDeps {
@@ -92,8 +86,18 @@ export interface AttemptDeps {
 export class Attempt {
   private phase: Phase = 'connect';
   private timer: NodeJS.Timeout | undefined;
-  private proxyReq: ClientRequest | undefined;
-  private proxyRes: IncomingMessage | undefined;
+  /** undici's abort for this request, once it is on a connection. */
+  private abortRequest: ((reason: Error) => void) | undefined;
+  /** undici's resume, for a response paused by backpressure. */
+  private resumeResponse: (() => void) | undefined;
+  private paused = false;
+  /** The upstream's answer was read to its end. */
+  private complete = false;
+  private reading = Reading.Relay;
+  /** The upstream's answer head, once it arrived. */
+  private head: UpstreamResponseHead | undefined;
+  /** Still counted in the upstream's `waiting` (no connection yet). */
+  private waitingForConnection = true;
   private framer: SseFramer | undefined;
   /** The upstream's status, written to the client with the first body byte (see `commit`). */
   private status = 200;
@@ -128,6 +132,7 @@ export class Attempt {
   ) {
     this.done = new Promise((r) => (this.resolve = r));
     this.holding = deps.hold.enabled;
+    upstream.connections.waiting++;
     this.arm(upstream.timeouts.connect);
     const total = upstream.timeouts.total;
     if (total > 0) {
@@ -139,38 +144,6 @@ export class Attempt {
 
   // --- listeners: shared functions that find their attempt on the emitter ------------------
 
-  private static onConnected(this: Owned<Socket>): void {
-    const attempt = this[OWNER];
-    this[OWNER] = undefined;
-    attempt?.connected();
-  }
-  private static onData(this: Owned<IncomingMessage>, chunk: Buffer): void {
-    this[OWNER]!.data(chunk);
-  }
-  private static onEnd(this: Owned<IncomingMessage>): void {
-    this[OWNER]!.end();
-  }
-  private static onUpstreamError(this: Owned<IncomingMessage>, err: Error): void {
-    this[OWNER]!.upstreamError(err);
-  }
-  private static onUpstreamClose(this: Owned<IncomingMessage>): void {
-    this[OWNER]!.upstreamClose();
-  }
-  private static onErrorData(this: Owned<IncomingMessage>, chunk: Buffer): void {
-    this[OWNER]!.errorData(chunk);
-  }
-  private static onErrorEnd(this: Owned<IncomingMessage>): void {
-    this[OWNER]!.errorEnd();
-  }
-  private static onUpgrade(this: Owned<ClientRequest>, _res: IncomingMessage, socket: Socket): void {
-    // The socket is the gateway's to close now: Node handed it over with the 101.
-    socket.destroy();
-    this[OWNER]?.interim(101);
-  }
-  private static onInformation(this: Owned<ClientRequest>, info: { statusCode: number }): void {
-    // 100 Continue and 103 Early Hints come before a real answer; any other 1xx never ends in one.
-    if (info.statusCode !== 100 && info.statusCode !== 103) this[OWNER]?.interim(info.statusCode);
-  }
   private static onDrain(this: Owned<ServerResponse>): void {
     const attempt = this[OWNER];
     this[OWNER] = undefined;
@@ -194,75 +167,95 @@ export class Attempt {
     attempt.totalTimeout();
   }
 
-  /** http-proxy-3 created the upstream request and gave it a socket. */
-  onProxyReq(proxyReq: ClientRequest): void {
-    this.proxyReq = proxyReq;
+  // --- undici's handler: the request's life on its connection ---------------------------
+
+  /** The request is on a connection and being written. */
+  onConnect(abort: (reason: Error) => void): void {
+    this.abortRequest = abort;
+    this.leaveConnectionQueue();
     if (this.phase === 'settled') {
-      proxyReq.destroy();
+      // Cancelled while it waited for a connection: it never goes out.
+      abort(CANCELLED);
       return;
     }
-    (proxyReq as Owned<ClientRequest>)[OWNER] = this;
-    proxyReq.on('upgrade', Attempt.onUpgrade);
-    proxyReq.on('information', Attempt.onInformation);
-    const socket = proxyReq.socket as Owned<Socket> | null;
-    if (socket === null || !socket.connecting) return this.connected();
-    socket[OWNER] = this;
-    socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', Attempt.onConnected);
-  }
-
-  private connected(): void {
     if (this.phase !== 'connect') return;
     this.phase = 'firstByte';
     this.arm(this.upstream.timeouts.firstByte);
   }
 
-  /** Whether this response answers this attempt's request (and not an earlier, cancelled one). */
-  owns(proxyRes: IncomingMessage): boolean {
-    return (proxyRes as IncomingMessage & { req?: ClientRequest }).req === this.proxyReq;
+  /** The answer's status line and headers (an interim 1xx too). Returns false to pause. */
+  onHeaders(status: number, raw: Buffer[] | string[] | null, resume: () => void): boolean {
+    if (this.phase === 'settled') return true;
+    if (status < 200) {
+      // 103 Early Hints comes before a real answer; any other 1xx never ends in one here.
+      if (status !== 103) this.interim(status);
+      return true;
+    }
+    this.resumeResponse = resume;
+    this.response(status, readRawHeaders(raw));
+    return !this.paused;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const reading = this.reading;
+    if (reading === Reading.Relay) this.data(chunk);
+    else if (reading === Reading.ErrorBody) this.errorData(chunk);
+    return !this.paused;
+  }
+
+  onComplete(): void {
+    this.complete = true;
+    const reading = this.reading;
+    if (reading === Reading.Discard) {
+      draining.delete(this);
+      return;
+    }
+    if (reading === Reading.ErrorBody) this.errorEnd();
+    else this.end();
+  }
+
+  /** A socket error (connect refused, reset, an upstream that died mid-answer), or our own abort. */
+  onError(err: Error): void {
+    draining.delete(this);
+    // Our own abort reports back synchronously, before the failure that caused it has settled.
+    if (this.phase === 'settled' || err === CANCELLED) return;
+    const code = (err as NodeJS.ErrnoException).code;
+    // undici's words for a 101 that upgrades a plain request, and for a 100 Continue nobody asked for.
+    if (code === 'UND_ERR_SOCKET' && err.message === 'bad upgrade') return this.interim(101);
+    const phase = this.phase === 'body' ? 'stream' : this.phase === 'connect' ? 'connect' : 'headers';
+    this.fail(fromSocketError(err as NodeJS.ErrnoException, phase));
   }
 
   /** Response headers arrived. */
-  onResponse(proxyRes: IncomingMessage): void {
-    if (this.phase === 'settled') {
-      proxyRes.destroy();
-      return;
-    }
-    this.proxyRes = proxyRes;
+  private response(status: number, headers: IncomingHttpHeaders): void {
     this.phase = 'body';
     this.arm(this.upstream.timeouts.idle);
     const ctx = this.ctx;
-    const status = proxyRes.statusCode ?? 502;
-    const sse = (proxyRes.headers['content-type'] ?? '').startsWith('text/event-stream');
-    ctx.responseHeaders = clientResponseHeaders(proxyRes.headers, sse);
-    this.deps.hooks.upstreamResponse.call(ctx, this.upstream, proxyRes);
-    (proxyRes as Owned<IncomingMessage>)[OWNER] = this;
-    proxyRes.on('error', Attempt.onUpstreamError);
-    proxyRes.on('close', Attempt.onUpstreamClose);
+    const head: UpstreamResponseHead = { statusCode: status, headers };
+    this.head = head;
+    const sse = (headers['content-type'] ?? '').startsWith('text/event-stream');
+    ctx.responseHeaders = clientResponseHeaders(headers, sse);
+    this.deps.hooks.upstreamResponse.call(ctx, this.upstream, head);
     if (status >= 400) {
       this.errorChunks = [];
-      proxyRes.on('data', Attempt.onErrorData);
-      proxyRes.on('end', Attempt.onErrorEnd);
+      this.reading = Reading.ErrorBody;
       return;
     }
-    // A 101 without an Upgrade header reaches here as a response (with one, see onUpgrade).
-    if (status < 200) return this.interim(status);
     const jsonApi = ctx.route?.jsonBody === true;
     const stream = ctx.stream && ctx.route?.unary !== true;
-    const unreadable = unreadableBody(proxyRes.headers, sse, jsonApi, status, stream);
+    const unreadable = unreadableBody(headers, sse, jsonApi, status, stream);
     if (unreadable !== undefined)
       return this.fail(new UpstreamMalformedError(unreadable, { phase: 'headers' }));
     if (sse) this.framer = new SseFramer(this.deps.maxEventBytes);
     else if (jsonApi) {
       // Held until complete: an empty, cut or non-JSON answer is still an error before any output.
-      const declared = Number(proxyRes.headers['content-length']);
+      const declared = Number(headers['content-length']);
       if (declared > this.deps.maxEventBytes) return this.fail(this.jsonTooLarge('headers'));
       this.jsonChunks = [];
     }
     // The head goes out with the first body byte: an upstream that fails before sending any body
     // gets an HTTP error, never a 200 stream whose first event is a failure (protocol §5 case 8).
     this.status = status;
-    proxyRes.on('data', Attempt.onData);
-    proxyRes.on('end', Attempt.onEnd);
   }
 
   /** An interim (1xx) status that no final answer follows on a plain request. */
@@ -277,13 +270,6 @@ export class Attempt {
         { phase: 'headers' },
       ),
     );
-  }
-
-  /** A socket error reported by http-proxy-3 (connect refused, reset, hang up). */
-  onTransportError(err: Error): void {
-    if (this.phase === 'settled') return;
-    const phase = this.phase === 'body' ? 'stream' : this.phase === 'connect' ? 'connect' : 'headers';
-    this.fail(fromSocketError(err as NodeJS.ErrnoException, phase));
   }
 
   /** The client went away: stop everything, never retry. */
@@ -413,7 +399,7 @@ export class Attempt {
     if (stopped === true) {
       this.commit();
       this.ctx.res.end();
-      if (this.proxyRes !== undefined) drainAfterTerminal(this.proxyRes);
+      this.drainAfterTerminal();
       this.settle({ kind: 'ok' });
     } else {
       this.destroyUpstream();
@@ -483,15 +469,14 @@ export class Attempt {
     this.settle({ kind: 'ok' });
   }
 
-  private upstreamError(err: Error): void {
-    if (this.phase === 'settled') return;
-    this.fail(fromSocketError(err as NodeJS.ErrnoException, 'stream'));
-  }
-
-  /** http-proxy-3 does not report an upstream that dies mid-response; this guard does. */
-  private upstreamClose(): void {
-    if (this.phase === 'settled' || this.proxyRes?.complete === true) return;
-    this.fail(new UpstreamConnectionLostError(undefined, { phase: 'stream' }));
+  /** Reads and drops what follows a terminal event, within DRAIN_GRACE_MS, so the connection is reused. */
+  private drainAfterTerminal(): void {
+    this.reading = Reading.Discard;
+    // Called from onData: its return value un-pauses a response paused on the terminal event's write.
+    this.paused = false;
+    if (this.complete) return;
+    draining.set(this, Date.now() + DRAIN_GRACE_MS);
+    drainSweep ??= setInterval(sweepDraining, 250).unref();
   }
 
   /** Sends the response head, once, just before the first byte (or the end of an empty body). */
@@ -506,7 +491,7 @@ export class Attempt {
 
   private pause(): void {
     const res = this.ctx.res;
-    this.proxyRes?.pause();
+    this.paused = true;
     // A client that reads slowly is not an upstream stall: stop the idle clock meanwhile. The
     // client's own clock runs instead, so one that never reads does not hold the slot forever.
     this.disarm();
@@ -520,7 +505,13 @@ export class Attempt {
     this.stopSendClock();
     if (this.phase !== 'body') return;
     this.arm(this.upstream.timeouts.idle);
-    this.proxyRes?.resume();
+    this.resume();
+  }
+
+  private resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.resumeResponse?.();
   }
 
   private stopSendClock(): void {
@@ -578,9 +569,8 @@ export class Attempt {
 
   private errorEnd(): void {
     if (this.phase === 'settled') return;
-    const res = this.proxyRes!;
     const body = Buffer.concat(this.errorChunks!);
-    this.fail(upstreamHttpError(res, body));
+    this.fail(upstreamHttpError(this.head!, body));
   }
 
   // --- plumbing ---------------------------------------------------------------------------
@@ -600,6 +590,7 @@ export class Attempt {
   private settle(result: AttemptResult): void {
     if (this.phase === 'settled') return;
     this.phase = 'settled';
+    this.leaveConnectionQueue();
     this.disarm();
     if (this.holdTimer !== undefined) clearTimeout(this.holdTimer);
     if (this.totalTimer !== undefined) clearTimeout(this.totalTimer);
@@ -638,12 +629,30 @@ export class Attempt {
     else if (phase === 'body') this.fail(new UpstreamIdleTimeoutError(undefined, { phase: 'stream' }));
   }
 
+  /** Stops the upstream request: its connection is closed (one that waits for a connection never goes out). */
   private destroyUpstream(): void {
     this.disarm();
-    this.proxyRes?.destroy();
-    this.proxyReq?.destroy();
+    this.reading = Reading.Discard;
+    this.abortRequest?.(CANCELLED);
+  }
+
+  /** Called by the drain sweep: the rest of the answer took too long. */
+  abortUpstream(): void {
+    this.abortRequest?.(CANCELLED);
+  }
+
+  /** No longer waiting for a connection: a connect that nobody waits for is dropped. */
+  private leaveConnectionQueue(): void {
+    if (!this.waitingForConnection) return;
+    this.waitingForConnection = false;
+    const connections = this.upstream.connections;
+    connections.waiting--;
+    if (this.phase === 'settled' && connections.connecting.size > 0) connections.dropUnwantedConnects();
   }
 }
+
+/** The reason undici gets when the gateway stops a request; never shown (the attempt has settled). */
+const CANCELLED = new Error('attempt cancelled by the gateway');
 
 function endsWithBlankLine(chunk: Buffer): boolean {
   const n = chunk.length;
@@ -651,7 +660,7 @@ function endsWithBlankLine(chunk: Buffer): boolean {
 }
 
 /** Reads an upstream error body: OpenAI's `{error:{…}}`, Codex's `{detail}`, or anything else. */
-function upstreamHttpError(res: IncomingMessage, body: Buffer): UpstreamHttpError {
+function upstreamHttpError(res: UpstreamResponseHead, body: Buffer): UpstreamHttpError {
   const status = res.statusCode ?? 502;
   let message = `Upstream returned HTTP ${status}`;
   let type = status === 429 ? 'rate_limit_error' : status >= 500 ? 'upstream_error' : 'invalid_request_error';

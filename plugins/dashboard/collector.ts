@@ -4,7 +4,6 @@
  * per-upstream counters for the last 5 minutes. Nothing here serialises or talks to viewers: the
  * feed reads it once per batch.
  */
-import type { IncomingMessage } from 'node:http';
 import {
   createStateKey,
   type GatewayError,
@@ -13,6 +12,7 @@ import {
   type Secrets,
   type SseEvent,
   type Upstream,
+  type UpstreamResponseHead,
 } from '../../core/index.js';
 
 export type RequestState = 'active' | 'ok' | 'error' | 'aborted';
@@ -296,7 +296,7 @@ export class Collector {
     this.touch(r);
   }
 
-  onResponse(ctx: RequestContext, upstream: Upstream, response: IncomingMessage): void {
+  onResponse(ctx: RequestContext, upstream: Upstream, response: UpstreamResponseHead): void {
     const r = record(ctx);
     if (r === undefined) return;
     r.event('response', `${upstream.name} ${response.statusCode ?? 0}`);

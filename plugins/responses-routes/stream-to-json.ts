@@ -6,7 +6,6 @@
  * `response.output_item.done` items, by `output_index`. `response.failed` and `error` become an HTTP
  * error. An EOF without a terminal event is the core's incomplete-stream error (502).
  */
-import type { IncomingMessage } from 'node:http';
 import {
   createStateKey,
   UpstreamMalformedError,
@@ -14,6 +13,7 @@ import {
   type RequestContext,
   type SseEvent,
   type Upstream,
+  type UpstreamResponseHead,
   type UpstreamTypeRegistry,
 } from '../../core/index.js';
 import { RESPONSES } from './routes.js';
@@ -34,7 +34,7 @@ const COLLECTOR = createStateKey<ResponseCollector | undefined>(
 export function collectIfUnary(
   ctx: RequestContext,
   upstream: Upstream,
-  response: IncomingMessage,
+  response: UpstreamResponseHead,
   types: UpstreamTypeRegistry,
 ): void {
   if (ctx.peekState(COLLECTOR) !== undefined) ctx.setState(COLLECTOR, undefined);

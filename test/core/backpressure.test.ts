@@ -146,7 +146,7 @@ describe('backpressure', () => {
     );
     // Most of that sits in kernel socket buffers (up to tcp_wmem max per sender); what the gateway
     // process holds is what it read from the upstream minus what it handed to the client's socket.
-    const upstreamSide = Object.values(g.gw.pool.upstreams[0]!.agent.sockets).flat()[0]!;
+    const upstreamSide = [...g.gw.pool.upstreams[0]!.connections.sockets][0];
     assert.ok(clientSide !== undefined && upstreamSide !== undefined);
     const handedToClient = clientSide.bytesWritten - clientSide.writableLength;
     const held = upstreamSide.bytesRead - handedToClient;

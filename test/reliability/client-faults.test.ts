@@ -189,9 +189,9 @@ describe('fault injection: clients', function () {
       const base = await handleBaseline();
 
       const ex = await openExchange(g.url, { ...STREAM_BODY, model: 'gpt-hole' });
-      // The gateway's agent holds a socket to the blackhole that is still connecting.
-      const agent = g.gw.pool.get('hole')!.agent;
-      const connecting = () => Object.values(agent.sockets).some((list) => list?.some((s) => s.connecting));
+      // The gateway holds a socket to the blackhole that is still connecting.
+      const connections = g.gw.pool.get('hole')!.connections;
+      const connecting = () => [...connections.connecting].some((s) => s.connecting);
       await until(
         () => connecting() && g.gw.pool.state.inFlight('hole') === 1,
         'the gateway to be connecting upstream',
