@@ -86,6 +86,8 @@ export interface AttemptDeps {
 export class Attempt {
   private phase: Phase = 'connect';
   private timer: NodeJS.Timeout | undefined;
+  /** The running timer's duration: a phase with the same one refreshes it instead of making another. */
+  private timerMs = 0;
   /** undici's abort for this request, once it is on a connection. */
   private abortRequest: ((reason: Error) => void) | undefined;
   /** undici's resume, for a response paused by backpressure. */
@@ -133,7 +135,6 @@ export class Attempt {
     this.done = new Promise((r) => (this.resolve = r));
     this.holding = deps.hold.enabled;
     upstream.connections.waiting++;
-    this.arm(upstream.timeouts.connect);
     const total = upstream.timeouts.total;
     if (total > 0) {
       // What a queue wait and earlier attempts used is gone: the deadline is the request's, not this attempt's.
@@ -168,6 +169,14 @@ export class Attempt {
   }
 
   // --- undici's handler: the request's life on its connection ---------------------------
+
+  /**
+   * Called once the request is handed to undici: on a kept-alive connection it is on it already
+   * (onConnect ran), so the connect clock starts only when a connection has to be opened.
+   */
+  dispatched(): void {
+    if (this.phase === 'connect') this.arm(this.upstream.timeouts.connect);
+  }
 
   /** The request is on a connection and being written. */
   onConnect(abort: (reason: Error) => void): void {
@@ -609,7 +618,15 @@ export class Attempt {
   }
 
   private arm(ms: number): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    const timer = this.timer;
+    if (timer !== undefined) {
+      if (ms === this.timerMs) {
+        timer.refresh();
+        return;
+      }
+      clearTimeout(timer);
+    }
+    this.timerMs = ms;
     this.timer = ms > 0 ? setTimeout(Attempt.onTimeout, ms, this) : undefined;
   }
 

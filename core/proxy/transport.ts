@@ -31,6 +31,7 @@ export class Transport {
       { path: url.pathname + url.search, method: ctx.method as 'POST', headers, body },
       attempt,
     );
+    attempt.dispatched();
     return attempt.done;
   }
 

@@ -6,7 +6,13 @@
  * from another model than the one requested.
  */
 import { z } from 'zod';
-import { Stage, type PluginContext, type RequestContext, type TapgatePlugin } from '../../core/index.js';
+import {
+  createStateKey,
+  Stage,
+  type PluginContext,
+  type RequestContext,
+  type TapgatePlugin,
+} from '../../core/index.js';
 import { ModelCheck } from './model-check.js';
 import { listModels } from './models.js';
 import { isResponsesPath, isResponsesRoute, matchResponsesRoute, MODELS, RESPONSES } from './routes.js';
@@ -19,6 +25,9 @@ import { ResponsesWebSocket, sessionOf } from './websocket/front-end.js';
 import { websocketSchema, type WebSocketOptions } from './websocket/options.js';
 
 const NAME = 'responses-routes';
+
+/** Each request keeps the options it started with: a reload never changes a stream midway. */
+const STARTED = createStateKey<EventOptions | undefined>(NAME + '.options', () => undefined);
 
 const UPGRADE_REFUSAL = JSON.stringify({
   error: {
@@ -54,8 +63,6 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
   private currentWs: EventOptions;
   private websocketOptions: WebSocketOptions;
   private websocket: ResponsesWebSocket | undefined;
-  /** Each request keeps the options it started with: a reload never changes a stream midway. */
-  private readonly started = new WeakMap<object, EventOptions>();
 
   constructor(options: Options) {
     this.current = eventOptionsOf(options);
@@ -71,10 +78,10 @@ export default class ResponsesRoutesPlugin implements TapgatePlugin {
 
   /** The options of the request: those in force when its first attempt started. */
   private optionsOf(ctx: RequestContext): EventOptions {
-    let o = this.started.get(ctx);
+    let o = ctx.peekState(STARTED);
     if (o === undefined) {
       o = ctx.transport === 'websocket' ? this.currentWs : this.current;
-      this.started.set(ctx, o);
+      ctx.setState(STARTED, o);
     }
     return o;
   }

@@ -18,6 +18,9 @@ const MAX_USAGE_CHARS = 4096;
  */
 const MAX_CANDIDATES = 4;
 
+const USAGE_KEY = '"usage"';
+const USAGE_BYTES = Buffer.from(USAGE_KEY);
+
 /** Text searched from the end: a string, or the bytes of a JSON answer. */
 interface Source {
   readonly length: number;
@@ -41,7 +44,8 @@ export function usageInChunks(chunks: readonly Buffer[]): TokenUsage | undefined
   const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[]);
   return lastUsage({
     length: body.length,
-    lastIndexOf: (needle, from) => body.lastIndexOf(needle, from),
+    // The needle is always `"usage"`: its bytes are made once, not on every search.
+    lastIndexOf: (_needle, from) => body.lastIndexOf(USAGE_BYTES, from),
     at: (i) => body[i]!,
     slice: (from, to) => body.toString('utf8', from, to),
   });
@@ -50,7 +54,7 @@ export function usageInChunks(chunks: readonly Buffer[]): TokenUsage | undefined
 function lastUsage(src: Source): TokenUsage | undefined {
   let from = src.length;
   for (let n = 0; n < MAX_CANDIDATES && from > 0; n++) {
-    const hit = src.lastIndexOf('"usage"', from - 1);
+    const hit = src.lastIndexOf(USAGE_KEY, from - 1);
     if (hit < 0) return undefined;
     const usage = usageAt(hit + 7, src);
     if (usage !== undefined) return usage;
