@@ -63,7 +63,10 @@ export class Pipeline {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const ctx = new RequestContext(randomUUID(), req, res, this.logger);
     this.inflight.add(ctx);
-    res.once('close', () => this.onClose(ctx));
+    // A shared listener that finds its request on the response: no closure per request.
+    (res as Tracked)[CONTEXT] = ctx;
+    (res as Tracked)[PIPELINE] = this;
+    res.once('close', onResponseClose);
     void this.run(ctx);
   };
 
@@ -353,7 +356,7 @@ export class Pipeline {
     return derive(error, { errorCode, message, body });
   }
 
-  private onClose(ctx: RequestContext): void {
+  onClose(ctx: RequestContext): void {
     if (!ctx.res.writableFinished) {
       ctx.clientGone = true;
       ctx.activeAttempt?.cancel();
@@ -396,6 +399,16 @@ export class Pipeline {
       };
     });
   }
+}
+
+const CONTEXT = Symbol('tapgate.context');
+type Tracked = ServerResponse & { [CONTEXT]?: RequestContext; [PIPELINE]?: Pipeline };
+const PIPELINE = Symbol('tapgate.pipeline');
+
+function onResponseClose(this: Tracked): void {
+  const ctx = this[CONTEXT];
+  this[CONTEXT] = undefined;
+  if (ctx !== undefined) this[PIPELINE]!.onClose(ctx);
 }
 
 /** Nothing more can reach the client: it left, or its answer is already written (a shutdown cut it). */

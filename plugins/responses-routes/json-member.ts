@@ -21,22 +21,42 @@ interface Source {
   slice(from: number, to: number): string;
 }
 
+/** A string as a Source: methods, not closures, so a call allocates one small object. */
+class TextSource implements Source {
+  readonly length: number;
+  constructor(private readonly text: string) {
+    this.length = text.length;
+  }
+  at(i: number): number {
+    return this.text.charCodeAt(i);
+  }
+  slice(from: number, to: number): string {
+    return this.text.slice(from, to);
+  }
+}
+
+/** UTF-8 bytes as a Source. */
+class BytesSource implements Source {
+  readonly length: number;
+  constructor(private readonly bytes: Buffer) {
+    this.length = bytes.length;
+  }
+  at(i: number): number {
+    return this.bytes[i]!;
+  }
+  slice(from: number, to: number): string {
+    return this.bytes.toString('utf8', from, to);
+  }
+}
+
 /** In a string: `depth` 1 is the top-level object, 2 an object member of it, and so on. */
 export function stringMemberInText(text: string, key: string, depth: number): string | undefined {
-  return stringMember(
-    { length: text.length, at: (i) => text.charCodeAt(i), slice: (a, b) => text.slice(a, b) },
-    key,
-    depth,
-  );
+  return stringMember(new TextSource(text), key, depth);
 }
 
 /** In UTF-8 bytes. */
 export function stringMemberInBytes(bytes: Buffer, key: string, depth: number): string | undefined {
-  return stringMember(
-    { length: bytes.length, at: (i) => bytes[i]!, slice: (a, b) => bytes.toString('utf8', a, b) },
-    key,
-    depth,
-  );
+  return stringMember(new BytesSource(bytes), key, depth);
 }
 
 function stringMember(src: Source, key: string, depth: number): string | undefined {

@@ -29,26 +29,48 @@ interface Source {
   slice(from: number, to: number): string;
 }
 
+/** A string searched from the end: methods, not closures, so a call allocates one small object. */
+class TextSource implements Source {
+  readonly length: number;
+  constructor(private readonly text: string) {
+    this.length = text.length;
+  }
+  lastIndexOf(needle: string, from: number): number {
+    return this.text.lastIndexOf(needle, from);
+  }
+  at(i: number): number {
+    return this.text.charCodeAt(i);
+  }
+  slice(from: number, to: number): string {
+    return this.text.slice(from, to);
+  }
+}
+
+/** A JSON answer's bytes. The needle is always `"usage"`: its bytes are made once. */
+class BytesSource implements Source {
+  readonly length: number;
+  constructor(private readonly bytes: Buffer) {
+    this.length = bytes.length;
+  }
+  lastIndexOf(_needle: string, from: number): number {
+    return this.bytes.lastIndexOf(USAGE_BYTES, from);
+  }
+  at(i: number): number {
+    return this.bytes[i]!;
+  }
+  slice(from: number, to: number): string {
+    return this.bytes.toString('utf8', from, to);
+  }
+}
+
 /** The usage in an event's data (a JSON object as text), or undefined when it reports none. */
 export function usageInText(text: string): TokenUsage | undefined {
-  return lastUsage({
-    length: text.length,
-    lastIndexOf: (needle, from) => text.lastIndexOf(needle, from),
-    at: (i) => text.charCodeAt(i),
-    slice: (from, to) => text.slice(from, to),
-  });
+  return lastUsage(new TextSource(text));
 }
 
 /** The usage in a JSON answer held as chunks (not copied unless the answer came in several). */
 export function usageInChunks(chunks: readonly Buffer[]): TokenUsage | undefined {
-  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[]);
-  return lastUsage({
-    length: body.length,
-    // The needle is always `"usage"`: its bytes are made once, not on every search.
-    lastIndexOf: (_needle, from) => body.lastIndexOf(USAGE_BYTES, from),
-    at: (i) => body[i]!,
-    slice: (from, to) => body.toString('utf8', from, to),
-  });
+  return lastUsage(new BytesSource(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks as Buffer[])));
 }
 
 function lastUsage(src: Source): TokenUsage | undefined {
@@ -66,12 +88,11 @@ function lastUsage(src: Source): TokenUsage | undefined {
 /** Reads `: { … }` from `i` (just after the member name): the object's text, parsed and checked. */
 function usageAt(i: number, src: Source): TokenUsage | undefined {
   const end = src.length;
-  const at = src.at;
-  i = skipSpace(i, end, at);
-  if (i >= end || at(i) !== 0x3a) return undefined; // ':'
-  i = skipSpace(i + 1, end, at);
-  if (i >= end || at(i) !== OPEN) return undefined; // `null`, or not an object
-  const close = matchingBrace(i, Math.min(end, i + MAX_USAGE_CHARS), at);
+  i = skipSpace(i, end, src);
+  if (i >= end || src.at(i) !== 0x3a) return undefined; // ':'
+  i = skipSpace(i + 1, end, src);
+  if (i >= end || src.at(i) !== OPEN) return undefined; // `null`, or not an object
+  const close = matchingBrace(i, Math.min(end, i + MAX_USAGE_CHARS), src);
   if (close < 0) return undefined;
   let parsed: unknown;
   try {
@@ -82,9 +103,9 @@ function usageAt(i: number, src: Source): TokenUsage | undefined {
   return toTokenUsage(parsed);
 }
 
-function skipSpace(i: number, end: number, at: (i: number) => number): number {
+function skipSpace(i: number, end: number, src: Source): number {
   while (i < end) {
-    const c = at(i);
+    const c = src.at(i);
     if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
     i++;
   }
@@ -92,13 +113,13 @@ function skipSpace(i: number, end: number, at: (i: number) => number): number {
 }
 
 /** The index of the brace that closes the one at `open`, skipping strings; -1 before `end`. */
-function matchingBrace(open: number, end: number, at: (i: number) => number): number {
+function matchingBrace(open: number, end: number, src: Source): number {
   let depth = 0;
   for (let i = open; i < end; i++) {
-    const c = at(i);
+    const c = src.at(i);
     if (c === QUOTE) {
       for (i++; i < end; i++) {
-        const s = at(i);
+        const s = src.at(i);
         if (s === BACKSLASH) i++;
         else if (s === QUOTE) break;
       }
