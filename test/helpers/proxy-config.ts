@@ -41,22 +41,12 @@ export interface GatewayConfigOptions {
   plugins?: readonly unknown[];
 }
 
-/**
- * `TAPGATE_TEST_TRANSPORT=http-proxy-3` runs any suite whose configs come from here on that transport
- * (a test's own `proxy.transport` wins); CI's one run covers it with http-proxy-transport.test.ts.
- */
-function withTestTransport(proxy: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  const transport = process.env.TAPGATE_TEST_TRANSPORT;
-  return transport === undefined || transport === '' ? proxy : { transport, ...proxy };
-}
-
 /** The base builder: a gateway config as YAML text; absent sections are left out. */
 export function gatewayConfig(o: GatewayConfigOptions): string {
-  const proxy = withTestTransport(o.proxy);
   return YAML.stringify({
     server: { host: '127.0.0.1', port: 0, ...o.server },
     auth: { keys: o.keys ?? TEST_CLIENT_KEYS, ...o.auth },
-    ...(proxy === undefined ? {} : { proxy }),
+    ...(o.proxy === undefined ? {} : { proxy: o.proxy }),
     ...(o.pool === undefined ? {} : { pool: o.pool }),
     ...(o.log === undefined ? {} : { log: o.log }),
     ...(o.state === undefined ? {} : { state: o.state }),

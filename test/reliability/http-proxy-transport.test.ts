@@ -3,7 +3,8 @@
  * on a representative set of what the reliability suites check (the whole suites run on it with
  * TAPGATE_TEST_TRANSPORT=http-proxy-3; backpressure and the chunking property run on both here in CI):
  * happy JSON and SSE through the openai SDK, a first-byte timeout, an upstream that dies mid-stream,
- * a 429 that fails over, a client that leaves mid-stream, 1xx answers and a parser error.
+ * a 429 that fails over, a client that leaves mid-stream, 1xx answers and a parser error; and a
+ * reload that switches transports under a stream in flight.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -29,6 +30,17 @@ import {
 } from '../helpers/pool.js';
 import { deadline, parseSse, postJson } from '../helpers/raw.js';
 import { happyStream } from '../helpers/upstream.js';
+import {
+  allCompleted,
+  client,
+  ConfigDir,
+  OLD_KEY,
+  openaiUpstream,
+  openStream,
+  reloadConfig,
+  startFileGateway,
+  startHoldingUpstream,
+} from '../helpers/reload.js';
 
 const h = new Harness();
 const TRANSPORT = { transport: 'http-proxy-3' };
@@ -200,5 +212,42 @@ describe('proxy.transport: http-proxy-3', function () {
       /^upstream sent a malformed HTTP response \(HPE_[A-Z_]+\)$/,
     );
     await expectGatewayIdle(g.gw);
+  });
+
+  it('a reload switches the transport for new attempts; a stream in flight ends on the one it started on', async () => {
+    const dir = new ConfigDir();
+    const up = h.track(await startHoldingUpstream());
+    const config = (transport: string) =>
+      reloadConfig({ proxy: { transport }, upstreams: [openaiUpstream('up', up)] });
+    dir.write(config('undici'));
+    const g = await startFileGateway(dir.file);
+    try {
+      const c = client(g.url, OLD_KEY);
+      const first = openStream(c);
+      await until(() => up.held.size === 1, 'the first stream to be held upstream');
+      const connections = g.gw.pool.get('up')!.connections;
+      assert.equal(connections.pool.stats.running, 1);
+
+      dir.write(config('http-proxy-3'));
+      assert.equal((await g.gw.reload()).status, 'applied');
+      assert.equal(g.gw.pool.get('up')!.connections, connections, 'the upstream was rebuilt');
+      const second = openStream(c);
+      await until(() => up.held.size === 2, 'the second stream to be held upstream');
+      assert.equal(connections.pool.stats.running, 1, 'the second stream went out on undici');
+      assert.equal(connections.busy, 2, "the agent's socket is not in use");
+
+      up.holding = false;
+      up.release();
+      assert.equal(await allCompleted([first, second]), 2);
+      dir.write(config('undici'));
+      assert.equal((await g.gw.reload()).status, 'applied');
+      assert.equal(await allCompleted([openStream(c)]), 1);
+    } finally {
+      // Nothing stays held if an assertion failed: the gateway's close would wait for it.
+      up.holding = false;
+      up.release();
+      await g.close();
+      dir.remove();
+    }
   });
 });
