@@ -324,12 +324,15 @@ export class Gateway {
     this.secrets.watch(() => pool.upstreams);
     sealHooks(this.hooks);
 
-    this.transport = new Transport({
-      hooks: this.hooks,
-      maxEventBytes: config.proxy.maxEventBytes,
-      sendTimeout: config.server.sendTimeout,
-      hold: config.proxy.hold,
-    });
+    this.transport = new Transport(
+      {
+        hooks: this.hooks,
+        maxEventBytes: config.proxy.maxEventBytes,
+        sendTimeout: config.server.sendTimeout,
+        hold: config.proxy.hold,
+      },
+      config.proxy.transport,
+    );
     this.pipeline = new Pipeline(
       this.hooks,
       config,
@@ -580,11 +583,14 @@ export class Gateway {
     });
     pool.queue.maxQueue = next.pool.queue.maxQueue;
     pool.queue.waitTimeout = next.pool.queue.waitTimeout;
-    this.transport!.configure({
-      maxEventBytes: next.proxy.maxEventBytes,
-      sendTimeout: next.server.sendTimeout,
-      hold: next.proxy.hold,
-    });
+    this.transport!.configure(
+      {
+        maxEventBytes: next.proxy.maxEventBytes,
+        sendTimeout: next.server.sendTimeout,
+        hold: next.proxy.hold,
+      },
+      next.proxy.transport,
+    );
     this.auth = p.auth;
     this.coreTaps!.reconfigure({
       auth: p.auth,

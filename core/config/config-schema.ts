@@ -266,6 +266,12 @@ export const configSchema = z.strictObject({
     .prefault({}),
   proxy: z
     .strictObject({
+      transport: z.enum(['undici', 'http-proxy-3']).default('undici').meta({
+        description:
+          "How attempts reach an upstream: `undici` (a keep-alive pool per upstream, the cheaper) or `http-proxy-3` (Node's http client with a keep-alive agent per upstream). A reload applies it to new attempts.",
+        docType: 'enum',
+        docDefault: '`undici`',
+      }),
       maxAttempts: integer(1, 20).default(3).meta({
         description:
           'Attempts per request across upstreams (1–20). Retries happen only before the client got a response.',

@@ -1,9 +1,12 @@
 /**
  * One upstream's keep-alive connections: an undici pool (HTTP/1.1, one request per connection at a
  * time), with the sockets it opens kept in view so that a connect nobody waits for any more can be
- * dropped, and tests and the soak can see what is open.
+ * dropped, and tests and the soak can see what is open. The http-proxy-3 transport uses a keep-alive
+ * agent instead, made here on its first use; its sockets are kept in view the same way.
  */
-import type { Socket } from 'node:net';
+import http from 'node:http';
+import https from 'node:https';
+import net, { type Socket } from 'node:net';
 import { buildConnector, Pool } from 'undici';
 
 const NOBODY_WAITING = Object.assign(new Error('no request waits for this connection'), {
@@ -19,7 +22,13 @@ export class UpstreamConnections {
   /** Attempts sent and not yet on a connection: when none is left, a pending connect serves nobody. */
   waiting = 0;
 
-  constructor(origin: string, connectTimeout: number) {
+  /** The keep-alive agent of the http-proxy-3 transport, made the first time that transport sends here. */
+  private httpAgent: http.Agent | undefined;
+
+  constructor(
+    private readonly origin: string,
+    connectTimeout: number,
+  ) {
     // 0 is "no limit" for both the config and undici's connector.
     const connector = buildConnector({ timeout: connectTimeout });
     this.pool = new Pool(origin, {
@@ -51,6 +60,21 @@ export class UpstreamConnections {
     socket.once('close', () => this.sockets.delete(socket));
   }
 
+  /** Like undici's: in `connecting` until connected (so a connect nobody waits for is dropped), then in `sockets`. */
+  private trackAgentSocket(socket: Socket): void {
+    if (!socket.connecting) return this.track(socket);
+    this.connecting.add(socket);
+    const forget = (): void => {
+      this.connecting.delete(socket);
+    };
+    socket.once('close', forget);
+    socket.once('connect', () => {
+      socket.off('close', forget);
+      forget();
+      this.track(socket);
+    });
+  }
+
   /** The last attempt waiting for a connection gave up: connects in progress are for nobody now. */
   dropUnwantedConnects(): void {
     if (this.waiting > 0) return;
@@ -60,10 +84,35 @@ export class UpstreamConnections {
 
   /** Requests on a connection now. */
   get busy(): number {
-    return this.pool.stats.running;
+    let n = this.pool.stats.running;
+    // The agent's `sockets` are the ones assigned to a request (idle ones are in `freeSockets`).
+    if (this.httpAgent !== undefined)
+      for (const list of Object.values(this.httpAgent.sockets)) n += list?.length ?? 0;
+    return n;
+  }
+
+  /** A keep-alive agent (without one http-proxy-3 sends `connection: close`); its sockets are tracked too. */
+  get agent(): http.Agent {
+    if (this.httpAgent !== undefined) return this.httpAgent;
+    const options = {
+      keepAlive: true,
+      keepAliveMsecs: 10_000,
+      maxFreeSockets: 256,
+      scheduling: 'lifo' as const,
+    };
+    const agent = this.origin.startsWith('https:') ? new https.Agent(options) : new http.Agent(options);
+    const create = agent.createConnection.bind(agent);
+    agent.createConnection = (options, callback) => {
+      const socket = create(options, callback);
+      if (socket instanceof net.Socket) this.trackAgentSocket(socket);
+      return socket;
+    };
+    this.httpAgent = agent;
+    return agent;
   }
 
   close(): void {
     this.pool.destroy().catch(() => {});
+    this.httpAgent?.destroy();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Backpressure across the whole chain: a client that stops reading must stop the upstream (through
  * the gateway, not by buffering the stream in it), the idle timer must not count the client's
- * slowness as an upstream stall, and once the client reads again everything arrives intact.
+ * slowness as an upstream stall, and once the client reads again everything arrives intact. On both
+ * transports (`proxy.transport`).
  */
 import assert from 'node:assert/strict';
 import type http from 'node:http';
@@ -104,83 +105,86 @@ class BigStream {
   };
 }
 
-describe('backpressure', () => {
-  let up: TestUpstream | undefined;
-  let g: TestGateway | undefined;
-  afterEach(async () => {
-    await g?.close();
-    await up?.close();
-    g = up = undefined;
+for (const transport of ['undici', 'http-proxy-3'])
+  describe(`backpressure (${transport})`, () => {
+    let up: TestUpstream | undefined;
+    let g: TestGateway | undefined;
+    afterEach(async () => {
+      await g?.close();
+      await up?.close();
+      g = up = undefined;
+    });
+
+    it('a client that stops reading stalls the upstream (bounded memory), without tripping the idle timer', async function () {
+      this.timeout(20_000);
+      const stream = new BigStream();
+      up = await startUpstream(stream.handler);
+      g = await startGateway(
+        proxyConfig([up.url], {
+          proxy: { transport, timeouts: { connect: '1s', firstByte: '2s', idle: '500ms' } },
+        }),
+      );
+      // The gateway's side of the client connection, to see what the gateway itself holds.
+      let clientSide: Socket | undefined;
+      g.gw.server.once('connection', (s: Socket) => (clientSide = s));
+
+      const socket = await connectRaw(g.url);
+      socket.pause(); // read nothing until told
+      const body = JSON.stringify({ model: 'gpt-test', stream: true, input: 'big' });
+      socket.write(
+        rawHttpRequest(
+          'POST',
+          '/v1/responses',
+          new URL(g.url).host,
+          { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', connection: 'close' },
+          body,
+        ),
+      );
+
+      // The upstream gets blocked: its writes stop succeeding and no 'drain' comes for longer than idle.
+      const writtenWhilePaused = await stream.stuck;
+      assert.equal(stream.closedEarly, false, 'the gateway dropped the upstream while the client was slow');
+      assert.ok(
+        writtenWhilePaused < stream.total / 2,
+        `the upstream wrote ${writtenWhilePaused} of ${stream.total} bytes while the client read nothing`,
+      );
+      // Most of that sits in kernel socket buffers (up to tcp_wmem max per sender); what the gateway
+      // process holds is what it read from the upstream minus what it handed to the client's socket.
+      const upstreamSide = [...g.gw.pool.upstreams[0]!.connections.sockets][0];
+      assert.ok(clientSide !== undefined && upstreamSide !== undefined);
+      const handedToClient = clientSide.bytesWritten - clientSide.writableLength;
+      const held = upstreamSide.bytesRead - handedToClient;
+      assert.ok(held < 1024 * 1024, `the gateway holds ${held} bytes of the stream in memory`);
+      assert.ok(
+        clientSide.writableLength < 1024 * 1024,
+        `${clientSide.writableLength} bytes queued for the client`,
+      );
+      assert.equal(g.gw.inflight, 1);
+      assert.equal(
+        g.logs.some((l) => l.msg === 'request failed'),
+        false,
+      );
+
+      // Read again: everything arrives, intact and in order, and the stream ends normally.
+      const res = parseHttpResponse(await readToEnd(socket));
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['content-type'], 'text/event-stream');
+      assert.equal(res.complete, true);
+      assert.equal(stream.finished, true);
+      assert.equal(res.body.length, stream.total);
+      assert.equal(
+        res.body.equals(Buffer.from(stream.frames.join(''))),
+        true,
+        'the body differs from what the upstream wrote',
+      );
+      const events = parseSse(res.body.toString());
+      assert.equal(events.length, EVENTS + 2);
+      assert.deepEqual(
+        events.map((e) => e.json.sequence_number),
+        events.map((_e, i) => i),
+      );
+      assert.equal(events.at(-1)!.event, 'response.completed');
+      const line = g.logs.find((l) => l.msg === 'request');
+      assert.equal(line?.outcome, 'ok');
+    });
   });
-
-  it('a client that stops reading stalls the upstream (bounded memory), without tripping the idle timer', async function () {
-    this.timeout(20_000);
-    const stream = new BigStream();
-    up = await startUpstream(stream.handler);
-    g = await startGateway(
-      proxyConfig([up.url], { proxy: { timeouts: { connect: '1s', firstByte: '2s', idle: '500ms' } } }),
-    );
-    // The gateway's side of the client connection, to see what the gateway itself holds.
-    let clientSide: Socket | undefined;
-    g.gw.server.once('connection', (s: Socket) => (clientSide = s));
-
-    const socket = await connectRaw(g.url);
-    socket.pause(); // read nothing until told
-    const body = JSON.stringify({ model: 'gpt-test', stream: true, input: 'big' });
-    socket.write(
-      rawHttpRequest(
-        'POST',
-        '/v1/responses',
-        new URL(g.url).host,
-        { authorization: `Bearer ${CLIENT_KEY}`, 'content-type': 'application/json', connection: 'close' },
-        body,
-      ),
-    );
-
-    // The upstream gets blocked: its writes stop succeeding and no 'drain' comes for longer than idle.
-    const writtenWhilePaused = await stream.stuck;
-    assert.equal(stream.closedEarly, false, 'the gateway dropped the upstream while the client was slow');
-    assert.ok(
-      writtenWhilePaused < stream.total / 2,
-      `the upstream wrote ${writtenWhilePaused} of ${stream.total} bytes while the client read nothing`,
-    );
-    // Most of that sits in kernel socket buffers (up to tcp_wmem max per sender); what the gateway
-    // process holds is what it read from the upstream minus what it handed to the client's socket.
-    const upstreamSide = [...g.gw.pool.upstreams[0]!.connections.sockets][0];
-    assert.ok(clientSide !== undefined && upstreamSide !== undefined);
-    const handedToClient = clientSide.bytesWritten - clientSide.writableLength;
-    const held = upstreamSide.bytesRead - handedToClient;
-    assert.ok(held < 1024 * 1024, `the gateway holds ${held} bytes of the stream in memory`);
-    assert.ok(
-      clientSide.writableLength < 1024 * 1024,
-      `${clientSide.writableLength} bytes queued for the client`,
-    );
-    assert.equal(g.gw.inflight, 1);
-    assert.equal(
-      g.logs.some((l) => l.msg === 'request failed'),
-      false,
-    );
-
-    // Read again: everything arrives, intact and in order, and the stream ends normally.
-    const res = parseHttpResponse(await readToEnd(socket));
-    assert.equal(res.status, 200);
-    assert.equal(res.headers['content-type'], 'text/event-stream');
-    assert.equal(res.complete, true);
-    assert.equal(stream.finished, true);
-    assert.equal(res.body.length, stream.total);
-    assert.equal(
-      res.body.equals(Buffer.from(stream.frames.join(''))),
-      true,
-      'the body differs from what the upstream wrote',
-    );
-    const events = parseSse(res.body.toString());
-    assert.equal(events.length, EVENTS + 2);
-    assert.deepEqual(
-      events.map((e) => e.json.sequence_number),
-      events.map((_e, i) => i),
-    );
-    assert.equal(events.at(-1)!.event, 'response.completed');
-    const line = g.logs.find((l) => l.msg === 'request');
-    assert.equal(line?.outcome, 'ok');
-  });
-});

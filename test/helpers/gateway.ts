@@ -40,6 +40,10 @@ export async function startGateway(
   if (!/^usage:/m.test(yaml)) loaded.config.usage.enabled = false;
   // Likewise metrics: test gateways must not all bind the default 127.0.0.1:9464.
   if (!/^metrics:/m.test(yaml)) loaded.config.metrics.enabled = false;
+  // TAPGATE_TEST_TRANSPORT=http-proxy-3 runs a suite on that transport, unless a test picks one itself.
+  const transport = process.env.TAPGATE_TEST_TRANSPORT;
+  if ((transport === 'undici' || transport === 'http-proxy-3') && !/^\s+transport:/m.test(yaml))
+    loaded.config.proxy.transport = transport;
   registerSecretsIn(loaded.config);
   recordOutput('log', () => capture.lines.join('\n'));
   const gw = await createGateway(loaded, { ...options, logDestination: capture });

@@ -7,6 +7,7 @@
  *  - in-flight requests, upstream leases and the wait queue are back to 0;
  *  - no socket or timer is left open (handle counts back to their baseline);
  *  - the gateway still serves: the same upstream, healthy again, and another one both answer.
+ * Each fault runs on both transports (`proxy.transport: undici`, `http-proxy-3`).
  */
 import assert from 'node:assert/strict';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -52,6 +53,9 @@ interface Setup {
 }
 
 /** A gateway with the fault upstream (model gpt-fault, short timeouts) and a healthy one (gpt-test). */
+/** The transport the current `describe` runs the faults on. */
+let transport = 'undici';
+
 async function setup(refused: boolean, proxy: Record<string, unknown> = {}): Promise<Setup> {
   const faulty = refused ? undefined : h.track(await startFaultUpstream('fault'));
   const healthy = h.track(await startFaultUpstream('healthy'));
@@ -63,7 +67,7 @@ async function setup(refused: boolean, proxy: Record<string, unknown> = {}): Pro
           { name: 'fault', url: faultUrl, models: ['gpt-fault'], timeouts: TIMEOUTS },
           { name: 'healthy', url: healthy.url, models: ['gpt-test'] },
         ],
-        { proxy },
+        { proxy: { transport, ...proxy } },
       ),
     ),
   );
@@ -196,6 +200,15 @@ describe('fault injection: upstream', function () {
     await expectNoLeaks(base, 'probe');
   });
 
+  // Every fault, on both transports (proxy.transport).
+  for (const t of ['undici', 'http-proxy-3'])
+    describe(`on ${t}`, () => {
+      before(() => (transport = t));
+      upstreamFaults();
+    });
+});
+
+function upstreamFaults(): void {
   describe('refuses connections', () => {
     for (const stream of [true, false])
       it(`stream:${stream} → 503 upstream_error`, () =>
@@ -451,4 +464,4 @@ describe('fault injection: upstream', function () {
           logged: 'UPSTREAM_CONNECTION_LOST',
         }));
   });
-});
+}
