@@ -43,6 +43,7 @@ export class Transport {
     ctx.activeAttempt = attempt;
     if (this.kind === 'http-proxy-3') {
       (this.httpProxy ??= new HttpProxyTransport()).send(ctx, upstream, attempt, headers, body);
+      attempt.dispatched();
       return attempt.done;
     }
     const url = outgoing.url;
