@@ -467,7 +467,18 @@ function splitText(r: Report): string {
       .slice(1)
       .map((u) => fmt(u))
       .join(' + ')}`;
-  return ` (µs per request: JSON ${one(split.json)}; SSE ${one(split.sse)})`;
+  // The kernel hands each new connection to whichever worker accepts first (SCHED_NONE): one
+  // worker can end up with nearly all of them, and the figure is then close to one worker's.
+  const skewed = (us: number[]) => {
+    const w = us.slice(1);
+    const total = w.reduce((a, b) => a + b, 0);
+    return w.some((u) => u < total / (4 * w.length));
+  };
+  const note =
+    skewed(split.json) || skewed(split.sse)
+      ? "; one worker served most connections in a load (the kernel picks the worker that accepts), so that figure is close to one worker's"
+      : '';
+  return ` (µs per request: JSON ${one(split.json)}; SSE ${one(split.sse)}${note})`;
 }
 
 /** How the allocation column was measured, with the sample counts behind each figure. */

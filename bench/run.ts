@@ -449,6 +449,8 @@ interface Started {
   dashboardNote?: string;
   /** The tapgate-redis target's own Redis, stopped after tapgate. */
   redis?: BenchRedis;
+  /** server.workers, when more than one. */
+  workers?: number;
 }
 
 interface Run {
@@ -529,7 +531,15 @@ async function startTapgate(
   }
   // The first tapgate target's is the run's; a later one that ran otherwise says so in its note.
   run.tapgateInfo.dashboard ??= note;
-  return { child, target, notes, viewer, logFile, dashboardNote: note };
+  return {
+    child,
+    target,
+    notes,
+    viewer,
+    logFile,
+    dashboardNote: note,
+    ...(workers > 1 ? { workers } : {}),
+  };
 }
 
 /**
@@ -631,11 +641,12 @@ interface Measured {
 /** Warm-up, then the measured load, with the proxy's (and its Redis's) CPU use over the measured part. */
 async function measure(run: Run, s: Started, stream: boolean): Promise<Measured> {
   const o = run.opts;
+  // Each process's JIT warms on the requests it serves: a cluster gets the warm-up once per worker.
   const warm = await runLoad(
     o.loadgen,
     s.target,
     stream,
-    { connections: o.connections, seconds: o.warmup },
+    { connections: o.connections, seconds: o.warmup * (s.workers ?? 1) },
     run.tmp,
   );
   const settings: LoadSettings = { connections: o.connections, seconds: o.duration };
@@ -934,7 +945,7 @@ function howRun(run: Run, loadgenVersion: string): string[] {
     ...(o.targets.includes('tapgate-workers2')
       ? [
           `tapgate, workers: 2: the same tapgate with server.workers ${WORKERS2} (node:cluster), the primary and both workers ${workersCore() === 'all' ? 'on every core (BENCH_WORKERS_CORES=all)' : `on core ${PROXY_CORE}`}; ` +
-            'measured once both workers hold the listening socket; its CPU is the whole process group (primary + workers) from /proc.',
+            `measured once both workers hold the listening socket, after ${WORKERS2}× the warm-up (each worker's JIT warms on its share); its CPU is the whole process group (primary + workers) from /proc.`,
         ]
       : []),
     `Dashboard: ${String(run.tapgateInfo.dashboard ?? run.dashboard.note)}.`,
