@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import { createProxyServer } from 'http-proxy-3';
+import { heapRoute } from './heap-sampler.js';
 
 const port = Number(process.argv[2]);
 const target = process.argv[3];
@@ -27,7 +28,10 @@ proxy.on('error', (_err, _req, res) => {
   else res.destroy();
 });
 
-const server = http.createServer((req, res) => proxy.web(req, res));
+// heapRoute: GET /__bench/heap/{start,stop}, the bench's allocation probe (bench/heap-sampler.ts).
+const server = http.createServer((req, res) => {
+  if (!heapRoute(req, res)) proxy.web(req, res);
+});
 server.keepAliveTimeout = 65_000; // tapgate's default
 server.listen(port, '127.0.0.1', () => process.stdout.write(`bare http-proxy-3 on ${port}\n`));
 

@@ -3,7 +3,7 @@
  * process group, and killed when the runner exits for any reason (normal end, error, Ctrl-C).
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 
 export const HAS_TASKSET = spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0;
@@ -66,7 +66,8 @@ export function pinSelf(core: number): void {
 }
 
 export interface SpawnOptions {
-  core: number;
+  /** The core to pin to, or 'all': every core (a cluster spread over the machine). */
+  core: number | 'all';
   /** Redirect stdout to this file (tapgate's log); otherwise stdout goes to logFile too. */
   stdoutFile?: string;
   logFile: string;
@@ -80,7 +81,8 @@ export function spawnPinned(name: string, command: string, args: string[], opts:
   hookExit();
   const err = openSync(opts.logFile, 'a');
   const out = opts.stdoutFile === undefined ? err : openSync(opts.stdoutFile, 'a');
-  const [cmd, argv] = PINNED ? ['taskset', ['-c', String(opts.core), command, ...args]] : [command, args];
+  const cores = opts.core === 'all' ? `0-${CORES - 1}` : String(opts.core);
+  const [cmd, argv] = PINNED ? ['taskset', ['-c', cores, command, ...args]] : [command, args];
   const proc = spawn(cmd, argv, {
     stdio: [opts.stdinPipe === true ? 'pipe' : 'ignore', out, err],
     detached: true, // its own process group: nginx's worker dies with its master
@@ -250,4 +252,57 @@ export function coreBusySeconds(core: number): number {
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   return (total - f[3]! - f[4]!) / CLK_TCK;
+}
+
+/** The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp; undefined when none. */
+function listeningInode(port: number): string | undefined {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex}`) === true && f[3] === '0A') return f[9];
+  }
+  return undefined;
+}
+
+/**
+ * How many processes of a group, other than its leader, hold the socket listening on `port`: the
+ * cluster workers that have called listen() (with node:cluster's SCHED_NONE each one holds the
+ * shared socket). The port answers once the first worker listens; this says when all of them do.
+ */
+export function listeningWorkers(pgid: number, port: number): number {
+  const inode = listeningInode(port);
+  if (inode === undefined) return 0;
+  const want = `socket:[${inode}]`;
+  let n = 0;
+  for (const [pid, p] of cpuSnapshot()) {
+    if (p.pgid !== pgid || pid === pgid) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    if (fds.some((fd) => safeReadlink(`/proc/${pid}/fd/${fd}`) === want)) n++;
+  }
+  return n;
+}
+
+function safeReadlink(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds of each process of a group between two snapshots: the leader first (a cluster's primary). */
+export function groupCpuSplit(pgid: number, before: CpuSnapshot, after: CpuSnapshot): number[] {
+  const rows: [number, number][] = [];
+  for (const [pid, a] of after) {
+    if (a.pgid !== pgid) continue;
+    rows.push([pid, (a.ticks - (before.get(pid)?.ticks ?? 0)) / CLK_TCK]);
+  }
+  rows.sort((x, y) => (x[0] === pgid ? -1 : y[0] === pgid ? 1 : x[0] - y[0]));
+  return rows.map((r) => r[1]);
 }

@@ -2,10 +2,12 @@
  * `npm run bench [-- --quick | --profile]`: one command, one run on one machine.
  *
  * Starts a loopback upstream, then measures in sequence, under the same load: the upstream
- * directly, a bare http-proxy-3, tapgate (shipped plugins, client auth on, a dashboard viewer
- * connected when the dashboard plugin exists), the same tapgate with its state on a Redis the
- * bench starts (when redis-server is installed), and nginx when installed. Then tapgate's RSS with
- * 1,000 open streams. Prints the table and PASS/MISS per target, and writes bench/results/.
+ * directly, a bare http-proxy-3, a minimal undici pass-through, tapgate (shipped plugins, client
+ * auth on, a dashboard viewer connected when the dashboard plugin exists), the same tapgate with its
+ * state on a Redis the bench starts (when redis-server is installed), the same tapgate with
+ * server.workers 2, and nginx when installed. Then tapgate's RSS with 1,000 open streams, and each
+ * node proxy's allocated bytes per request. Prints the table and PASS/MISS per target, and writes
+ * bench/results/.
  * See bench/README.md.
  */
 import { spawnSync } from 'node:child_process';
@@ -22,12 +24,14 @@ import {
   writeFileSync,
 } from 'node:fs';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { configSchema } from '../core/config/config-schema.js';
 import {
   type LoadGen,
   type LoadResult,
@@ -41,6 +45,7 @@ import {
   wrkInstalled,
   wrkVersion,
 } from './load.js';
+import { HEAP_START, HEAP_STOP, type HeapSample } from './heap-sampler.js';
 import { findNginx, nginxArgs, nginxVersion } from './nginx.js';
 import {
   type Child,
@@ -49,7 +54,9 @@ import {
   cpuSnapshot,
   freePort,
   groupCpuSeconds,
+  groupCpuSplit,
   HAS_TASKSET,
+  listeningWorkers,
   LOAD_CORE,
   openFileLimit,
   otherCpuSeconds,
@@ -65,6 +72,7 @@ import {
 import {
   computeChecks,
   computeRatios,
+  type HeapAlloc,
   LABELS,
   MB,
   type MemoryResult,
@@ -95,23 +103,42 @@ const PATH = '/v1/responses';
  * request takes a slot, which with the Redis store is a cluster-wide lease (its one round trip).
  */
 const MAX_CONCURRENCY = 10_000;
+/** The tapgate-workers2 target's server.workers; every other tapgate target runs one process. */
+const WORKERS2 = 2;
+/**
+ * Where tapgate-workers2 runs: on the proxy core with everything else of tapgate's (the default), or
+ * with BENCH_WORKERS_CORES=all on every core, sharing core 1 with the load generator and upstream.
+ */
+function workersCore(): number | 'all' {
+  const v = process.env.BENCH_WORKERS_CORES ?? 'proxy';
+  if (v !== 'proxy' && v !== 'all')
+    throw new Error(`bench: BENCH_WORKERS_CORES must be proxy or all, got ${v}`);
+  return v === 'all' ? 'all' : PROXY_CORE;
+}
+/**
+ * The heap profiler's mean bytes between samples: V8's default. 512 gave the same bytes per request
+ * (within 1%) but slowed the proxy 2–3×, which changes how many requests each write and read serve.
+ */
+const HEAP_INTERVAL = 32_768;
 
 const HELP = `Usage: npm run bench [-- --quick | --profile]
 
-  (default)   the full run: every target, ~3 minutes; writes bench/results/latest.{json,md}
+  (default)   the full run: every target, ~5 minutes; writes bench/results/latest.{json,md}
   --quick     a short smoke run; writes bench/results/quick.{json,md}.tmp (not tracked)
   --profile   tapgate alone under the JSON then the SSE load, with node --cpu-prof; writes
               bench/results/tapgate.cpuprofile (not tracked) and bench/results/profile.md;
-              BENCH_TARGETS=bare,tapgate profiles the bare http-proxy-3 too, for comparison
-              (and tapgate-redis: tapgate with its state on Redis; tapgate-nousage: without usage records)
+              BENCH_TARGETS=bare,undici,tapgate profiles the bare http-proxy-3 and the minimal
+              undici pass-through too, for comparison (and tapgate-redis: tapgate with its state
+              on Redis; tapgate-nousage: without usage records)
 
 Environment: BENCH_DURATION (s, measured, default 10), BENCH_WARMUP (s, default 3),
 BENCH_CONNECTIONS (default 50), BENCH_STREAMS (default 1000), BENCH_SEQ (sequential requests,
-default 2000), BENCH_TARGETS (default direct,bare,tapgate,tapgate-redis,nginx),
+default 2000), BENCH_TARGETS (default direct,bare,undici,tapgate,tapgate-redis,tapgate-workers2,nginx),
 BENCH_LOADGEN (auto | autocannon | wrk), BENCH_KEEP_TMP=1 (keep the temp dir: configs, logs),
 BENCH_WAIT_QUIET=<s> (before each target, wait up to that long for other processes to go below
 10% of a core), BENCH_DASHBOARD=0 (tapgate without the dashboard plugin and viewer),
-BENCH_LOG_LEVEL (override the shipped log.level).`;
+BENCH_LOG_LEVEL (override the shipped log.level), BENCH_WORKERS_CORES (proxy | all: where
+tapgate-workers2 runs, default proxy: the proxy core).`;
 
 interface Options {
   mode: 'full' | 'quick' | 'profile';
@@ -133,16 +160,17 @@ function envNumber(name: string, fallback: number): number {
   return n;
 }
 
-/** --profile covers tapgate, or the node proxies named in BENCH_TARGETS (bare, tapgate, tapgate-redis). */
+/** The single node processes --profile can cover (a cluster would write one profile per worker). */
+const PROFILED: TargetName[] = ['bare', 'undici', 'tapgate', 'tapgate-nousage', 'tapgate-redis'];
+
+/** --profile covers tapgate, or the node proxies named in BENCH_TARGETS (bare, undici, tapgate, tapgate-redis). */
 function profileTargets(): TargetName[] {
   const named = process.env.BENCH_TARGETS;
   if (named === undefined || named === '') return ['tapgate'];
   const list = named.split(',').map((t) => t.trim()) as TargetName[];
   for (const t of list)
-    if (t !== 'bare' && t !== 'tapgate' && t !== 'tapgate-redis' && t !== 'tapgate-nousage')
-      throw new Error(
-        `bench: --profile covers bare, tapgate, tapgate-nousage and tapgate-redis (node processes), not ${t}`,
-      );
+    if (!PROFILED.includes(t))
+      throw new Error(`bench: --profile covers ${PROFILED.join(', ')} (one node process each), not ${t}`);
   return list;
 }
 
@@ -163,7 +191,15 @@ function options(): Options {
   const quick = values.quick === true;
   const mode = values.profile === true ? 'profile' : quick ? 'quick' : 'full';
   // tapgate-nousage (usage records off) and tapgate-nometrics are not in the default run: name them to compare.
-  const all: TargetName[] = ['direct', 'bare', 'tapgate', 'tapgate-redis', 'nginx'];
+  const all: TargetName[] = [
+    'direct',
+    'bare',
+    'undici',
+    'tapgate',
+    'tapgate-redis',
+    'tapgate-workers2',
+    'nginx',
+  ];
   const known: TargetName[] = [...all, 'tapgate-nousage', 'tapgate-nometrics'];
   const targets = (process.env.BENCH_TARGETS ?? all.join(','))
     .split(',')
@@ -174,6 +210,7 @@ function options(): Options {
   const gen = process.env.BENCH_LOADGEN ?? 'auto';
   if (!['auto', 'autocannon', 'wrk'].includes(gen))
     throw new Error(`bench: BENCH_LOADGEN must be auto, autocannon or wrk, got ${gen}`);
+  workersCore(); // a bad BENCH_WORKERS_CORES stops the run before it starts
   const loadgen: LoadGen = gen === 'auto' ? (wrkInstalled() ? 'wrk' : 'autocannon') : (gen as LoadGen);
   if (loadgen === 'wrk' && !wrkInstalled())
     throw new Error('bench: BENCH_LOADGEN=wrk, but wrk is not installed');
@@ -208,10 +245,11 @@ function tapgateConfig(
   usageFile: string | undefined,
   /** Metrics on (the shipped default), their listener on a free port; false: the tapgate-nometrics target. */
   metrics = true,
-): { yaml: string; plugins: string[]; level: string } {
+  /** 1 but for tapgate-workers2: the proxy under test on one core, its RSS read from one pid. */
+  workers = 1,
+): { yaml: string; plugins: string[]; level: string; hold: boolean; holdFrom: string } {
   const shipped = parseYaml(readFileSync(join(ROOT, 'config.yaml'), 'utf8')) as Record<string, unknown>;
-  // One process: the proxy under test is pinned to one core, and its RSS is read from one pid.
-  const server = { ...(shipped.server as Record<string, unknown>), host: '127.0.0.1', port, workers: 1 };
+  const server = { ...(shipped.server as Record<string, unknown>), host: '127.0.0.1', port, workers };
   const plugins = (shipped.plugins as unknown[]).slice();
   const shippedNames = plugins.map((p) => (typeof p === 'string' ? p : (p as { name: string }).name));
   if (dashboard !== undefined)
@@ -248,7 +286,24 @@ function tapgateConfig(
     level === shippedLevel
       ? `${level} (the shipped default)`
       : `${level} (BENCH_LOG_LEVEL; shipped: ${shippedLevel})`;
-  return { yaml: stringifyYaml(config), plugins: shippedNames, level: label };
+  const setHold = (shipped.proxy as { hold?: unknown } | undefined)?.hold !== undefined;
+  return {
+    yaml: stringifyYaml(config),
+    plugins: shippedNames,
+    level: label,
+    hold: holdEnabled(config),
+    holdFrom: setHold ? 'set in config.yaml' : "config.yaml leaves it commented out: the schema's default",
+  };
+}
+
+/**
+ * Is the pre-output hold on in this config? The issue's first-byte target is "with the hold on".
+ * The shipped config.yaml leaves `proxy.hold` commented out, so the schema's default decides: the
+ * schema itself answers, not a copy of its default here.
+ */
+function holdEnabled(config: Record<string, unknown>): boolean {
+  const proxy = configSchema.shape.proxy.parse(config.proxy ?? {});
+  return proxy.hold.enabled;
 }
 
 /** Is the dashboard plugin there? A built-in name if registered, else its module by path, else none. */
@@ -394,6 +449,8 @@ interface Started {
   dashboardNote?: string;
   /** The tapgate-redis target's own Redis, stopped after tapgate. */
   redis?: BenchRedis;
+  /** server.workers, when more than one. */
+  workers?: number;
 }
 
 interface Run {
@@ -415,16 +472,17 @@ const auth = { authorization: `Bearer ${CLIENT_KEY}` };
 
 async function startTapgate(
   run: Run,
-  name: 'tapgate' | 'tapgate-nousage' | 'tapgate-nometrics' | 'tapgate-redis',
+  name: 'tapgate' | 'tapgate-nousage' | 'tapgate-nometrics' | 'tapgate-redis' | 'tapgate-workers2',
   cpuProfDir: string | undefined,
   redisUrl?: string,
 ): Promise<Started> {
+  const workers = name === 'tapgate-workers2' ? WORKERS2 : 1;
   const port = await freePort();
   const logFile = join(run.tmp, `${name}.stdout.log`);
   const boot = async (dashboard: string | undefined) => {
     const usageFile = name === 'tapgate-nousage' ? undefined : join(run.tmp, `${name}-usage.db`);
     const metrics = name !== 'tapgate-nometrics';
-    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl, usageFile, metrics);
+    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl, usageFile, metrics, workers);
     const file = join(run.tmp, `${name}.yaml`);
     writeFileSync(file, cfg.yaml);
     const args = ['--expose-gc'];
@@ -432,14 +490,17 @@ async function startTapgate(
     args.push(join(ROOT, 'app', 'bin.js'), '--config', file);
     rmSync(logFile, { force: true });
     const child = spawnPinned(name, process.execPath, args, {
-      core: PROXY_CORE,
+      core: workers > 1 ? workersCore() : PROXY_CORE,
       logFile: join(run.tmp, `${name}.stderr.log`),
       stdoutFile: logFile,
       cwd: ROOT,
     });
     run.tapgateInfo.logLevel = cfg.level;
     run.tapgateInfo.plugins = cfg.plugins;
+    run.tapgateInfo.hold = cfg.hold;
+    run.tapgateInfo.holdFrom = cfg.holdFrom;
     await waitForPort(port, child);
+    if (workers > 1) await waitForWorkers(child, port, workers);
     return child;
   };
   const notes: string[] = [];
@@ -470,7 +531,58 @@ async function startTapgate(
   }
   // The first tapgate target's is the run's; a later one that ran otherwise says so in its note.
   run.tapgateInfo.dashboard ??= note;
-  return { child, target, notes, viewer, logFile, dashboardNote: note };
+  return {
+    child,
+    target,
+    notes,
+    viewer,
+    logFile,
+    dashboardNote: note,
+    ...(workers > 1 ? { workers } : {}),
+  };
+}
+
+/**
+ * The port answers once the first worker listens; the measured load must find every worker there.
+ * Each one that listens holds the shared socket (node:cluster, SCHED_NONE): count them in /proc.
+ */
+async function waitForWorkers(child: Child, port: number, workers: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  let n = listeningWorkers(child.pid, port);
+  while (n < workers) {
+    if (Date.now() > deadline)
+      throw new Error(
+        `bench: ${n} of ${workers} tapgate workers listening after 30 s (see ${child.logFile})`,
+      );
+    await sleep(100);
+    n = listeningWorkers(child.pid, port);
+  }
+}
+
+/** A bench pass-through (bare-proxy.ts, undici-proxy.ts): its own process, pinned like tapgate. */
+async function startPassThrough(
+  run: Run,
+  label: string,
+  script: string,
+  cpuProfDir: string | undefined,
+): Promise<Started> {
+  const port = await freePort();
+  const child = spawnPinned(
+    label,
+    process.execPath,
+    [
+      ...(cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`]),
+      ...nodeArgs(script, String(port), run.upstreamOrigin),
+    ],
+    {
+      core: PROXY_CORE,
+      logFile: join(run.tmp, `${script.replace(/\.ts$/, '')}.log`),
+      stdinPipe: true,
+      cwd: ROOT,
+    },
+  );
+  await waitForPort(port, child);
+  return { child, target: { origin: `http://127.0.0.1:${port}`, path: PATH, headers: auth }, notes: [] };
 }
 
 async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<Started> {
@@ -481,28 +593,14 @@ async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<S
         target: { origin: run.upstreamOrigin, path: PATH, headers: auth },
         notes: [],
       };
-    case 'bare': {
-      const port = await freePort();
-      const child = spawnPinned(
-        'bare http-proxy-3',
-        process.execPath,
-        [
-          ...(cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`]),
-          ...nodeArgs('bare-proxy.ts', String(port), run.upstreamOrigin),
-        ],
-        {
-          core: PROXY_CORE,
-          logFile: join(run.tmp, 'bare.log'),
-          stdinPipe: true,
-          cwd: ROOT,
-        },
-      );
-      await waitForPort(port, child);
-      return { child, target: { origin: `http://127.0.0.1:${port}`, path: PATH, headers: auth }, notes: [] };
-    }
+    case 'bare':
+      return startPassThrough(run, LABELS.bare, 'bare-proxy.ts', cpuProfDir);
+    case 'undici':
+      return startPassThrough(run, LABELS.undici, 'undici-proxy.ts', cpuProfDir);
     case 'tapgate':
     case 'tapgate-nousage':
     case 'tapgate-nometrics':
+    case 'tapgate-workers2':
       return startTapgate(run, name, cpuProfDir);
     case 'tapgate-redis': {
       if (run.redis === undefined) throw new Error('bench: redis-server is not installed');
@@ -531,6 +629,8 @@ interface Measured {
   result: LoadResult;
   cpu: number;
   cpuPerReq: number;
+  /** CPU µs per request of each process of a cluster, the primary first; undefined for one process. */
+  split?: number[];
   other: number;
   served: number;
   /** % of the load core busy meanwhile. */
@@ -541,11 +641,12 @@ interface Measured {
 /** Warm-up, then the measured load, with the proxy's (and its Redis's) CPU use over the measured part. */
 async function measure(run: Run, s: Started, stream: boolean): Promise<Measured> {
   const o = run.opts;
+  // Each process's JIT warms on the requests it serves: a cluster gets the warm-up once per worker.
   const warm = await runLoad(
     o.loadgen,
     s.target,
     stream,
-    { connections: o.connections, seconds: o.warmup },
+    { connections: o.connections, seconds: o.warmup * (s.workers ?? 1) },
     run.tmp,
   );
   const settings: LoadSettings = { connections: o.connections, seconds: o.duration };
@@ -558,7 +659,9 @@ async function measure(run: Run, s: Started, stream: boolean): Promise<Measured>
   const result = await runLoad(o.loadgen, s.target, stream, settings, run.tmp);
   const wall = (performance.now() - t0) / 1000;
   // Whatever else took CPU meanwhile: other processes, and the hypervisor (steal) on a VM.
-  const other = (100 * (otherCpuSeconds(snap0, cpuSnapshot()) + stealSeconds() - steal0)) / wall;
+  const snap1 = cpuSnapshot();
+  const other = (100 * (otherCpuSeconds(snap0, snap1) + stealSeconds() - steal0)) / wall;
+  const split = s.child === undefined ? [] : groupCpuSplit(s.child.pid, snap0, snap1);
   const cpuSeconds = s.child === undefined ? Number.NaN : groupCpuSeconds(s.child.pid) - cpu0;
   const loadCore = (100 * (coreBusySeconds(LOAD_CORE) - busy0)) / wall;
   const redis1 = await s.redis?.counters();
@@ -574,11 +677,48 @@ async function measure(run: Run, s: Started, stream: boolean): Promise<Measured>
     result,
     cpu,
     cpuPerReq,
+    split: split.length > 1 ? split.map((sec) => (1e6 * sec) / result.requests) : undefined,
     other,
     served: warm.requests + result.requests,
     loadCore,
     redis:
       redis0 === undefined || redis1 === undefined ? undefined : perRequest(redis0, redis1, result.requests),
+  };
+}
+
+/** Node processes that answer /__bench/heap/* (tapgate-workers2 would answer from one worker of two). */
+const ALLOC_TARGETS: TargetName[] = [
+  'bare',
+  'undici',
+  'tapgate',
+  'tapgate-nousage',
+  'tapgate-nometrics',
+  'tapgate-redis',
+];
+/** The allocation load's length: long enough for thousands of requests, short enough to stay cheap. */
+const ALLOC_SECONDS = 3;
+
+/**
+ * Allocated bytes per request: the sampling heap profiler runs in the proxy's process during one
+ * short extra load (after the timed ones, which it would slow). Requests still in flight when the
+ * load ends are sampled but not counted: at most `connections` of thousands.
+ */
+async function measureAlloc(run: Run, s: Started, stream: boolean): Promise<HeapAlloc> {
+  const o = run.opts;
+  const seconds = Math.min(o.duration, ALLOC_SECONDS);
+  await getJson(s.target.origin, `${HEAP_START}?interval=${HEAP_INTERVAL}`);
+  const r = await runLoad(o.loadgen, s.target, stream, { connections: o.connections, seconds }, run.tmp);
+  const sample = await getJson<HeapSample>(s.target.origin, HEAP_STOP);
+  if (r.non2xx + r.errors + r.timeouts > 0)
+    throw new Error(
+      `${stream ? 'SSE' : 'JSON'} allocation load: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`,
+    );
+  return {
+    bytesPerRequest: sample.bytes / r.requests,
+    requests: r.requests,
+    samples: sample.samples,
+    interval: sample.interval,
+    rps: r.rps,
   };
 }
 
@@ -644,7 +784,15 @@ async function benchTarget(
     result.json = json.result;
     result.sse = sse.result;
     if (s.child !== undefined)
-      result.cpu = { json: json.cpu, sse: sse.cpu, jsonUsPerReq: json.cpuPerReq, sseUsPerReq: sse.cpuPerReq };
+      result.cpu = {
+        json: json.cpu,
+        sse: sse.cpu,
+        jsonUsPerReq: json.cpuPerReq,
+        sseUsPerReq: sse.cpuPerReq,
+        ...(json.split !== undefined && sse.split !== undefined
+          ? { split: { json: json.split, sse: sse.split } }
+          : {}),
+      };
     result.otherCpu = { json: json.other, sse: sse.other };
     if (PINNED) result.loadCore = { json: json.loadCore, sse: sse.loadCore };
     const redis0 = await s.redis?.counters();
@@ -661,6 +809,16 @@ async function benchTarget(
     if (name === 'tapgate') {
       memory = await memoryTest(s.target, s.child!, run.upstreamOrigin, run.opts.streams, rssBoot!);
       served += run.opts.streams + 3;
+    }
+    // Last: the profiler's session stays in the process, and must not weigh on the figures above.
+    if (ALLOC_TARGETS.includes(name)) {
+      const json = await measureAlloc(run, s, false);
+      const sse = await measureAlloc(run, s, true);
+      result.alloc = { json, sse };
+      served += json.requests + sse.requests + 4;
+      log(
+        `${LABELS[name]}: allocated ${(json.bytesPerRequest / 1024).toFixed(1)} / ${(sse.bytesPerRequest / 1024).toFixed(1)} KB per request (JSON / SSE)`,
+      );
     }
   } catch (err) {
     result.status = 'failed';
@@ -745,6 +903,25 @@ function redisHow(run: Run): string {
   return `tapgate, Redis store: the same tapgate with state: { store: redis, url } on a redis-server the bench starts for it ${how}`;
 }
 
+function undiciVersion(): string {
+  try {
+    const file = createRequire(join(ROOT, 'package.json')).resolve('undici/package.json');
+    return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+  } catch {
+    return '(not installed)';
+  }
+}
+
+/** The first-byte target holds with the pre-output hold on; say how this run had it. */
+function holdHow(run: Run): string {
+  const hold = run.tapgateInfo.hold;
+  if (hold === undefined) return 'proxy.hold not read';
+  const from = String(run.tapgateInfo.holdFrom ?? '');
+  return hold === true
+    ? `proxy.hold on (${from}), as the first-byte target asks`
+    : `proxy.hold OFF (${from}): the first-byte target is set with it on`;
+}
+
 function howRun(run: Run, loadgenVersion: string): string[] {
   const o = run.opts;
   const pin = PINNED
@@ -763,11 +940,18 @@ function howRun(run: Run, loadgenVersion: string): string[] {
     `tapgate: node --expose-gc app/bin.js --config <temp yaml>: the shipped config.yaml with client auth on (one key), server.workers 1, ` +
       `one openai upstream at the bench upstream with maxConcurrency ${MAX_CONCURRENCY} (never reached, but every request takes a slot), ` +
       `plugins ${(run.tapgateInfo.plugins as string[] | undefined)?.join(', ') ?? '(shipped)'} + bench/gc-plugin.ts; log.level ${String(run.tapgateInfo.logLevel ?? 'info')}, to a file; ` +
-      `state.store memory (the shipped default). No session key is sent.`,
+      `state.store memory (the shipped default); ${holdHow(run)}. No session key is sent.`,
     ...(o.targets.includes('tapgate-redis') ? [redisHow(run)] : []),
+    ...(o.targets.includes('tapgate-workers2')
+      ? [
+          `tapgate, workers: 2: the same tapgate with server.workers ${WORKERS2} (node:cluster), the primary and both workers ${workersCore() === 'all' ? 'on every core (BENCH_WORKERS_CORES=all)' : `on core ${PROXY_CORE}`}; ` +
+            `measured once both workers hold the listening socket, after ${WORKERS2}× the warm-up (each worker's JIT warms on its share); its CPU is the whole process group (primary + workers) from /proc.`,
+        ]
+      : []),
     `Dashboard: ${String(run.tapgateInfo.dashboard ?? run.dashboard.note)}.`,
     `Background: other processes and hypervisor steal took ${(run.background ?? 0).toFixed(0)}% of a core in the second before the run (see "other CPU").`,
-    `bare http-proxy-3: bench/bare-proxy.ts, a keep-alive agent like tapgate's, no logic. nginx: ${run.nginx === undefined ? 'not installed' : `${nginxVersion(run.nginx)}, 1 worker, upstream keepalive, proxy_buffering off, no access log`}.`,
+    `bare http-proxy-3: bench/bare-proxy.ts, a keep-alive agent like tapgate's, no logic. ` +
+      `Minimal undici proxy: bench/undici-proxy.ts, undici ${undiciVersion()} Agent.dispatch with a handler (keep-alive, pipelining 1), hop-by-hop headers dropped, no logic. nginx: ${run.nginx === undefined ? 'not installed' : `${nginxVersion(run.nginx)}, 1 worker, upstream keepalive, proxy_buffering off, no access log`}.`,
   ];
 }
 
