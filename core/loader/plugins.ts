@@ -22,6 +22,7 @@ import {
   PluginNotFoundError,
   PluginOptionsError,
 } from './plugin-errors.js';
+import { importPluginModule } from './plugin-import.js';
 
 /**
  * The plugins a composition root ships (tapgate's own are in app/builtin-plugins.ts): enabled by name,
@@ -157,7 +158,7 @@ async function resolveClass(
   if (!existsSync(file)) throw new PluginLoadError(`plugin module ${file} does not exist`, where);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    mod = (await importPluginModule(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     const hint = loadHint(file, err);
     // CommonJS appends the require() chain, which only repeats the plugin's own path.

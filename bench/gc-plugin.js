@@ -2,23 +2,24 @@
  * A bench-only plugin, loaded by path from the bench's generated YAML (never shipped, never in
  * config.yaml). One local route, without client auth (the bench gateway listens on 127.0.0.1):
  * `GET /__bench/gc` runs a full GC (needs `node --expose-gc`), then answers process.memoryUsage().
+ * Plain JavaScript: a TypeScript plugin would start tsx's loader thread (~30 MB) in the gateway
+ * whose memory the bench measures.
  */
-import type { Gateway } from '../core/gateway.js';
-import type { RouteMatch } from '../core/kernel/types.js';
-
 const NAME = 'bench-gc';
-const GC: RouteMatch = { kind: 'bench.gc', proxy: false, auth: 'none' };
+/** @type {import('../core/kernel/types.js').RouteMatch} */
+const GC = { kind: 'bench.gc', proxy: false, auth: 'none' };
 
 export default class BenchGcPlugin {
-  static readonly meta = { name: NAME };
+  static meta = { name: NAME };
 
-  apply(gateway: Gateway): void {
+  /** @param {import('../core/gateway.js').Gateway} gateway */
+  apply(gateway) {
     gateway.hooks.matchRoute.tap(NAME, (ctx) => {
       return ctx.method === 'GET' && ctx.pathname === '/__bench/gc' ? GC : undefined;
     });
     gateway.hooks.request.tap(NAME, (ctx) => {
       if (ctx.route !== GC) return undefined;
-      const gc = (globalThis as { gc?: () => void }).gc;
+      const gc = globalThis.gc;
       // Twice: the first pass can leave objects that only a second one frees (weak maps, finalizers).
       gc?.();
       gc?.();
