@@ -1,29 +1,10 @@
 // How the tapgate command imports a plugin named by path when it runs the transpiled sources
 // (app/compiled-cache.js). tsx's loader is registered on the first plugin that needs it, not at
-// start: its module hooks run in a thread of their own (~30 MB RSS). An ES module in plain
-// JavaScript (.mjs, or .js under "type": "module") is imported as it is.
-import { existsSync, readFileSync } from 'node:fs';
+// start: its module hooks run in a thread of their own (~15 MB RSS). An .mjs plugin, plain
+// JavaScript by its name, is imported as it is; any other goes through tsx, as it always did.
 import { register } from 'node:module';
-import { dirname, extname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-
-/** Node's rule: a .js file is an ES module when its nearest package.json says "type": "module". */
-function isEsmJavaScript(file) {
-  const ext = extname(file);
-  if (ext === '.mjs') return true;
-  if (ext !== '.js') return false;
-  for (let dir = dirname(file); ; dir = dirname(dir)) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        return JSON.parse(readFileSync(pkg, 'utf8')).type === 'module';
-      } catch {
-        return false;
-      }
-    }
-    if (dirname(dir) === dir) return false;
-  }
-}
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 async function registerLoaders(root, compiledDir) {
   const { register: registerEsm } = await import('tsx/esm/api');
@@ -47,12 +28,13 @@ export function pluginImporter(root, compiledDir) {
     return import(url);
   };
   return async (url) => {
-    if (!isEsmJavaScript(fileURLToPath(url))) return withLoaders(url);
+    if (!url.endsWith('.mjs')) return withLoaders(url);
     try {
       return await import(url);
     } catch (err) {
-      // It imports TypeScript ('tapgate' or a .ts file of its own). Nothing of it ran: a module graph
-      // that fails to load is never evaluated. Under a new URL, as the failure stays cached for this one.
+      // It imports TypeScript: 'tapgate', which the loaders resolve to the running core. Nothing of
+      // it ran (a graph of static imports that fails to load is never evaluated); a new URL, as Node keeps the
+      // failure for this one. A .ts file of its own stays refused: its failure is cached too.
       if (err?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
       return withLoaders(`${url}?with-loaders`);
     }

@@ -203,6 +203,10 @@ function loadHint(file: string, err: unknown): string {
     const mjs = file.endsWith('.js') ? '.mjs' : '.mts';
     return ` (it uses import/export outside a "type": "module" package: rename it to ${mjs}, or put a package.json with {"type": "module"} beside it)`;
   }
+  // The tapgate command imports an .mjs plugin without tsx's loader (app/plugin-loaders.js).
+  if (file.endsWith('.mjs') && code === 'ERR_UNKNOWN_FILE_EXTENSION') {
+    return ' (an .mjs plugin is imported by Node as it is: name it .js or .ts for the TypeScript it imports to load through tsx)';
+  }
   if (ts && (code === 'ERR_UNKNOWN_FILE_EXTENSION' || err instanceof SyntaxError)) {
     return " (a TypeScript plugin needs tsx's loader: the tapgate command registers it; an embedding program runs node --import tsx)";
   }

@@ -2,8 +2,8 @@
  * A bench-only plugin, loaded by path from the bench's generated YAML (never shipped, never in
  * config.yaml). One local route, without client auth (the bench gateway listens on 127.0.0.1):
  * `GET /__bench/gc` runs a full GC (needs `node --expose-gc`), then answers process.memoryUsage().
- * Plain JavaScript: a TypeScript plugin would start tsx's loader thread (~30 MB) in the gateway
- * whose memory the bench measures.
+ * An .mjs file, which the tapgate command imports as it is: a .ts or .js plugin would start tsx's
+ * loader thread (~15 MB of RSS) in the gateway whose memory the bench measures.
  */
 const NAME = 'bench-gc';
 /** @type {import('../core/kernel/types.js').RouteMatch} */
