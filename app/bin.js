@@ -5,6 +5,10 @@
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { compiledSources } from './compiled-cache.js';
+import { capYoungGeneration } from './young-generation.js';
+
+// 2 × 4 MB, as `node --max-semi-space-size=4` would (given on node's command line, that one is kept).
+capYoungGeneration(8);
 
 // Until the CLI installs its own handlers (app/signals.ts): a SIGHUP or SIGUSR2 must not end a
 // booting gateway, and SIGUSR1 must not open the inspector.
