@@ -3,7 +3,9 @@
 // hooks run in a thread of their own. Keyed by the sources' content, so an edit rebuilds it on the
 // next start: no build step to remember. Plain JavaScript itself: it runs before any TypeScript can.
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import {
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -17,6 +19,7 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const DIRS = ['app', 'core', 'plugins'];
+const requireHere = createRequire(import.meta.url);
 /** Bumped when what the build writes changes shape. */
 const FORMAT = 1;
 /** An entry no process started from for this long is removed (one still running may load lazily from it). */
@@ -83,6 +86,23 @@ async function build(esbuild, root, files, out) {
   );
 }
 
+/**
+ * Touched now and every few hours while this process runs: its age is the time since a process
+ * last used it, and a running gateway may still import from it (a plugin added by a reload).
+ */
+function keepFresh(dir) {
+  const touch = () => {
+    try {
+      const now = new Date();
+      utimesSync(dir, now, now);
+    } catch {
+      // Removed by hand: nothing to keep.
+    }
+  };
+  touch();
+  setInterval(touch, STALE_MS / 4).unref();
+}
+
 function prune(cacheDir, keep) {
   const now = Date.now();
   for (const name of readdirSync(cacheDir)) {
@@ -102,41 +122,33 @@ function prune(cacheDir, keep) {
  * through tsx instead.
  */
 export async function compiledSources(root) {
-  let esbuild;
-  try {
-    esbuild = await import('esbuild');
-  } catch {
-    return undefined;
-  }
   const cacheDir = join(root, 'node_modules', '.cache', 'tapgate');
   try {
+    // Its version from its package.json: the module itself (~13 MB of RSS) only loads to build.
+    const esbuildPkg = requireHere.resolve('esbuild/package.json');
     const files = sourceFiles(root);
-    const key = cacheKey(root, files, esbuild.version);
+    const key = cacheKey(root, files, JSON.parse(readFileSync(esbuildPkg, 'utf8')).version);
     const dir = join(cacheDir, key);
-    try {
-      // Touched: its age is the time since a process last started from it.
-      const now = new Date();
-      utimesSync(dir, now, now);
-      return dir;
-    } catch {
-      // Not built yet.
-    }
-    // Built aside and renamed into place: a process starting meanwhile never sees half an entry,
-    // and of two building at once, the first rename wins and the other's copy is dropped.
-    const tmp = `${dir}.tmp-${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    try {
-      await build(esbuild, root, files, tmp);
-    } finally {
-      await esbuild.stop();
-    }
-    try {
-      renameSync(tmp, dir);
-    } catch {
+    if (!existsSync(dir)) {
+      // Built aside and renamed into place: a process starting meanwhile never sees half an entry,
+      // and of two building at once, the first rename wins and the other's copy is dropped.
+      const tmp = `${dir}.tmp-${process.pid}`;
       rmSync(tmp, { recursive: true, force: true });
-      statSync(dir);
+      const esbuild = await import('esbuild');
+      try {
+        await build(esbuild, root, files, tmp);
+      } finally {
+        await esbuild.stop();
+      }
+      try {
+        renameSync(tmp, dir);
+      } catch {
+        rmSync(tmp, { recursive: true, force: true });
+        statSync(dir);
+      }
+      prune(cacheDir, key);
     }
-    prune(cacheDir, key);
+    keepFresh(dir);
     return dir;
   } catch {
     return undefined;
