@@ -53,6 +53,17 @@ describe('the transpiled sources (node_modules/.cache/tapgate)', () => {
     assert.ok(existsSync(join(second, 'core', 'where.js')));
   });
 
+  it('a cache that cannot be written: undefined (the command then runs the sources through tsx)', async () => {
+    const root = join(dir, 'read-only');
+    for (const sub of ['app', 'core', 'plugins']) mkdirSync(join(root, sub), { recursive: true });
+    writeFileSync(join(root, 'package.json'), '{ "name": "x", "version": "1.0.0", "type": "module" }\n');
+    writeFileSync(join(root, 'tsconfig.json'), '{}\n');
+    writeFileSync(join(root, 'core', 'x.ts'), 'export const x = 1;\n');
+    // A file where the cache's folder would go: nothing can be created under it.
+    writeFileSync(join(root, 'node_modules'), '');
+    assert.equal(await compiledSources(root), undefined);
+  });
+
   it('a plugin by path that imports tapgate gets the core the command runs', async () => {
     const linked = join(dir, 'linked');
     mkdirSync(join(linked, 'node_modules'), { recursive: true });
