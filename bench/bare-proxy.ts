@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import { createProxyServer } from 'http-proxy-3';
-import { heapRoute } from './heap-sampler.js';
+import { heapRoute } from './heap-sampler.mjs';
 
 const port = Number(process.argv[2]);
 const target = process.argv[3];
@@ -28,7 +28,7 @@ proxy.on('error', (_err, _req, res) => {
   else res.destroy();
 });
 
-// heapRoute: GET /__bench/heap/{start,stop}, the bench's allocation probe (bench/heap-sampler.ts).
+// heapRoute: GET /__bench/heap/{start,stop}, the bench's allocation probe (bench/heap-sampler.mjs).
 const server = http.createServer((req, res) => {
   if (!heapRoute(req, res)) proxy.web(req, res);
 });

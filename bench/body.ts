@@ -146,7 +146,7 @@ auth: { keys: [{ name: bench, key: ${KEY} }] }
 log: { level: warn }
 upstreams:
   - { name: up, type: openai, baseUrl: "http://127.0.0.1:${upstreamPort}/v1", apiKey: sk-bench-upstream }
-plugins: [responses-routes, request-id, error-codes, ${JSON.stringify(join(ROOT, 'bench', 'gc-plugin.ts'))}]
+plugins: [responses-routes, request-id, error-codes, ${JSON.stringify(join(ROOT, 'bench', 'gc-plugin.mjs'))}]
 `,
   );
   const child = spawn(process.execPath, ['--expose-gc', join(ROOT, 'app', 'bin.js'), '--config', file], {

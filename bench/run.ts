@@ -45,7 +45,7 @@ import {
   wrkInstalled,
   wrkVersion,
 } from './load.js';
-import { HEAP_START, HEAP_STOP, type HeapSample } from './heap-sampler.js';
+import { HEAP_START, HEAP_STOP, type HeapSample } from './heap-sampler.mjs';
 import { findNginx, nginxArgs, nginxVersion } from './nginx.js';
 import {
   type Child,
@@ -254,7 +254,7 @@ function tapgateConfig(
   const shippedNames = plugins.map((p) => (typeof p === 'string' ? p : (p as { name: string }).name));
   if (dashboard !== undefined)
     plugins.push({ name: dashboard, options: { path: '/dashboard', token: ADMIN_TOKEN } });
-  plugins.push(join(ROOT, 'bench', 'gc-plugin.ts'));
+  plugins.push(join(ROOT, 'bench', 'gc-plugin.mjs'));
   const config: Record<string, unknown> = {
     ...shipped,
     server,
@@ -939,7 +939,7 @@ function howRun(run: Run, loadgenVersion: string): string[] {
     `Low load: ${o.seq} sequential JSON requests (after 200 unmeasured) and ${o.ttfb} sequential SSE requests for time to first byte, one keep-alive connection, the bench's own timer.`,
     `tapgate: node --expose-gc app/bin.js --config <temp yaml>: the shipped config.yaml with client auth on (one key), server.workers 1, ` +
       `one openai upstream at the bench upstream with maxConcurrency ${MAX_CONCURRENCY} (never reached, but every request takes a slot), ` +
-      `plugins ${(run.tapgateInfo.plugins as string[] | undefined)?.join(', ') ?? '(shipped)'} + bench/gc-plugin.ts; log.level ${String(run.tapgateInfo.logLevel ?? 'info')}, to a file; ` +
+      `plugins ${(run.tapgateInfo.plugins as string[] | undefined)?.join(', ') ?? '(shipped)'} + bench/gc-plugin.mjs; log.level ${String(run.tapgateInfo.logLevel ?? 'info')}, to a file; ` +
       `state.store memory (the shipped default); ${holdHow(run)}. No session key is sent.`,
     ...(o.targets.includes('tapgate-redis') ? [redisHow(run)] : []),
     ...(o.targets.includes('tapgate-workers2')

@@ -11,7 +11,7 @@
  */
 import http from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
-import { heapRoute } from './heap-sampler.js';
+import { heapRoute } from './heap-sampler.mjs';
 
 const port = Number(process.argv[2]);
 const origin = process.argv[3];

@@ -22,6 +22,7 @@ import {
   PluginNotFoundError,
   PluginOptionsError,
 } from './plugin-errors.js';
+import { importPluginModule } from './plugin-import.js';
 
 /**
  * The plugins a composition root ships (tapgate's own are in app/builtin-plugins.ts): enabled by name,
@@ -157,7 +158,7 @@ async function resolveClass(
   if (!existsSync(file)) throw new PluginLoadError(`plugin module ${file} does not exist`, where);
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    mod = (await importPluginModule(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     const hint = loadHint(file, err);
     // CommonJS appends the require() chain, which only repeats the plugin's own path.
@@ -201,6 +202,10 @@ function loadHint(file: string, err: unknown): string {
   if (esmAsCjs && (file.endsWith('.js') || file.endsWith('.ts'))) {
     const mjs = file.endsWith('.js') ? '.mjs' : '.mts';
     return ` (it uses import/export outside a "type": "module" package: rename it to ${mjs}, or put a package.json with {"type": "module"} beside it)`;
+  }
+  // The tapgate command imports an .mjs plugin without tsx's loader (app/plugin-loaders.js).
+  if (file.endsWith('.mjs') && code === 'ERR_UNKNOWN_FILE_EXTENSION') {
+    return ' (an .mjs plugin is imported by Node as it is: name it .js or .ts for the TypeScript it imports to load through tsx)';
   }
   if (ts && (code === 'ERR_UNKNOWN_FILE_EXTENSION' || err instanceof SyntaxError)) {
     return " (a TypeScript plugin needs tsx's loader: the tapgate command registers it; an embedding program runs node --import tsx)";

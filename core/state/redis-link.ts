@@ -8,7 +8,8 @@
  * nothing for a Redis that is gone. When it answers again, one line says so and `onUp` listeners
  * (the stores) push and re-read their state.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { Logger } from '../observe/logger.js';
 import type { Secrets } from '../observe/secrets.js';
 import { SharedStoreUnavailableError } from './cluster-store.js';
@@ -20,6 +21,9 @@ export interface RedisLinkOptions {
   logger: Logger;
   secrets: Secrets;
 }
+
+// ioredis is ~10 MB of RSS once loaded: required when a Redis store is configured, not at every boot.
+const requireHere = createRequire(import.meta.url);
 
 /** While Redis is down, a PING tries it this often (besides the client's own reconnects). */
 const PROBE_EVERY_MS = 1000;
@@ -63,13 +67,14 @@ export class RedisLink {
       // Reconnect forever, backing off to 2 s: Redis coming back is picked up on its own.
       retryStrategy: (times) => Math.min(100 * times, 2000),
     };
-    this.command = new Redis(options.url, {
+    const { Redis: RedisClient } = requireHere('ioredis') as { Redis: typeof Redis };
+    this.command = new RedisClient(options.url, {
       ...common,
       enableOfflineQueue: false,
       commandTimeout: options.timeoutMs,
     });
     // Subscriptions are replayed by the client after a reconnect; queued until connected.
-    this.subscriber = new Redis(options.url, { ...common, enableOfflineQueue: true });
+    this.subscriber = new RedisClient(options.url, { ...common, enableOfflineQueue: true });
     // Connection errors are the outage itself: reported once, by state changes below (with the latest).
     this.command.on('error', (err: Error) => (this.lastError = err.message));
     this.subscriber.on('error', () => undefined);

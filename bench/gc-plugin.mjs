@@ -1,18 +1,23 @@
 /**
  * A bench-only plugin, loaded by path from the bench's generated YAML (never shipped, never in
+/**
+ * A bench-only plugin, loaded by path from the bench's generated YAML (never shipped, never in
  * config.yaml). Local routes, without client auth (the bench gateway listens on 127.0.0.1):
  * `GET /__bench/gc` runs a full GC (needs `node --expose-gc`), then answers process.memoryUsage();
  * `GET /__bench/heap/start[?interval=N]` and `GET /__bench/heap/stop` run V8's sampling heap
- * profiler in this process (bench/heap-sampler.ts), as the bare and undici pass-throughs do.
+ * profiler in this process (bench/heap-sampler.mjs), as the bare and undici pass-throughs do.
+ * An .mjs file, which the tapgate command imports as it is: a .ts or .js plugin would start tsx's
+ * loader thread (~15 MB of RSS) in the gateway whose memory the bench measures.
  */
-import type { Gateway } from '../core/gateway.js';
-import type { RouteMatch } from '../core/kernel/types.js';
-import { HEAP_START, HEAP_STOP, intervalFrom, startHeapSampling, stopHeapSampling } from './heap-sampler.js';
+import { HEAP_START, HEAP_STOP, intervalFrom, startHeapSampling, stopHeapSampling } from './heap-sampler.mjs';
 
 const NAME = 'bench-gc';
-const GC: RouteMatch = { kind: 'bench.gc', proxy: false, auth: 'none' };
-const START: RouteMatch = { kind: 'bench.heap.start', proxy: false, auth: 'none' };
-const STOP: RouteMatch = { kind: 'bench.heap.stop', proxy: false, auth: 'none' };
+/** @type {import('../core/kernel/types.js').RouteMatch} */
+const GC = { kind: 'bench.gc', proxy: false, auth: 'none' };
+/** @type {import('../core/kernel/types.js').RouteMatch} */
+const START = { kind: 'bench.heap.start', proxy: false, auth: 'none' };
+/** @type {import('../core/kernel/types.js').RouteMatch} */
+const STOP = { kind: 'bench.heap.stop', proxy: false, auth: 'none' };
 const ROUTES = new Map([
   ['/__bench/gc', GC],
   [HEAP_START, START],
@@ -20,9 +25,10 @@ const ROUTES = new Map([
 ]);
 
 export default class BenchGcPlugin {
-  static readonly meta = { name: NAME };
+  static meta = { name: NAME };
 
-  apply(gateway: Gateway): void {
+  /** @param {import('../core/gateway.js').Gateway} gateway */
+  apply(gateway) {
     gateway.hooks.matchRoute.tap(NAME, (ctx) => {
       return ctx.method === 'GET' ? ROUTES.get(ctx.pathname) : undefined;
     });
@@ -33,7 +39,7 @@ export default class BenchGcPlugin {
       }
       if (ctx.route === STOP) return { status: 200, body: { ...(await stopHeapSampling()) } };
       if (ctx.route !== GC) return undefined;
-      const gc = (globalThis as { gc?: () => void }).gc;
+      const gc = globalThis.gc;
       // Twice: the first pass can leave objects that only a second one frees (weak maps, finalizers).
       gc?.();
       gc?.();
