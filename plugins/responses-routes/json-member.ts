@@ -5,6 +5,8 @@
  * megabytes is read only up to there. Works on a string or on UTF-8 bytes (the structure is ASCII).
  */
 
+import { BytesSource, TextSource, type JsonSource } from './json-source.js';
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
@@ -15,39 +17,7 @@ const CLOSE_ARRAY = 0x5d;
 /** A member value longer than this is no name. */
 const MAX_VALUE_CHARS = 256;
 
-interface Source {
-  readonly length: number;
-  at(i: number): number;
-  slice(from: number, to: number): string;
-}
-
-/** A string as a Source: methods, not closures, so a call allocates one small object. */
-class TextSource implements Source {
-  readonly length: number;
-  constructor(private readonly text: string) {
-    this.length = text.length;
-  }
-  at(i: number): number {
-    return this.text.charCodeAt(i);
-  }
-  slice(from: number, to: number): string {
-    return this.text.slice(from, to);
-  }
-}
-
-/** UTF-8 bytes as a Source. */
-class BytesSource implements Source {
-  readonly length: number;
-  constructor(private readonly bytes: Buffer) {
-    this.length = bytes.length;
-  }
-  at(i: number): number {
-    return this.bytes[i]!;
-  }
-  slice(from: number, to: number): string {
-    return this.bytes.toString('utf8', from, to);
-  }
-}
+type Source = JsonSource;
 
 /** In a string: `depth` 1 is the top-level object, 2 an object member of it, and so on. */
 export function stringMemberInText(text: string, key: string, depth: number): string | undefined {

@@ -4,6 +4,7 @@
  * parsed. A terminal event or a JSON answer can be megabytes of output; its usage is ~200 bytes.
  */
 import type { TokenUsage } from '../../core/index.js';
+import { BytesSource, TextSource, type JsonSource } from './json-source.js';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -19,49 +20,8 @@ const MAX_USAGE_CHARS = 4096;
 const MAX_CANDIDATES = 4;
 
 const USAGE_KEY = '"usage"';
-const USAGE_BYTES = Buffer.from(USAGE_KEY);
 
-/** Text searched from the end: a string, or the bytes of a JSON answer. */
-interface Source {
-  readonly length: number;
-  lastIndexOf(needle: string, from: number): number;
-  at(i: number): number;
-  slice(from: number, to: number): string;
-}
-
-/** A string searched from the end: methods, not closures, so a call allocates one small object. */
-class TextSource implements Source {
-  readonly length: number;
-  constructor(private readonly text: string) {
-    this.length = text.length;
-  }
-  lastIndexOf(needle: string, from: number): number {
-    return this.text.lastIndexOf(needle, from);
-  }
-  at(i: number): number {
-    return this.text.charCodeAt(i);
-  }
-  slice(from: number, to: number): string {
-    return this.text.slice(from, to);
-  }
-}
-
-/** A JSON answer's bytes. The needle is always `"usage"`: its bytes are made once. */
-class BytesSource implements Source {
-  readonly length: number;
-  constructor(private readonly bytes: Buffer) {
-    this.length = bytes.length;
-  }
-  lastIndexOf(_needle: string, from: number): number {
-    return this.bytes.lastIndexOf(USAGE_BYTES, from);
-  }
-  at(i: number): number {
-    return this.bytes[i]!;
-  }
-  slice(from: number, to: number): string {
-    return this.bytes.toString('utf8', from, to);
-  }
-}
+type Source = JsonSource;
 
 /** The usage in an event's data (a JSON object as text), or undefined when it reports none. */
 export function usageInText(text: string): TokenUsage | undefined {
