@@ -444,6 +444,11 @@ export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): 
       return httpParseError('HPE_HEADER_OVERFLOW', opts);
     default:
       if (err.code?.startsWith('HPE_') === true) return httpParseError(err.code, opts);
+      if (err.code !== undefined && TLS_FAILURE.test(err.code))
+        return new UpstreamResetError(
+          `Upstream TLS handshake failed (${err.code.slice(0, 64)}): ${err.message.slice(0, 200)}`,
+          opts,
+        );
       // undici's parser error carries no code for most reasons.
       if (err.name === 'HTTPParserError') return httpParseError('HPE_INVALID_RESPONSE', opts);
       return phase === 'stream' || phase === 'body'
@@ -451,6 +456,13 @@ export function fromSocketError(err: NodeJS.ErrnoException, phase: ErrorPhase): 
         : new UpstreamResetError(undefined, opts);
   }
 }
+
+/**
+ * A certificate the gateway does not trust, a name it does not match, or no TLS where TLS was asked
+ * for (Node's `ERR_TLS_*`/`ERR_SSL_*`, OpenSSL's verification codes): said as such, not as a reset.
+ */
+const TLS_FAILURE =
+  /^(?:ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|HOSTNAME_MISMATCH$|EPROTO$)/;
 
 /**
  * Node's HTTP parser refused the upstream's answer (`HPE_*`): an upstream fault with a real cause,
