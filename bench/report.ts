@@ -570,6 +570,9 @@ export interface ProfileSummary {
 function groupOf(url: string, name: string): string {
   if (url === '') return ['(garbage collector)', '(program)', '(root)'].includes(name) ? name : '(V8/native)';
   if (url.startsWith('node:')) return 'node internals';
+  // tapgate's own sources, run from their compiled copy (app/compiled-cache.js).
+  const compiled = /node_modules\/\.cache\/tapgate\/[^/]+\/(core|plugins|app)\//.exec(url);
+  if (compiled !== null) return compiled[1] === 'app' ? 'tapgate app' : `tapgate ${compiled[1]}`;
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (nm !== null) return nm[1]!;
   if (url.includes('/core/')) return 'tapgate core';
@@ -582,6 +585,7 @@ function shortUrl(url: string, line: number): string {
   if (url === '') return '';
   const u = url
     .replace(/^file:\/\//, '')
+    .replace(/^.*node_modules\/\.cache\/tapgate\/[^/]+\//, '')
     .replace(/^.*node_modules\//, '')
     .replace(/^.*\/(core|plugins)\//, '$1/');
   // tsx's transpiled modules report every function on line 1: the file alone is the honest answer.
