@@ -11,6 +11,7 @@
  */
 import http from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
+import { HOP_BY_HOP } from '../core/proxy/headers.js';
 import { heapRoute } from './heap-sampler.mjs';
 
 const port = Number(process.argv[2]);
@@ -22,19 +23,6 @@ if (!Number.isInteger(port) || port <= 0 || origin === undefined) {
 
 // Keep-alive as bare-proxy.ts's agent (10 s), unlimited connections, one request per connection at a time.
 const agent = new Agent({ pipelining: 1, keepAliveTimeout: 10_000 });
-
-/** RFC 9110 §7.6.1: meaningful for one connection only, never forwarded. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 
 /** The client's raw header pairs without hop-by-hop ones, as the flat array undici takes. */
 function requestHeaders(raw: string[]): string[] {
