@@ -10,6 +10,7 @@ export type TargetName =
   | 'tapgate'
   | 'tapgate-nousage'
   | 'tapgate-nometrics'
+  | 'tapgate-hp3'
   | 'tapgate-redis'
   | 'tapgate-workers2'
   | 'nginx';
@@ -22,6 +23,7 @@ export const LABELS: Record<TargetName, string> = {
   'tapgate-workers2': 'tapgate, workers: 2',
   'tapgate-nousage': 'tapgate, usage records off',
   'tapgate-nometrics': 'tapgate, metrics off',
+  'tapgate-hp3': 'tapgate on http-proxy-3',
   'tapgate-redis': 'tapgate, Redis store',
   nginx: 'nginx',
 };

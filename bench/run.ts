@@ -129,7 +129,8 @@ const HELP = `Usage: npm run bench [-- --quick | --profile]
               bench/results/tapgate.cpuprofile (not tracked) and bench/results/profile.md;
               BENCH_TARGETS=bare,undici,tapgate profiles the bare http-proxy-3 and the minimal
               undici pass-through too, for comparison (and tapgate-redis: tapgate with its state
-              on Redis; tapgate-nousage: without usage records)
+              on Redis; tapgate-nousage: without usage records; tapgate-hp3: on proxy.transport
+              http-proxy-3)
 
 Environment: BENCH_DURATION (s, measured, default 10), BENCH_WARMUP (s, default 3),
 BENCH_CONNECTIONS (default 50), BENCH_STREAMS (default 1000), BENCH_SEQ (sequential requests,
@@ -161,7 +162,14 @@ function envNumber(name: string, fallback: number): number {
 }
 
 /** The single node processes --profile can cover (a cluster would write one profile per worker). */
-const PROFILED: TargetName[] = ['bare', 'undici', 'tapgate', 'tapgate-nousage', 'tapgate-redis'];
+const PROFILED: TargetName[] = [
+  'bare',
+  'undici',
+  'tapgate',
+  'tapgate-nousage',
+  'tapgate-redis',
+  'tapgate-hp3',
+];
 
 /** --profile covers tapgate, or the node proxies named in BENCH_TARGETS (bare, undici, tapgate, tapgate-redis). */
 function profileTargets(): TargetName[] {
@@ -190,7 +198,8 @@ function options(): Options {
   }
   const quick = values.quick === true;
   const mode = values.profile === true ? 'profile' : quick ? 'quick' : 'full';
-  // tapgate-nousage (usage records off) and tapgate-nometrics are not in the default run: name them to compare.
+  // tapgate-nousage (usage records off), tapgate-nometrics and tapgate-hp3 (proxy.transport:
+  // http-proxy-3) are not in the default run: name them to compare.
   const all: TargetName[] = [
     'direct',
     'bare',
@@ -200,7 +209,7 @@ function options(): Options {
     'tapgate-workers2',
     'nginx',
   ];
-  const known: TargetName[] = [...all, 'tapgate-nousage', 'tapgate-nometrics'];
+  const known: TargetName[] = [...all, 'tapgate-nousage', 'tapgate-nometrics', 'tapgate-hp3'];
   const targets = (process.env.BENCH_TARGETS ?? all.join(','))
     .split(',')
     .map((s) => s.trim())
@@ -247,6 +256,8 @@ function tapgateConfig(
   metrics = true,
   /** 1 but for tapgate-workers2: the proxy under test on one core, its RSS read from one pid. */
   workers = 1,
+  /** `proxy.transport`: the shipped default (undici) but for tapgate-hp3. */
+  transport: 'undici' | 'http-proxy-3' = 'undici',
 ): { yaml: string; plugins: string[]; level: string; hold: boolean; holdFrom: string } {
   const shipped = parseYaml(readFileSync(join(ROOT, 'config.yaml'), 'utf8')) as Record<string, unknown>;
   const server = { ...(shipped.server as Record<string, unknown>), host: '127.0.0.1', port, workers };
@@ -278,6 +289,7 @@ function tapgateConfig(
   config.metrics = metrics
     ? { ...(shipped.metrics as object), enabled: true, listen: '127.0.0.1:0' }
     : { ...(shipped.metrics as object), enabled: false };
+  if (transport !== 'undici') config.proxy = { ...(shipped.proxy as object), transport };
   const shippedLevel = String((shipped.log as { level?: string } | undefined)?.level ?? 'info');
   const override = process.env.BENCH_LOG_LEVEL;
   const level = override !== undefined && override !== '' ? override : shippedLevel;
@@ -472,7 +484,13 @@ const auth = { authorization: `Bearer ${CLIENT_KEY}` };
 
 async function startTapgate(
   run: Run,
-  name: 'tapgate' | 'tapgate-nousage' | 'tapgate-nometrics' | 'tapgate-redis' | 'tapgate-workers2',
+  name:
+    | 'tapgate'
+    | 'tapgate-nousage'
+    | 'tapgate-nometrics'
+    | 'tapgate-redis'
+    | 'tapgate-workers2'
+    | 'tapgate-hp3',
   cpuProfDir: string | undefined,
   redisUrl?: string,
 ): Promise<Started> {
@@ -482,7 +500,17 @@ async function startTapgate(
   const boot = async (dashboard: string | undefined) => {
     const usageFile = name === 'tapgate-nousage' ? undefined : join(run.tmp, `${name}-usage.db`);
     const metrics = name !== 'tapgate-nometrics';
-    const cfg = tapgateConfig(port, run.upstreamPort, dashboard, redisUrl, usageFile, metrics, workers);
+    const transport = name === 'tapgate-hp3' ? 'http-proxy-3' : 'undici';
+    const cfg = tapgateConfig(
+      port,
+      run.upstreamPort,
+      dashboard,
+      redisUrl,
+      usageFile,
+      metrics,
+      workers,
+      transport,
+    );
     const file = join(run.tmp, `${name}.yaml`);
     writeFileSync(file, cfg.yaml);
     const args = ['--expose-gc'];
@@ -600,6 +628,7 @@ async function start(name: TargetName, run: Run, cpuProfDir?: string): Promise<S
     case 'tapgate':
     case 'tapgate-nousage':
     case 'tapgate-nometrics':
+    case 'tapgate-hp3':
     case 'tapgate-workers2':
       return startTapgate(run, name, cpuProfDir);
     case 'tapgate-redis': {
@@ -694,6 +723,7 @@ const ALLOC_TARGETS: TargetName[] = [
   'tapgate-nousage',
   'tapgate-nometrics',
   'tapgate-redis',
+  'tapgate-hp3',
 ];
 /** The allocation load's length: long enough for thousands of requests, short enough to stay cheap. */
 const ALLOC_SECONDS = 3;
